@@ -1,0 +1,33 @@
+# WeRSS Cascade. `make up` runs the system; `make test` installs what it needs and tests it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WERSS_DATA_DIR ?= data
+
+.PHONY: up test test-pg bench install clean lint
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole system on the embedded default (SQLite under data/), parent on 127.0.0.1:8001.
+up: $(STAMP)
+	@mkdir -p data
+	WERSS_DATABASE_URL=$${WERSS_DATABASE_URL:-sqlite:///data/parent.db} \
+	  $(BIN)/werss-parent init
+	@bash deploy/make-up.sh
+
+## The test suite on SQLite; also on PostgreSQL when WERSS_TEST_DATABASE_URL is set.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,1 @@
+"""The WeRSS Cascade child agent (see issue: child agent)."""

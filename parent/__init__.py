@@ -1,0 +1,88 @@
+"""The WeRSS Cascade parent: a Flask app that owns the database and hands out work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from .config import ConfigError, Settings, load_settings
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+
+__all__ = ["ConfigError", "create_app", "MIGRATIONS_DIR"]
+
+
+def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask:
+    """Build the parent app from config.yaml, the environment and ``config`` overrides.
+
+    :raises ConfigError: the configuration is invalid or has no secret key.
+    """
+    from . import api, clock as clock_module, crypto, errors, metrics
+    from .extensions import db, migrate
+
+    settings = load_settings(config, environ)
+    if not settings.secret_key:
+        raise ConfigError(
+            "no secret key: set WERSS_SECRET_KEY, or secret_key / secret_key_file in the "
+            "WERSS_CONFIG file (make up generates data/secret_key)"
+        )
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        MAX_CONTENT_LENGTH=settings.cascade.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.cascade.max_body_bytes,
+        WERSS_SETTINGS=settings,
+    )
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    _prepare_sqlite_directory(settings)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    with app.app_context():
+        _tune_engine(db.engine)
+    clock_module.init_app(app, clock)
+    crypto.init_app(app, settings.secret_key)
+    errors.init_app(app)
+    metrics.init_app(app)
+    api.init_app(app)
+    return app
+
+
+def _engine_options(settings: Settings) -> dict:
+    if settings.database_url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _prepare_sqlite_directory(settings: Settings) -> None:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _tune_engine(engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Take the write lock up front: a deferred transaction that reads, then writes,
+        # fails at once with SQLITE_BUSY under WAL instead of waiting its turn.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

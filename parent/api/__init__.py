@@ -1,0 +1,26 @@
+"""Every blueprint, mounted in one readable list."""
+
+from flask import Flask
+
+from shared.paths import API_PREFIX, CASCADE_PREFIXES
+
+from . import auth, feeds, health, message_tasks, node_routes, nodes, sync_logs
+
+# (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
+# because existing WeRSS nodes call /api/v1/wx/cascade/...
+BLUEPRINTS = [
+    (health.bp, ("",)),
+    (auth.bp, (API_PREFIX,)),
+    (feeds.bp, (API_PREFIX,)),
+    (message_tasks.bp, (API_PREFIX,)),
+    (nodes.bp, CASCADE_PREFIXES),
+    (sync_logs.bp, CASCADE_PREFIXES),
+    (node_routes.bp, CASCADE_PREFIXES),
+]
+
+
+def init_app(app: Flask) -> None:
+    for blueprint, prefixes in BLUEPRINTS:
+        for index, prefix in enumerate(prefixes):
+            name = blueprint.name if index == 0 else f"{blueprint.name}_wx"
+            app.register_blueprint(blueprint, url_prefix=prefix or None, name=name)

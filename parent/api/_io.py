@@ -1,0 +1,142 @@
+"""Request and response plumbing shared by every blueprint: load -> service -> dump."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import wraps
+from typing import Any
+
+from flask import g, jsonify, make_response, request
+from marshmallow import Schema, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from shared import errors as codes
+from shared.envelope import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, success_body
+from shared.paths import CASCADE_PREFIX, WX_CASCADE_PREFIX
+
+from ..clock import now
+from ..errors import ApiError
+from ..extensions import db
+from ..models import IdempotencyRecord
+
+
+def read_json(required: bool = True) -> Any:
+    """Decode the request body as JSON, whatever Content-Type the client sent.
+
+    :raises ApiError: 400 malformed_json when the body is not JSON.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise ApiError(codes.MALFORMED_JSON, "The request needs a JSON body.")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(codes.MALFORMED_JSON, details={"reason": str(exc)[:200]}) from None
+
+
+def load_body(schema: Schema, required: bool = True, allow_form: bool = False) -> dict:
+    """Validate the JSON (or, where allowed, form) body with a schema."""
+    if allow_form and request.mimetype in (
+        "application/x-www-form-urlencoded", "multipart/form-data"
+    ):
+        payload: Any = request.form.to_dict()
+    else:
+        payload = read_json(required=required)
+        if payload is None:
+            payload = {}
+    if not isinstance(payload, dict):
+        raise ApiError(codes.VALIDATION_FAILED, details={"_schema": ["Expected a JSON object."]})
+    return schema.load(payload)
+
+
+def load_query(schema: Schema) -> dict:
+    """Validate query-string arguments with a schema."""
+    return schema.load(request.args.to_dict())
+
+
+def respond(data: Any = None, message: str = "success", status: int = 200, headers=None):
+    """Wrap a payload in the success envelope."""
+    response = jsonify(success_body(data, message))
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _route_identity() -> str:
+    """The request identity used for Idempotency-Key: method, prefix-free path, body."""
+    path = request.path
+    for prefix in (WX_CASCADE_PREFIX, CASCADE_PREFIX):
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+            break
+    digest = hashlib.sha256()
+    digest.update(request.method.encode() + b" " + path.encode("utf-8") + b"\n")
+    digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def idempotent(view):
+    """Replay the stored response for a repeated (node, Idempotency-Key).
+
+    Must sit inside @node_required. The record is written in the same transaction as the
+    work, so either both land or neither does.
+    """
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        key = key.strip()
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+            raise ApiError(
+                codes.VALIDATION_FAILED,
+                details={IDEMPOTENCY_HEADER: [f"Must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable characters."]},
+            )
+        request_hash = _route_identity()
+        node_id = g.node.id
+        replay = _replay(node_id, key, request_hash)
+        if replay is not None:
+            return replay
+        response = make_response(view(*args, **kwargs))
+        if response.status_code >= 300:
+            return response
+        db.session.add(
+            IdempotencyRecord(
+                node_id=node_id, key=key, request_hash=request_hash,
+                status_code=response.status_code,
+                response_body=response.get_data(as_text=True), created_at=now(),
+            )
+        )
+        try:
+            db.session.flush()
+        except IntegrityError:
+            # A concurrent retry with the same key committed first: answer as it did.
+            db.session.rollback()
+            replay = _replay(node_id, key, request_hash)
+            if replay is None:
+                raise
+            return replay
+        return response
+
+    return wrapper
+
+
+def _replay(node_id: str, key: str, request_hash: str):
+    record = db.session.get(IdempotencyRecord, (node_id, key))
+    if record is None:
+        return None
+    if record.request_hash != request_hash:
+        raise ApiError(codes.IDEMPOTENCY_KEY_REUSED)
+    response = make_response(record.response_body, record.status_code)
+    response.mimetype = "application/json"
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def validation_error(field: str, message: str) -> ValidationError:
+    return ValidationError({field: [message]})

@@ -1,0 +1,32 @@
+"""Admin login and logout."""
+
+from flask import Blueprint, g, request
+
+from ..auth import admin_required
+from ..schemas import LoginSchema
+from ..services import admins
+from ._io import load_body, respond
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.post("/auth/login")
+def login():
+    values = load_body(LoginSchema(), allow_form=True)
+    token, ttl = admins.login(values["username"], values["password"], request.remote_addr)
+    return respond(
+        {"access_token": token, "token_type": "bearer", "expires_in": ttl}, "登录成功"
+    )
+
+
+@bp.post("/auth/logout")
+@admin_required
+def logout():
+    admins.revoke_token(g.admin_token)
+    return respond(None, "已退出登录")
+
+
+@bp.get("/auth/me")
+@admin_required
+def me():
+    return respond({"username": g.admin.username, "id": g.admin.id})

@@ -1,0 +1,74 @@
+"""Admin CRUD of feeds, and bulk import from JSON or OPML."""
+
+from flask import Blueprint, request
+
+from shared import errors as codes
+
+from ..auth import admin_required
+from ..errors import ApiError
+from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
+from ..services import feeds
+from ._io import load_body, load_query, read_json, respond
+
+bp = Blueprint("feeds", __name__)
+
+_OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+xml",
+               "text/x-opml+xml"}
+
+
+@bp.post("/feeds")
+@admin_required
+def create_feed():
+    feed = feeds.create_feed(load_body(FeedCreateSchema()))
+    return respond(feeds.feed_to_wire(feed), "公众号添加成功", status=201)
+
+
+@bp.get("/feeds")
+@admin_required
+def list_feeds():
+    query = load_query(FeedListQuerySchema())
+    rows, total = feeds.list_feeds(query, query["page"], query["page_size"])
+    return respond({"items": [feeds.feed_to_wire(f) for f in rows], "total": total,
+                    "page": query["page"], "page_size": query["page_size"]})
+
+
+@bp.get("/feeds/<feed_id>")
+@admin_required
+def get_feed(feed_id):
+    return respond(feeds.feed_to_wire(feeds.get_feed(feed_id)))
+
+
+@bp.put("/feeds/<feed_id>")
+@admin_required
+def update_feed(feed_id):
+    feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
+    return respond(feeds.feed_to_wire(feed), "公众号更新成功")
+
+
+@bp.delete("/feeds/<feed_id>")
+@admin_required
+def delete_feed(feed_id):
+    feeds.delete_feed(feed_id)
+    return respond({"id": feed_id, "deleted": True}, "公众号删除成功")
+
+
+@bp.post("/feeds/import")
+@admin_required
+def import_feeds():
+    """Import a JSON list ({"feeds": [...]} or a bare list), or an OPML file."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(codes.VALIDATION_FAILED, details={"file": ["Attach the file as 'file'."]})
+        rows = feeds.parse_opml(upload.read())
+    elif request.mimetype in _OPML_TYPES:
+        rows = feeds.parse_opml(request.get_data())
+    else:
+        payload = read_json()
+        rows = payload.get("feeds") if isinstance(payload, dict) else payload
+        if not isinstance(rows, list):
+            raise ApiError(codes.VALIDATION_FAILED,
+                           details={"feeds": ["Send a list of feeds, or {\"feeds\": [...]}."]})
+    report = feeds.import_feeds(rows)
+    return respond(report, f"导入完成: {report['created']} created, "
+                           f"{len(report['skipped'])} skipped, {len(report['rejected'])} rejected")

@@ -1,0 +1,46 @@
+"""Admin CRUD of message tasks."""
+
+from flask import Blueprint
+
+from ..auth import admin_required
+from ..schemas import MessageTaskCreateSchema, MessageTaskListQuerySchema, MessageTaskUpdateSchema
+from ..services import message_tasks
+from ._io import load_body, load_query, respond
+
+bp = Blueprint("message_tasks", __name__)
+
+
+@bp.post("/message-tasks")
+@admin_required
+def create_task():
+    task = message_tasks.create_task(load_body(MessageTaskCreateSchema()))
+    return respond(message_tasks.task_to_wire(task), "任务创建成功", status=201)
+
+
+@bp.get("/message-tasks")
+@admin_required
+def list_tasks():
+    query = load_query(MessageTaskListQuerySchema())
+    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"])
+    return respond({"items": [message_tasks.task_to_wire(t) for t in rows], "total": total,
+                    "page": query["page"], "page_size": query["page_size"]})
+
+
+@bp.get("/message-tasks/<task_id>")
+@admin_required
+def get_task(task_id):
+    return respond(message_tasks.task_to_wire(message_tasks.get_task(task_id)))
+
+
+@bp.put("/message-tasks/<task_id>")
+@admin_required
+def update_task(task_id):
+    task = message_tasks.update_task(task_id, load_body(MessageTaskUpdateSchema(partial=True)))
+    return respond(message_tasks.task_to_wire(task), "任务更新成功")
+
+
+@bp.delete("/message-tasks/<task_id>")
+@admin_required
+def delete_task(task_id):
+    message_tasks.delete_task(task_id)
+    return respond({"id": task_id, "deleted": True}, "任务删除成功")

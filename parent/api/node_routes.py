@@ -1,0 +1,74 @@
+"""Routes children (and existing WeRSS nodes) call with AK-SK credentials."""
+
+from flask import Blueprint, g, make_response, request
+
+from shared.envelope import CURSOR_HEADER
+from shared.schemas import ChangesQuerySchema, HeartbeatSchema, ReportResultSchema
+
+from ..auth import node_required
+from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
+from ..services import node_sync, nodes
+from ._io import idempotent, load_body, load_query, respond
+
+bp = Blueprint("node_routes", __name__)
+
+
+@bp.post("/heartbeat")
+@node_required
+@idempotent
+def heartbeat():
+    payload = load_body(HeartbeatSchema(), required=False)
+    return respond(nodes.record_heartbeat(g.node, payload), "心跳成功")
+
+
+@bp.get("/whoami")
+@node_required
+def whoami():
+    node = g.node
+    return respond({"node_id": node.id, "name": node.name, "node_type": node.node_type})
+
+
+def _pull(entity: str):
+    result = node_sync.pull_all(g.node, entity, request.headers.get("If-None-Match"))
+    headers = {"ETag": result.etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
+    if result.items is None:
+        response = make_response("", 304)
+        response.headers.update(headers)
+        return response
+    return respond(result.items, headers=headers)
+
+
+@bp.get("/feeds")
+@node_required
+def pull_feeds():
+    return _pull(ENTITY_FEED)
+
+
+@bp.get("/message-tasks")
+@node_required
+def pull_message_tasks():
+    return _pull(ENTITY_MESSAGE_TASK)
+
+
+@bp.get("/feeds/changes")
+@node_required
+def feed_changes():
+    query = load_query(ChangesQuerySchema())
+    return respond(node_sync.pull_changes(g.node, ENTITY_FEED, query["since"], query["limit"]))
+
+
+@bp.get("/message-tasks/changes")
+@node_required
+def message_task_changes():
+    query = load_query(ChangesQuerySchema())
+    return respond(
+        node_sync.pull_changes(g.node, ENTITY_MESSAGE_TASK, query["since"], query["limit"])
+    )
+
+
+@bp.post("/report-result")
+@node_required
+@idempotent
+def report_result():
+    payload = load_body(ReportResultSchema())
+    return respond(node_sync.store_report(g.node, payload), "结果上报成功")

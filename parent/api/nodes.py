@@ -1,0 +1,68 @@
+"""Admin management of cascade nodes and their credentials."""
+
+from flask import Blueprint
+
+from ..auth import admin_required
+from ..clock import now
+from ..schemas import NodeCreateSchema, NodeListQuerySchema, NodeUpdateSchema, TestConnectionSchema
+from ..services import connectivity, nodes
+from ._io import load_body, load_query, respond
+
+bp = Blueprint("nodes", __name__)
+
+
+@bp.post("/nodes")
+@admin_required
+def create_node():
+    node = nodes.create_node(load_body(NodeCreateSchema()))
+    return respond(nodes.node_to_dict(node), "节点创建成功", status=201)
+
+
+@bp.get("/nodes")
+@admin_required
+def list_nodes():
+    query = load_query(NodeListQuerySchema())
+    rows, total = nodes.list_nodes(query, query["page"], query["page_size"])
+    moment = now()
+    return respond({
+        "items": [nodes.node_to_dict(node, moment) for node in rows],
+        "total": total, "page": query["page"], "page_size": query["page_size"],
+    })
+
+
+@bp.get("/nodes/<node_id>")
+@admin_required
+def get_node(node_id):
+    return respond(nodes.node_to_dict(nodes.get_node(node_id)))
+
+
+@bp.put("/nodes/<node_id>")
+@admin_required
+def update_node(node_id):
+    node = nodes.update_node(node_id, load_body(NodeUpdateSchema(partial=True)))
+    return respond(nodes.node_to_dict(node), "节点更新成功")
+
+
+@bp.delete("/nodes/<node_id>")
+@admin_required
+def delete_node(node_id):
+    nodes.delete_node(node_id)
+    return respond({"node_id": node_id, "deleted": True}, "节点删除成功")
+
+
+@bp.post("/nodes/<node_id>/credentials")
+@admin_required
+def issue_credentials(node_id):
+    node, api_key, api_secret = nodes.issue_credentials(node_id)
+    return respond(
+        {"node_id": node.id, "api_key": api_key, "api_secret": api_secret},
+        "凭证生成成功",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@bp.post("/nodes/<node_id>/test-connection")
+@admin_required
+def test_connection(node_id):
+    values = load_body(TestConnectionSchema(), required=False)
+    return respond(connectivity.test_connection(node_id, values))

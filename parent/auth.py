@@ -1,0 +1,179 @@
+"""Authentication decorators: they put the caller on g.node / g.admin and own the commit.
+
+Each API request is one unit of work: services only flush, and the decorator that
+authenticated the request commits once after the view returns. Any error rolls back
+everything, including the nonce a signed request would have consumed.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hmac
+from functools import wraps
+from urllib.parse import quote
+
+from flask import current_app, g, request
+from sqlalchemy.exc import IntegrityError
+
+from shared import errors as codes
+from shared import signing
+from shared.timeutil import isoformat_z
+
+from .clock import now
+from .crypto import cipher
+from .errors import ApiError
+from .extensions import db
+from .models import Admin, AdminToken, Node, UsedNonce
+
+
+def settings():
+    """Return the app's CascadeSettings."""
+    return current_app.config["WERSS_SETTINGS"].cascade
+
+
+def raw_request_path() -> str:
+    """Return the path exactly as the client sent it (what a signature covers)."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        if "://" in raw.split("?", 1)[0]:  # absolute-form request target
+            raw = "/" + raw.split("://", 1)[1].split("/", 1)[-1]
+        return raw.split("?", 1)[0]
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return quote(path.encode("latin-1"), safe="/:@!$&'()*+,;=-._~%")
+
+
+def _authorization_header() -> str:
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        raise ApiError(codes.AUTHENTICATION_REQUIRED)
+    return header
+
+
+def authenticate_node() -> Node:
+    """Authenticate the request as a node, in either AK-SK form.
+
+    :raises ApiError: with the contract's 401/403 codes.
+    """
+    header = _authorization_header()
+    try:
+        parsed = signing.parse_authorization(header)
+    except signing.AuthorizationFormatError as exc:
+        raise ApiError(codes.MALFORMED_AUTHORIZATION, details={"reason": str(exc)}) from None
+    if parsed is None:
+        if header.split(" ", 1)[0].lower() == "bearer":
+            raise ApiError(
+                codes.WRONG_CREDENTIAL_TYPE,
+                "Node routes take AK-SK credentials, not an admin Bearer token.",
+            )
+        raise ApiError(
+            codes.MALFORMED_AUTHORIZATION,
+            details={"reason": "expected the AK-SK or AK-SK-HMAC-SHA256 scheme"},
+        )
+
+    if isinstance(parsed, signing.PlainCredentials) and not settings().allow_plain_auth:
+        raise ApiError(codes.PLAIN_AUTH_DISABLED)
+
+    node = db.session.execute(
+        db.select(Node).where(Node.api_key == parsed.api_key)
+    ).scalar_one_or_none()
+    secret = cipher().decrypt(node.secret_ciphertext) if node and node.secret_ciphertext else None
+    if secret is None:
+        raise ApiError(codes.INVALID_CREDENTIALS)
+
+    if isinstance(parsed, signing.PlainCredentials):
+        if not hmac.compare_digest(secret.encode("utf-8"), parsed.api_secret.encode("utf-8")):
+            raise ApiError(codes.INVALID_CREDENTIALS)
+    else:
+        _verify_signed(node, parsed, secret)
+
+    if not node.is_active or node.deleted_at is not None:
+        raise ApiError(codes.NODE_DISABLED)
+    return node
+
+
+def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -> None:
+    body = request.get_data(cache=True)
+    ok = signing.verify_signature(
+        secret, parsed, request.method, raw_request_path(),
+        request.query_string.decode("latin-1"), body,
+    )
+    if not ok:
+        raise ApiError(codes.INVALID_CREDENTIALS)
+    moment = now()
+    if signing.timestamp_skew(parsed.timestamp, moment.timestamp()) > signing.TIMESTAMP_WINDOW_SECONDS:
+        raise ApiError(
+            codes.REQUEST_EXPIRED,
+            details={
+                "server_time": isoformat_z(moment),
+                "server_timestamp": int(moment.timestamp()),
+                "request_timestamp": parsed.timestamp,
+                "window_seconds": signing.TIMESTAMP_WINDOW_SECONDS,
+            },
+            headers={"Date": email.utils.format_datetime(moment, usegmt=True)},
+        )
+    # The nonce row lives in this request's transaction; a concurrent or later replay
+    # collides on the primary key in the shared database, whichever worker it reaches.
+    db.session.add(UsedNonce(node_id=node.id, nonce=parsed.nonce, seen_at=moment))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ApiError(codes.REPLAYED_REQUEST) from None
+
+
+def node_required(view):
+    """Authenticate a node, run the view, commit its unit of work."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.node = authenticate_node()
+        response = view(*args, **kwargs)
+        db.session.commit()
+        return response
+
+    return wrapper
+
+
+def authenticate_admin() -> tuple[Admin, AdminToken]:
+    """Authenticate a Bearer access token.
+
+    :raises ApiError: with the contract's 401 codes.
+    """
+    header = _authorization_header()
+    scheme, _, token = header.partition(" ")
+    if scheme in (signing.PLAIN_SCHEME, signing.SIGNED_SCHEME):
+        raise ApiError(
+            codes.WRONG_CREDENTIAL_TYPE,
+            "Admin routes take a Bearer access token from /api/v1/auth/login, "
+            "not node AK-SK credentials.",
+        )
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            codes.MALFORMED_AUTHORIZATION, details={"reason": "expected 'Bearer <access_token>'"}
+        )
+    row = db.session.execute(
+        db.select(AdminToken, Admin)
+        .join(Admin, Admin.id == AdminToken.admin_id)
+        .where(AdminToken.token_hash == cipher().token_digest(token))
+    ).first()
+    if row is None:
+        raise ApiError(codes.INVALID_TOKEN)
+    admin_token, admin = row
+    if admin_token.revoked_at is not None or admin_token.expires_at <= now():
+        raise ApiError(codes.INVALID_TOKEN)
+    return admin, admin_token
+
+
+def admin_required(view):
+    """Authenticate an admin, run the view, commit its unit of work."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.admin, g.admin_token = authenticate_admin()
+        response = view(*args, **kwargs)
+        db.session.commit()
+        return response
+
+    return wrapper

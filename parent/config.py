@@ -1,0 +1,225 @@
+"""Parent configuration: defaults < config.yaml < environment < explicit overrides.
+
+See docs/CONFIGURATION.md for every key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DATABASE_URL = "sqlite:///data/parent.db"
+DEFAULT_PORT = 8001
+
+
+class ConfigError(Exception):
+    """The configuration is missing something or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    """The ``cascade:`` section of the parent's config.yaml."""
+
+    enabled: bool = True
+    node_type: int = 0
+    heartbeat_interval: int = 60
+    offline_after: int | None = None  # None: 3 x heartbeat_interval
+    sync_interval: int = 300
+    allow_plain_auth: bool = True
+    max_body_bytes: int = 10 * 1024 * 1024
+    sync_log_retention_days: int = 30
+    change_log_retention_days: int = 30
+    lease_ttl: int = 600
+    max_attempts: int = 3
+    feeds_per_allocation: int = 1
+    claim_max_wait: int = 30
+    admin_token_ttl: int = 12 * 3600
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    maintenance_interval: int = 15
+    bcrypt_rounds: int = 12
+    test_connection_timeout: float = 5.0
+
+    @property
+    def offline_after_seconds(self) -> int:
+        return self.offline_after or 3 * self.heartbeat_interval
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the parent reads at start."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str | None = None
+    port: int = DEFAULT_PORT
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)
+    source: str = "defaults"
+
+
+_CASCADE_ENV_PREFIX = "WERSS_CASCADE_"
+_SECRET_KEY_MIN_LENGTH = 16
+
+
+def load_settings(overrides: dict[str, Any] | None = None, environ=None) -> Settings:
+    """Build the settings from config.yaml, the environment and explicit overrides.
+
+    :raises ConfigError: a file or value is invalid; the message names the key.
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    cascade_raw: dict[str, Any] = {}
+    source = "defaults"
+
+    config_path = environ.get("WERSS_CONFIG")
+    if config_path:
+        raw, cascade_raw = _read_yaml(Path(config_path))
+        source = config_path
+
+    db_url = environ.get("WERSS_DATABASE_URL") or environ.get("DATABASE_URL")
+    if db_url:
+        raw["db"] = db_url
+    if environ.get("WERSS_SECRET_KEY"):
+        raw["secret_key"] = environ["WERSS_SECRET_KEY"]
+    if environ.get("WERSS_SECRET_KEY_FILE"):
+        raw["secret_key_file"] = environ["WERSS_SECRET_KEY_FILE"]
+    if environ.get("PORT"):
+        raw["port"] = environ["PORT"]
+    for name in (f.name for f in fields(CascadeSettings)):
+        env_name = _CASCADE_ENV_PREFIX + name.upper()
+        if env_name in environ:
+            cascade_raw[name] = environ[env_name]
+
+    overrides = dict(overrides or {})
+    cascade_raw.update(overrides.pop("cascade", {}) or {})
+    raw.update(overrides)
+    return _build(raw, cascade_raw, source)
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"WERSS_CONFIG: file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"WERSS_CONFIG: {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"WERSS_CONFIG: {path} must hold a mapping at the top level")
+    cascade = loaded.pop("cascade", None) or {}
+    if not isinstance(cascade, dict):
+        raise ConfigError("cascade: must be a mapping")
+    return loaded, dict(cascade)
+
+
+def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
+    known_top = {"db", "secret_key", "secret_key_file", "port"}
+    unknown = sorted(set(raw) - known_top)
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+
+    secret_key = raw.get("secret_key")
+    if not secret_key and raw.get("secret_key_file"):
+        secret_key = _read_secret_file(str(raw["secret_key_file"]))
+    if secret_key is not None:
+        secret_key = str(secret_key).strip()
+        if len(secret_key) < _SECRET_KEY_MIN_LENGTH:
+            raise ConfigError(
+                f"secret_key: must be at least {_SECRET_KEY_MIN_LENGTH} characters"
+            )
+
+    cascade = _build_cascade(cascade_raw)
+    return Settings(
+        database_url=normalize_database_url(str(raw.get("db") or DEFAULT_DATABASE_URL)),
+        secret_key=secret_key or None,
+        port=_as_int("port", raw.get("port", DEFAULT_PORT), minimum=1, maximum=65535),
+        cascade=cascade,
+        source=source,
+    )
+
+
+def _read_secret_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"secret_key_file: cannot read {path}: {exc.strerror}") from None
+
+
+_POSITIVE_INTS = {
+    "heartbeat_interval", "sync_interval", "max_body_bytes", "sync_log_retention_days",
+    "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
+    "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
+}
+
+
+def _build_cascade(values: dict) -> CascadeSettings:
+    known = {f.name: f for f in fields(CascadeSettings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"cascade: unknown key(s): {', '.join(unknown)}")
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        key = f"cascade.{name}"
+        if name in ("enabled", "allow_plain_auth"):
+            parsed[name] = _as_bool(key, value)
+        elif name == "offline_after":
+            parsed[name] = None if value in (None, "") else _as_int(key, value, minimum=1)
+        elif name == "node_type":
+            parsed[name] = _as_int(key, value, minimum=0, maximum=1)
+        elif name == "claim_max_wait":
+            parsed[name] = _as_int(key, value, minimum=0, maximum=30)
+        elif name == "bcrypt_rounds":
+            parsed[name] = _as_int(key, value, minimum=4, maximum=16)
+        elif name == "test_connection_timeout":
+            parsed[name] = _as_float(key, value, minimum=0.1, maximum=60)
+        elif name in _POSITIVE_INTS:
+            parsed[name] = _as_int(key, value, minimum=1)
+    return replace(CascadeSettings(), **parsed)
+
+
+def _as_int(key: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{key}: must be at most {maximum}, got {number}")
+    return number
+
+
+def _as_float(key: str, value: Any, minimum: float, maximum: float) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{key}: must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def normalize_database_url(url: str) -> str:
+    """Map postgres URLs onto the psycopg 3 driver SQLAlchemy should use."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if not (url.startswith("sqlite") or url.startswith("postgresql+")):
+        raise ConfigError(f"db: unsupported database URL scheme in {url.split(':', 1)[0]!r}")
+    return url

@@ -1,0 +1,132 @@
+"""The project's error classes and the one handler that turns any error into the envelope."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from shared import errors as codes
+from shared.envelope import REQUEST_ID_HEADER, error_body
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with a stable contract code; raised by services and auth."""
+
+    def __init__(
+        self,
+        error: codes.ErrorCode,
+        message: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message or error.message)
+        self.error = error
+        self.message = message or error.message
+        self.details = details
+        self.headers = headers or {}
+
+
+class NotFoundError(ApiError):
+    def __init__(self, what: str, ident: Any):
+        super().__init__(codes.NOT_FOUND, f"{what} {ident!r} does not exist.")
+
+
+def error_response(
+    error: codes.ErrorCode, message: str | None = None, details: Any = None,
+    headers: dict[str, str] | None = None,
+):
+    """Build the contract's error response."""
+    body = error_body(
+        error.status, error.code, message or error.message, details, g.get("request_id")
+    )
+    response = jsonify(body)
+    response.status_code = error.status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection itself may be gone
+        log.exception("rollback failed")
+
+
+def handle_api_error(exc: ApiError):
+    _rollback()
+    return error_response(exc.error, exc.message, exc.details, exc.headers)
+
+
+def handle_validation_error(exc: ValidationError):
+    _rollback()
+    return error_response(codes.VALIDATION_FAILED, details=exc.normalized_messages())
+
+
+def handle_integrity_error(exc: IntegrityError):
+    _rollback()
+    log.info("integrity error: %s", exc.orig)
+    return error_response(codes.ALREADY_EXISTS)
+
+
+def handle_operational_error(exc: OperationalError):
+    _rollback()
+    log.error("database unavailable: %s", exc.orig)
+    return error_response(codes.SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
+
+
+def handle_http_exception(exc: HTTPException):
+    _rollback()
+    error = codes.STATUS_DEFAULTS.get(exc.code or 500)
+    if error is None:
+        error = codes.ErrorCode(
+            exc.name.lower().replace(" ", "_"), exc.code or 500, exc.description or exc.name
+        )
+    headers = {}
+    if exc.code == 405 and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    message = error.message
+    if exc.code == 413:
+        limit = request.max_content_length
+        message = f"The body is larger than this server accepts ({limit} bytes)."
+    return error_response(error, message, headers=headers)
+
+
+def handle_unexpected(exc: Exception):
+    _rollback()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(codes.INTERNAL_ERROR)
+
+
+def _assign_request_id():
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    if incoming and len(incoming) <= 128 and incoming.isprintable() and incoming.isascii():
+        g.request_id = incoming
+    else:
+        g.request_id = uuid.uuid4().hex
+
+
+def _echo_request_id(response):
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(ValidationError, handle_validation_error)
+    app.register_error_handler(IntegrityError, handle_integrity_error)
+    app.register_error_handler(OperationalError, handle_operational_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

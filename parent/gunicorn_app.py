@@ -1,0 +1,54 @@
+"""Run the parent under gunicorn from `werss-parent serve` (no separate config file needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+ACCESS_LOG_FORMAT = '%(h)s pid=%(p)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+
+
+def _post_worker_init(worker):
+    from .services.maintenance import start_background_maintenance
+
+    start_background_maintenance(worker.wsgi)
+
+
+def _child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class ParentApplication(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from . import create_app
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return create_app()
+
+
+def run_gunicorn(bind: str, workers: int, threads: int) -> None:
+    ParentApplication({
+        "bind": bind,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        # Claims long-poll for up to 30 s; leave room above that.
+        "timeout": 75,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "post_worker_init": _post_worker_init,
+        "child_exit": _child_exit,
+    }).run()

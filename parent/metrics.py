@@ -1,0 +1,100 @@
+"""Prometheus metrics: request counters per worker (multiprocess under gunicorn) and
+gauges read from the database at scrape time, so every worker reports the same truth.
+
+prometheus_client is imported lazily: under gunicorn, `werss-parent serve` sets
+PROMETHEUS_MULTIPROC_DIR first, and the library reads it when first imported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+from flask import Flask, g, request
+from sqlalchemy import func
+
+_METRICS: dict = {}
+
+
+def _request_metrics():
+    if not _METRICS:
+        from prometheus_client import Counter, Histogram
+
+        _METRICS["requests"] = Counter(
+            "werss_http_requests", "HTTP requests handled", ["method", "route", "status"],
+            registry=None,
+        )
+        _METRICS["latency"] = Histogram(
+            "werss_http_request_duration_seconds", "Time to handle a request", ["route"],
+            registry=None,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+    return _METRICS
+
+
+class _DatabaseCollector:
+    """Gauges computed from the database when Prometheus scrapes."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from .auth import settings
+        from .clock import now
+        from .extensions import db
+        from .models import Feed, MessageTask, Node
+
+        moment = now()
+        cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
+        alive = Node.deleted_at.is_(None)
+        online = db.session.execute(db.select(func.count()).select_from(Node).where(
+            alive, Node.is_active.is_(True), Node.last_heartbeat_at >= cutoff)).scalar_one()
+        active = db.session.execute(db.select(func.count()).select_from(Node).where(
+            alive, Node.is_active.is_(True))).scalar_one()
+        disabled = db.session.execute(db.select(func.count()).select_from(Node).where(
+            alive, Node.is_active.is_(False))).scalar_one()
+        nodes = GaugeMetricFamily("werss_nodes", "Nodes by status", labels=["status"])
+        nodes.add_metric(["online"], online)
+        nodes.add_metric(["offline"], active - online)
+        nodes.add_metric(["disabled"], disabled)
+        yield nodes
+        yield GaugeMetricFamily("werss_feeds", "Feeds configured",
+                                value=db.session.execute(db.select(func.count()).select_from(Feed)).scalar_one())
+        yield GaugeMetricFamily(
+            "werss_message_tasks_enabled", "Enabled message tasks",
+            value=db.session.execute(db.select(func.count()).select_from(MessageTask).where(
+                MessageTask.status == 1)).scalar_one())
+
+
+def render_metrics() -> tuple[bytes, str]:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for metric in _request_metrics().values():
+            registry.register(metric)
+    registry.register(_DatabaseCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _start_timer():
+    g.request_started = time.perf_counter()
+
+
+def _observe(response):
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    metrics = _request_metrics()
+    metrics["requests"].labels(request.method, route, str(response.status_code)).inc()
+    started = g.get("request_started")
+    if started is not None:
+        metrics["latency"].labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start_timer)
+    app.after_request(_observe)

@@ -1,0 +1,15 @@
+"""Every model, imported here so Alembic and create_all() see the whole schema."""
+
+from .admin import Admin, AdminToken, LoginFailure
+from .feed import Feed
+from .message_task import MessageTask
+from .node import Node
+from .replication import ChangeLogEntry, MetaValue
+from .report import TaskReport
+from .request_guard import IdempotencyRecord, UsedNonce
+from .sync_log import SyncLog
+
+__all__ = [
+    "Admin", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
+    "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
+]

@@ -1,0 +1,27 @@
+"""Feeds: WeChat official accounts or RSS/Atom sources the cascade collects."""
+
+from sqlalchemy import JSON, BigInteger, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .base import TimestampMixin
+
+SOURCE_WECHAT = "wechat"
+SOURCE_RSS = "rss"
+SOURCE_TYPES = (SOURCE_WECHAT, SOURCE_RSS)
+
+
+class Feed(TimestampMixin, db.Model):
+    __tablename__ = "feeds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    faker_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    mp_name: Mapped[str] = mapped_column(String(255))
+    mp_cover: Mapped[str] = mapped_column(String(1000), default="")
+    mp_intro: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[int] = mapped_column(Integer, default=1)
+    sync_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    update_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    source_type: Mapped[str] = mapped_column(String(16), default=SOURCE_WECHAT)
+    source_url: Mapped[str | None] = mapped_column(String(1000), unique=True)
+    labels: Mapped[list] = mapped_column(JSON, default=list)

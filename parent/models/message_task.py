@@ -1,0 +1,27 @@
+"""Message tasks: cron-scheduled collect + push jobs."""
+
+from sqlalchemy import JSON, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .base import TimestampMixin, new_uuid
+
+MESSAGE_TYPE_MESSAGE = 0
+MESSAGE_TYPE_WEBHOOK = 1
+
+
+class MessageTask(TimestampMixin, db.Model):
+    __tablename__ = "message_tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    message_type: Mapped[int] = mapped_column(Integer, default=MESSAGE_TYPE_MESSAGE)
+    message_template: Mapped[str] = mapped_column(Text, default="")
+    web_hook_url: Mapped[str] = mapped_column(String(1000), default="")
+    headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    cookies: Mapped[str] = mapped_column(Text, default="")
+    # [{"id": feed id, "mp_name": ...}]; empty means every enabled feed.
+    mps_id: Mapped[list] = mapped_column(JSON, default=list)
+    cron_exp: Mapped[str] = mapped_column(String(120))
+    status: Mapped[int] = mapped_column(Integer, default=1)
+    labels: Mapped[list] = mapped_column(JSON, default=list)

@@ -1,0 +1,58 @@
+"""Cascade nodes (children and upstream parents) and their credentials."""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import JSON, Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .base import TimestampMixin, UTCDateTime, new_uuid
+
+NODE_TYPE_PARENT = 0
+NODE_TYPE_CHILD = 1
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_DISABLED = "disabled"
+
+
+class Node(TimestampMixin, db.Model):
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    node_type: Mapped[int] = mapped_column(Integer, default=NODE_TYPE_CHILD)
+    name: Mapped[str] = mapped_column(String(100))
+    # Equals name while the node exists and NULL once deleted, so a deleted node's name
+    # can be reused while the unique index still guards concurrent creates.
+    name_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    api_url: Mapped[str | None] = mapped_column(String(500))
+    labels: Mapped[list] = mapped_column(JSON, default=list)
+    capacity: Mapped[int] = mapped_column(Integer, default=4)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    api_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Fernet token of the api_secret under a key derived from secret_key (never in the DB).
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    credentials_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Presence as last recorded in the sync log; used only to detect transitions.
+    presence: Mapped[str] = mapped_column(String(10), default=STATUS_OFFLINE)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    capabilities: Mapped[dict] = mapped_column(JSON, default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(500))
+
+    def status_at(self, moment: datetime, offline_after: int) -> str:
+        """Return online/offline/disabled as seen at ``moment``."""
+        if not self.is_active or self.deleted_at is not None:
+            return STATUS_DISABLED
+        if self.last_heartbeat_at and moment - self.last_heartbeat_at <= timedelta(
+            seconds=offline_after
+        ):
+            return STATUS_ONLINE
+        return STATUS_OFFLINE

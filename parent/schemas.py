@@ -1,0 +1,216 @@
+"""Admin-side input schemas. Unknown fields are refused so typos do not pass silently."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from croniter import croniter
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from shared.schemas import HttpUrl, MpRefSchema, QueryInt, SafeStr, StrictInt
+
+LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}$")
+FEED_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class _AdminInput(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Label(SafeStr):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=64, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not LABEL_RE.match(text):
+            raise ValidationError("Labels are 1-64 characters of A-Z a-z 0-9 _ . : / = -")
+        return text
+
+
+def labels_field(**kwargs):
+    return fields.List(Label(), validate=validate.Length(max=32), **kwargs)
+
+
+def validate_cron(expression: str) -> None:
+    """Accept 5 fields (minute..weekday) or 6 with seconds first, as WeRSS does."""
+    parts = expression.split()
+    if len(parts) == 5:
+        ok = croniter.is_valid(expression)
+    elif len(parts) == 6:
+        ok = croniter.is_valid(expression, second_at_beginning=True)
+    else:
+        raise ValidationError("A cron expression has 5 fields (or 6 with seconds first).")
+    if not ok:
+        raise ValidationError(f"{expression!r} is not a valid cron expression.")
+
+
+class LoginSchema(_AdminInput):
+    username = SafeStr(required=True, min_length=1, max_length=64)
+    password = SafeStr(required=True, min_length=1, max_length=1024)
+
+
+class PageQuerySchema(_AdminInput):
+    page = QueryInt(load_default=1, minimum=1, maximum=1_000_000)
+    page_size = QueryInt(load_default=20, minimum=1, maximum=200)
+
+
+class NodeListQuerySchema(PageQuerySchema):
+    node_type = QueryInt(minimum=0, maximum=1, load_default=None)
+    status = fields.String(validate=validate.OneOf(["online", "offline", "disabled"]),
+                           load_default=None)
+
+
+class NodeCreateSchema(_AdminInput):
+    node_type = StrictInt(minimum=0, maximum=1, load_default=1)
+    name = SafeStr(required=True, min_length=1, max_length=100)
+    description = SafeStr(max_length=2000, load_default="")
+    api_url = HttpUrl(allow_none=True, load_default=None)
+    labels = labels_field(load_default=list)
+    capacity = StrictInt(minimum=1, maximum=1000, load_default=4)
+
+    @pre_load
+    def _strip_name(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = {**data, "name": data["name"].strip()}
+        return data
+
+
+class NodeUpdateSchema(NodeCreateSchema):
+    node_type = StrictInt(minimum=0, maximum=1)
+    name = SafeStr(min_length=1, max_length=100)
+    description = SafeStr(max_length=2000)
+    api_url = HttpUrl(allow_none=True)
+    labels = labels_field()
+    capacity = StrictInt(minimum=1, maximum=1000)
+    is_active = fields.Boolean()
+
+
+class TestConnectionSchema(_AdminInput):
+    api_url = HttpUrl(allow_none=True, load_default=None)
+    api_key = SafeStr(max_length=128, allow_none=True, load_default=None)
+    api_secret = SafeStr(max_length=128, allow_none=True, load_default=None)
+
+
+class SyncLogQuerySchema(_AdminInput):
+    node_id = SafeStr(max_length=36, load_default=None)
+    operation = SafeStr(max_length=32, load_default=None)
+    status = SafeStr(max_length=16, load_default=None)
+    limit = QueryInt(load_default=50, minimum=1, maximum=200)
+    offset = QueryInt(load_default=0, minimum=0, maximum=10_000_000)
+
+
+class ReportQuerySchema(SyncLogQuerySchema):
+    task_id = SafeStr(max_length=64, load_default=None)
+    operation = None
+    status = None
+
+
+class FeedCreateSchema(_AdminInput):
+    id = SafeStr(max_length=64, validate=validate.Regexp(FEED_ID_RE), load_default=None)
+    faker_id = SafeStr(max_length=128, allow_none=True, load_default=None)
+    mp_name = SafeStr(required=True, min_length=1, max_length=255)
+    mp_cover = SafeStr(max_length=1000, load_default="")
+    mp_intro = SafeStr(max_length=20000, load_default="")
+    status = StrictInt(minimum=0, maximum=1, load_default=1)
+    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]), load_default="wechat")
+    source_url = HttpUrl(allow_none=True, load_default=None)
+    labels = labels_field(load_default=list)
+
+    @validates_schema
+    def _source_fields(self, data, partial=False, **kwargs):
+        if partial:
+            return
+        if data.get("source_type") == "rss" and not data.get("source_url"):
+            raise ValidationError({"source_url": ["Required for an rss feed."]})
+        if data.get("source_type") == "wechat" and not (data.get("faker_id") or data.get("id")):
+            raise ValidationError({"faker_id": ["A WeChat feed needs its faker_id (or an id)."]})
+
+
+class FeedUpdateSchema(FeedCreateSchema):
+    id = None
+    mp_name = SafeStr(min_length=1, max_length=255)
+    mp_cover = SafeStr(max_length=1000)
+    mp_intro = SafeStr(max_length=20000)
+    status = StrictInt(minimum=0, maximum=1)
+    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]))
+    labels = labels_field()
+    faker_id = SafeStr(max_length=128, allow_none=True)
+    source_url = HttpUrl(allow_none=True)
+
+
+class FeedListQuerySchema(PageQuerySchema):
+    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]), load_default=None)
+    status = QueryInt(minimum=0, maximum=1, load_default=None)
+    q = SafeStr(max_length=100, load_default=None)
+
+
+class HeadersField(fields.Field):
+    """HTTP headers as an object of strings, or that object as a JSON string (WeRSS)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValidationError("Expected an object of header names to values.") from None
+        if not isinstance(value, dict) or len(value) > 50:
+            raise ValidationError("Expected an object of at most 50 header names to values.")
+        headers = {}
+        for name, item in value.items():
+            if not isinstance(item, str) or not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$", name):
+                raise ValidationError(f"Header {name!r} must be a token with a string value.")
+            if any(ch in item for ch in "\r\n\x00") or len(item) > 4000:
+                raise ValidationError(f"Header {name!r} has an invalid value.")
+            headers[name] = item
+        return headers
+
+
+class MessageTaskCreateSchema(_AdminInput):
+    name = SafeStr(required=True, min_length=1, max_length=255)
+    message_type = StrictInt(minimum=0, maximum=1, load_default=0)
+    message_template = SafeStr(max_length=100_000, load_default="")
+    web_hook_url = HttpUrl(load_default="")
+    headers = HeadersField(load_default=dict)
+    cookies = SafeStr(max_length=8000, load_default="")
+    mps_id = fields.List(fields.Nested(MpRefSchema), load_default=list,
+                         validate=validate.Length(max=10000))
+    cron_exp = SafeStr(required=True, min_length=1, max_length=120, validate=validate_cron)
+    status = StrictInt(minimum=0, maximum=1, load_default=1)
+    labels = labels_field(load_default=list)
+
+    @pre_load
+    def _decode_mps_id(self, data, **kwargs):
+        # WeRSS stores mps_id as a JSON string; accept that form too.
+        if isinstance(data, dict) and isinstance(data.get("mps_id"), str):
+            try:
+                data = {**data, "mps_id": json.loads(data["mps_id"] or "[]")}
+            except ValueError:
+                raise ValidationError({"mps_id": ["Expected a list of {id, mp_name}."]}) from None
+        return data
+
+    @validates_schema
+    def _webhook_needs_url(self, data, partial=False, **kwargs):
+        if not partial and data.get("message_type") == 1 and not data.get("web_hook_url"):
+            raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})
+
+
+class MessageTaskUpdateSchema(MessageTaskCreateSchema):
+    name = SafeStr(min_length=1, max_length=255)
+    message_type = StrictInt(minimum=0, maximum=1)
+    message_template = SafeStr(max_length=100_000)
+    web_hook_url = HttpUrl()
+    headers = HeadersField()
+    cookies = SafeStr(max_length=8000)
+    mps_id = fields.List(fields.Nested(MpRefSchema), validate=validate.Length(max=10000))
+    cron_exp = SafeStr(min_length=1, max_length=120, validate=validate_cron)
+    status = StrictInt(minimum=0, maximum=1)
+    labels = labels_field()
+
+
+class MessageTaskListQuerySchema(PageQuerySchema):
+    status = QueryInt(minimum=0, maximum=1, load_default=None)

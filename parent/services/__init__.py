@@ -1,0 +1,1 @@
+"""Business rules and transactions. Services flush; the request's auth decorator commits."""

@@ -1,0 +1,68 @@
+"""Housekeeping any worker may run at any time: presence sweep and retention pruning.
+
+Every step is a guarded update or an idempotent delete, so several workers or parent
+instances running it at once is harmless. No special process is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from ..auth import settings
+from ..clock import now
+from ..extensions import db
+from ..models import IdempotencyRecord, UsedNonce
+from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
+from . import admins, nodes, replication, sync_logs
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_RETENTION = timedelta(hours=48)
+NONCE_RETENTION = timedelta(seconds=2 * 300 + 60)
+
+
+def run_maintenance() -> dict:
+    """Run every housekeeping step once, each in its own transaction."""
+    cfg = settings()
+    report = {}
+    steps = {
+        "presence": nodes.sweep_presence,
+        "sync_logs": lambda: sync_logs.prune_sync_logs(cfg.sync_log_retention_days),
+        "feed_changes": lambda: replication.prune_change_log(ENTITY_FEED, cfg.change_log_retention_days),
+        "task_changes": lambda: replication.prune_change_log(
+            ENTITY_MESSAGE_TASK, cfg.change_log_retention_days),
+        "nonces": lambda: db.session.execute(
+            db.delete(UsedNonce).where(UsedNonce.seen_at < now() - NONCE_RETENTION)).rowcount,
+        "idempotency": lambda: db.session.execute(
+            db.delete(IdempotencyRecord).where(
+                IdempotencyRecord.created_at < now() - IDEMPOTENCY_RETENTION)).rowcount,
+        "tokens": lambda: admins.prune_tokens_and_failures(cfg.login_window_seconds),
+    }
+    for name, step in steps.items():
+        try:
+            report[name] = step()
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - one failing step must not stop the others
+            db.session.rollback()
+            log.exception("maintenance step %s failed", name)
+    return report
+
+
+def start_background_maintenance(app) -> threading.Thread:
+    """Run maintenance every ``maintenance_interval`` seconds in a daemon thread."""
+    stop = threading.Event()
+
+    def loop():
+        interval = app.config["WERSS_SETTINGS"].cascade.maintenance_interval
+        while not stop.wait(interval):
+            with app.app_context():
+                try:
+                    run_maintenance()
+                finally:
+                    db.session.remove()
+
+    thread = threading.Thread(target=loop, name="werss-maintenance", daemon=True)
+    thread.stop_event = stop  # type: ignore[attr-defined]
+    thread.start()
+    return thread

@@ -1,0 +1,100 @@
+"""Message tasks: CRUD and the wire shape children pull."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError
+from sqlalchemy import func
+
+from shared.timeutil import isoformat_z
+
+from ..errors import NotFoundError
+from ..extensions import db
+from ..models import MessageTask
+from ..models.replication import ENTITY_MESSAGE_TASK
+from . import replication
+
+STATUS_ENABLED = 1
+
+
+def task_to_wire(task: MessageTask) -> dict:
+    """The WeRSS message-task shape (shared.schemas.MessageTaskSchema)."""
+    return {
+        "id": task.id,
+        "name": task.name,
+        "message_type": task.message_type,
+        "message_template": task.message_template,
+        "web_hook_url": task.web_hook_url,
+        "mps_id": task.mps_id or [],
+        "cron_exp": task.cron_exp,
+        "status": task.status,
+        "headers": task.headers or {},
+        "cookies": task.cookies,
+        "labels": task.labels or [],
+        "created_at": isoformat_z(task.created_at),
+        "updated_at": isoformat_z(task.updated_at),
+    }
+
+
+def create_task(values: dict) -> MessageTask:
+    task = MessageTask(**values)
+    db.session.add(task)
+    db.session.flush()
+    replication.record_upserts(ENTITY_MESSAGE_TASK, [task.id])
+    return task
+
+
+def get_task(task_id: str) -> MessageTask:
+    task = db.session.get(MessageTask, task_id)
+    if task is None:
+        raise NotFoundError("Message task", task_id)
+    return task
+
+
+def list_tasks(filters: dict, page: int, page_size: int) -> tuple[list[MessageTask], int]:
+    conditions = []
+    if filters.get("status") is not None:
+        conditions.append(MessageTask.status == filters["status"])
+    total = db.session.execute(
+        db.select(func.count()).select_from(MessageTask).where(*conditions)
+    ).scalar_one()
+    rows = db.session.execute(
+        db.select(MessageTask).where(*conditions).order_by(MessageTask.created_at, MessageTask.id)
+        .limit(page_size).offset((page - 1) * page_size)
+    ).scalars().all()
+    return list(rows), total
+
+
+def enabled_tasks() -> list[MessageTask]:
+    return list(db.session.execute(
+        db.select(MessageTask).where(MessageTask.status == STATUS_ENABLED).order_by(MessageTask.id)
+    ).scalars())
+
+
+def enabled_tasks_by_ids(ids) -> list[MessageTask]:
+    if not ids:
+        return []
+    return list(db.session.execute(
+        db.select(MessageTask).where(
+            MessageTask.id.in_(list(ids)), MessageTask.status == STATUS_ENABLED
+        )
+    ).scalars())
+
+
+def update_task(task_id: str, values: dict) -> MessageTask:
+    task = get_task(task_id)
+    if values.get("message_type", task.message_type) == 1 and not values.get(
+        "web_hook_url", task.web_hook_url
+    ):
+        raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})
+    for name, value in values.items():
+        setattr(task, name, value)
+    db.session.flush()
+    replication.record_upserts(ENTITY_MESSAGE_TASK, [task.id])
+    return task
+
+
+def delete_task(task_id: str) -> None:
+    task = get_task(task_id)
+    db.session.delete(task)
+    db.session.flush()
+    replication.record_deletes(ENTITY_MESSAGE_TASK, [task_id])

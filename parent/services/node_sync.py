@@ -1,0 +1,135 @@
+"""What nodes pull (feeds, message tasks, their changes) and push (report-result)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+
+from shared.timeutil import isoformat_z
+
+from ..clock import now
+from ..extensions import db
+from ..models import MessageTask, Node, TaskReport
+from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK, OP_UPSERT
+from ..models.sync_log import (
+    DIRECTION_PULL, DIRECTION_PUSH, OP_REPORT_RESULT, OP_SYNC_FEEDS, OP_SYNC_TASKS,
+    STATUS_NOT_MODIFIED, STATUS_SUCCESS,
+)
+from . import replication
+from .feeds import all_feeds, feed_to_wire, feeds_by_ids
+from .message_tasks import enabled_tasks, enabled_tasks_by_ids, task_to_wire
+from .sync_logs import log_sync
+
+_OPERATION = {ENTITY_FEED: OP_SYNC_FEEDS, ENTITY_MESSAGE_TASK: OP_SYNC_TASKS}
+_ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
+
+
+class PullResult:
+    """A full list, or None when the client's ETag is still current."""
+
+    def __init__(self, items: list[dict] | None, etag: str, cursor: int):
+        self.items = items
+        self.etag = etag
+        self.cursor = cursor
+
+
+def _log_pull(node: Node, entity: str, status: str, count: int, started) -> None:
+    node.last_sync_at = now()
+    log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, status, data_count=count,
+             started_at=started)
+
+
+def pull_all(node: Node, entity: str, if_none_match: str | None) -> PullResult:
+    """Return every feed (or enabled task), or nothing when the ETag matches.
+
+    The cursor is read before the rows, so a change racing the read is at worst seen
+    twice by the next incremental pull, never missed.
+    """
+    started = now()
+    cursor = replication.current_cursor(entity)
+    etag = replication.etag_for(_ETAG_NAME[entity], cursor)
+    if replication.etag_matches(if_none_match, etag):
+        _log_pull(node, entity, STATUS_NOT_MODIFIED, 0, started)
+        return PullResult(None, etag, cursor)
+    if entity == ENTITY_FEED:
+        items = [feed_to_wire(feed) for feed in all_feeds()]
+    else:
+        items = [task_to_wire(task) for task in enabled_tasks()]
+    _log_pull(node, entity, STATUS_SUCCESS, len(items), started)
+    return PullResult(items, etag, cursor)
+
+
+def pull_changes(node: Node, entity: str, since: int, limit: int) -> dict:
+    """Return {items, deleted, cursor, has_more} for changes after ``since``."""
+    started = now()
+    latest, cursor, has_more = replication.read_changes(entity, since, limit)
+    upserted = [entity_id for entity_id, op in latest.items() if op == OP_UPSERT]
+    if entity == ENTITY_FEED:
+        rows = feeds_by_ids(upserted)
+        items = [feed_to_wire(feed) for feed in sorted(rows, key=lambda f: f.id)]
+    else:
+        rows = enabled_tasks_by_ids(upserted)
+        items = [task_to_wire(task) for task in sorted(rows, key=lambda t: t.id)]
+    present = {row.id for row in rows}
+    # Deleted, or (for tasks) disabled: either way the child should drop it.
+    deleted = sorted(entity_id for entity_id in latest if entity_id not in present)
+    _log_pull(node, entity, STATUS_SUCCESS, len(items) + len(deleted), started)
+    return {"items": items, "deleted": deleted, "cursor": str(cursor), "has_more": has_more}
+
+
+def _json_results(results: list[dict]) -> list[dict]:
+    return [
+        {**item, "timestamp": isoformat_z(item.get("timestamp"))} for item in results
+    ]
+
+
+def store_report(node: Node, payload: dict) -> dict:
+    """Store a seed-style task report and log it."""
+    moment = now()
+    report = TaskReport(
+        node_id=node.id,
+        task_id=payload["task_id"],
+        allocation_id=payload.get("allocation_id"),
+        results=_json_results(payload["results"]),
+        reported_at=payload.get("timestamp"),
+        received_at=moment,
+    )
+    db.session.add(report)
+    node.last_sync_at = moment
+    log_sync(node.id, OP_REPORT_RESULT, DIRECTION_PUSH, STATUS_SUCCESS,
+             data_count=len(payload["results"]), started_at=moment)
+    db.session.flush()
+    task_known = db.session.get(MessageTask, payload["task_id"]) is not None
+    return {
+        "report_id": report.id,
+        "task_id": report.task_id,
+        "received": len(payload["results"]),
+        "task_known": task_known,
+        "received_at": isoformat_z(moment),
+    }
+
+
+def report_to_dict(report: TaskReport) -> dict:
+    return {
+        "id": report.id,
+        "node_id": report.node_id,
+        "task_id": report.task_id,
+        "allocation_id": report.allocation_id,
+        "results": report.results,
+        "reported_at": isoformat_z(report.reported_at),
+        "received_at": isoformat_z(report.received_at),
+    }
+
+
+def list_reports(filters: dict, limit: int, offset: int) -> tuple[list[TaskReport], int]:
+    conditions = []
+    for name in ("node_id", "task_id"):
+        if filters.get(name):
+            conditions.append(getattr(TaskReport, name) == filters[name])
+    total = db.session.execute(
+        db.select(func.count()).select_from(TaskReport).where(*conditions)
+    ).scalar_one()
+    rows = db.session.execute(
+        db.select(TaskReport).where(*conditions).order_by(TaskReport.id.desc())
+        .limit(limit).offset(offset)
+    ).scalars().all()
+    return list(rows), total

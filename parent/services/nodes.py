@@ -1,0 +1,214 @@
+"""The node registry: CRUD, credentials, heartbeats and presence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_
+
+from shared import errors as codes
+from shared import signing
+from shared.timeutil import isoformat_z
+
+from ..auth import settings
+from ..clock import now
+from ..crypto import cipher
+from ..errors import ApiError, NotFoundError
+from ..extensions import db
+from ..models import IdempotencyRecord, Node, UsedNonce
+from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
+from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
+from .sync_logs import log_sync
+
+
+def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
+    """Dump a node for admins: never the secret or anything derived from it."""
+    moment = moment or now()
+    return {
+        "id": node.id,
+        "node_id": node.id,
+        "node_type": node.node_type,
+        "name": node.name,
+        "description": node.description,
+        "api_url": node.api_url,
+        "labels": node.labels or [],
+        "capacity": node.capacity,
+        "is_active": node.is_active,
+        "status": node.status_at(moment, settings().offline_after_seconds),
+        "last_heartbeat_at": isoformat_z(node.last_heartbeat_at),
+        "last_sync_at": isoformat_z(node.last_sync_at),
+        "version": node.agent_version,
+        "hostname": node.hostname,
+        "running": node.running,
+        "capabilities": node.capabilities or {},
+        "callback_url": node.callback_url,
+        "api_key": node.api_key,
+        "has_credentials": node.api_key is not None,
+        "credentials_issued_at": isoformat_z(node.credentials_issued_at),
+        "created_at": isoformat_z(node.created_at),
+        "updated_at": isoformat_z(node.updated_at),
+    }
+
+
+def _name_in_use(name: str, exclude_id: str | None = None) -> bool:
+    query = db.select(Node.id).where(Node.name_key == name)
+    if exclude_id:
+        query = query.where(Node.id != exclude_id)
+    return db.session.execute(query).first() is not None
+
+
+def _name_taken(name: str) -> ApiError:
+    return ApiError(codes.NAME_TAKEN, f"A node named {name!r} already exists.",
+                    details={"name": ["Already in use."]})
+
+
+def create_node(values: dict) -> Node:
+    if _name_in_use(values["name"]):
+        raise _name_taken(values["name"])
+    node = Node(**values, name_key=values["name"])
+    db.session.add(node)
+    db.session.flush()
+    return node
+
+
+def get_node(node_id: str) -> Node:
+    node = db.session.get(Node, node_id)
+    if node is None or node.deleted_at is not None:
+        raise NotFoundError("Node", node_id)
+    return node
+
+
+def _status_condition(status: str, moment: datetime):
+    cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
+    if status == STATUS_DISABLED:
+        return Node.is_active.is_(False)
+    if status == STATUS_ONLINE:
+        return and_(Node.is_active.is_(True), Node.last_heartbeat_at >= cutoff)
+    return and_(
+        Node.is_active.is_(True),
+        or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff),
+    )
+
+
+def list_nodes(filters: dict, page: int, page_size: int) -> tuple[list[Node], int]:
+    moment = now()
+    conditions = [Node.deleted_at.is_(None)]
+    if filters.get("node_type") is not None:
+        conditions.append(Node.node_type == filters["node_type"])
+    if filters.get("status"):
+        conditions.append(_status_condition(filters["status"], moment))
+    total = db.session.execute(
+        db.select(func.count()).select_from(Node).where(*conditions)
+    ).scalar_one()
+    rows = db.session.execute(
+        db.select(Node).where(*conditions).order_by(Node.created_at, Node.id)
+        .limit(page_size).offset((page - 1) * page_size)
+    ).scalars().all()
+    return list(rows), total
+
+
+def update_node(node_id: str, values: dict) -> Node:
+    node = get_node(node_id)
+    if "name" in values and values["name"] != node.name:
+        if _name_in_use(values["name"], exclude_id=node.id):
+            raise _name_taken(values["name"])
+        node.name_key = values["name"]
+    for name, value in values.items():
+        setattr(node, name, value)
+    db.session.flush()
+    return node
+
+
+def delete_node(node_id: str) -> None:
+    """Soft-delete: the node disappears and its credentials answer 403 node_disabled."""
+    node = get_node(node_id)
+    node.deleted_at = now()
+    node.is_active = False
+    node.name_key = None
+    db.session.execute(db.delete(UsedNonce).where(UsedNonce.node_id == node.id))
+    db.session.execute(db.delete(IdempotencyRecord).where(IdempotencyRecord.node_id == node.id))
+    db.session.flush()
+
+
+def issue_credentials(node_id: str) -> tuple[Node, str, str]:
+    """Generate (or rotate) a node's AK/SK; the old pair stops working at commit."""
+    node = get_node(node_id)
+    api_key, api_secret = signing.generate_credentials()
+    node.api_key = api_key
+    node.secret_ciphertext = cipher().encrypt(api_secret)
+    node.credentials_issued_at = now()
+    db.session.flush()
+    return node, api_key, api_secret
+
+
+def record_heartbeat(node: Node, payload: dict) -> dict:
+    """Mark a node online and store what it reported: one UPDATE of its row."""
+    cfg = settings()
+    moment = now()
+    offline_after = timedelta(seconds=cfg.offline_after_seconds)
+    if node.presence == STATUS_ONLINE and node.last_heartbeat_at and (
+        moment - node.last_heartbeat_at > offline_after
+    ):
+        # It went offline and no sweep noticed before it came back: record both edges.
+        log_sync(node.id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS,
+                 finished_at=node.last_heartbeat_at + offline_after)
+        node.presence = STATUS_OFFLINE
+    if node.presence != STATUS_ONLINE:
+        log_sync(node.id, OP_NODE_ONLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=moment)
+        node.presence = STATUS_ONLINE
+    node.last_heartbeat_at = moment
+    if payload.get("version") is not None:
+        node.agent_version = payload["version"]
+    if payload.get("hostname") is not None:
+        node.hostname = payload["hostname"]
+    if payload.get("running") is not None:
+        node.running = payload["running"]
+    if payload.get("capabilities") is not None:
+        node.capabilities = _capabilities_to_json(payload["capabilities"])
+    if payload.get("callback_url") is not None:
+        node.callback_url = payload["callback_url"] or None
+    db.session.flush()
+    return {
+        "node_id": node.id,
+        "status": STATUS_ONLINE,
+        "server_time": isoformat_z(moment),
+        "heartbeat_interval": cfg.heartbeat_interval,
+        "sync_interval": cfg.sync_interval,
+        "offline_after": cfg.offline_after_seconds,
+    }
+
+
+def _capabilities_to_json(capabilities: dict) -> dict:
+    wechat = capabilities.get("wechat")
+    if wechat is not None:
+        wechat = {
+            "session_valid": bool(wechat.get("session_valid")),
+            "expires_at": isoformat_z(wechat.get("expires_at")),
+        }
+    return {"sources": list(capabilities.get("sources") or []), "wechat": wechat}
+
+
+def sweep_presence(moment: datetime | None = None) -> int:
+    """Record online -> offline for nodes whose heartbeats stopped; safe to run anywhere.
+
+    One guarded UPDATE ... RETURNING: when several workers sweep at once, each node's
+    transition is returned to exactly one of them.
+    """
+    moment = moment or now()
+    offline_after = timedelta(seconds=settings().offline_after_seconds)
+    changed = db.session.execute(
+        db.update(Node)
+        .where(Node.presence == STATUS_ONLINE, Node.last_heartbeat_at < moment - offline_after)
+        .values(presence=STATUS_OFFLINE)
+        .returning(Node.id, Node.last_heartbeat_at)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for node_id, last_heartbeat_at in changed:
+        log_sync(node_id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS,
+                 finished_at=last_heartbeat_at + offline_after)
+    db.session.flush()
+    return len(changed)
+
+
+def touch_last_sync(node: Node) -> None:
+    node.last_sync_at = now()

@@ -1,0 +1,52 @@
+"""Writing and reading the sync log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+
+from ..clock import now
+from ..extensions import db
+from ..models import SyncLog
+
+
+def log_sync(
+    node_id: str | None,
+    operation: str,
+    direction: str,
+    status: str,
+    data_count: int = 0,
+    error_message: str | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> SyncLog:
+    """Add one sync-log entry to the current transaction."""
+    finished = finished_at or now()
+    entry = SyncLog(
+        node_id=node_id, operation=operation, direction=direction, status=status,
+        data_count=data_count, error_message=error_message,
+        started_at=started_at or finished, finished_at=finished,
+    )
+    db.session.add(entry)
+    return entry
+
+
+def list_sync_logs(filters: dict, limit: int, offset: int) -> tuple[list[SyncLog], int]:
+    """Return a page of the sync log, newest first, and the total matching."""
+    conditions = []
+    for name in ("node_id", "operation", "status"):
+        if filters.get(name):
+            conditions.append(getattr(SyncLog, name) == filters[name])
+    total = db.session.execute(
+        db.select(func.count()).select_from(SyncLog).where(*conditions)
+    ).scalar_one()
+    rows = db.session.execute(
+        db.select(SyncLog).where(*conditions).order_by(SyncLog.id.desc()).limit(limit).offset(offset)
+    ).scalars().all()
+    return list(rows), total
+
+
+def prune_sync_logs(retention_days: int, moment: datetime | None = None) -> int:
+    cutoff = (moment or now()) - timedelta(days=retention_days)
+    return db.session.execute(db.delete(SyncLog).where(SyncLog.finished_at < cutoff)).rowcount

@@ -1,0 +1,31 @@
+"""The response envelope (docs/PROTOCOL.md §2)."""
+
+from typing import Any
+
+REQUEST_ID_HEADER = "X-Request-ID"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+CURSOR_HEADER = "X-Cascade-Cursor"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def success_body(data: Any = None, message: str = "success") -> dict:
+    """Build the body of a 2xx response."""
+    return {"code": 0, "message": message, "data": data}
+
+
+def error_body(
+    status: int, error: str, message: str, details: Any = None, request_id: str | None = None
+) -> dict:
+    """Build the body of a 4xx/5xx response."""
+    return {
+        "code": status,
+        "message": message,
+        "error": error,
+        "details": details,
+        "request_id": request_id,
+    }
+
+
+def is_error_body(body: Any) -> bool:
+    """Tell whether a decoded body is an error envelope."""
+    return isinstance(body, dict) and isinstance(body.get("error"), str) and body.get("code") != 0
