@@ -105,7 +105,10 @@ def _read_yaml(path: Path) -> tuple[dict, dict]:
     except FileNotFoundError:
         raise ConfigError(f"WERSS_CONFIG: file {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"WERSS_CONFIG: {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"WERSS_CONFIG: {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"WERSS_CONFIG: {path} must hold a mapping at the top level")
     cascade = loaded.pop("cascade", None) or {}

@@ -1,0 +1,100 @@
+"""Admin login, bearer tokens, logout and throttling of failed logins."""
+
+import pytest
+
+from parent.extensions import db
+from parent.models import Admin, AdminToken
+from tests.conftest import make_admin_user
+from tests.helpers import ADMIN_PASSWORD, ADMIN_USERNAME, assert_error
+
+LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture
+def admin_user(app):
+    make_admin_user(app)
+
+
+def test_login_returns_a_bearer_token(client, admin_user):
+    response = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    data = response.get_json()["data"]
+    assert response.status_code == 200
+    assert data["token_type"] == "bearer" and data["expires_in"] == 12 * 3600
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {data['access_token']}"})
+    assert me.get_json()["data"]["username"] == ADMIN_USERNAME
+
+
+def test_login_accepts_a_form_body(client, admin_user):
+    response = client.post(LOGIN, data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    assert response.status_code == 200
+
+
+def test_passwords_and_tokens_are_not_stored_in_plain_text(app, client, admin_user):
+    token = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+                        ).get_json()["data"]["access_token"]
+    with app.app_context():
+        stored = db.session.execute(db.select(Admin)).scalar_one()
+        assert stored.password_hash.startswith("$2b$") and ADMIN_PASSWORD not in stored.password_hash
+        hashes = [t.token_hash for t in db.session.execute(db.select(AdminToken)).scalars()]
+        assert hashes and token not in hashes
+
+
+def test_wrong_password_and_unknown_user_are_the_same_error(client, admin_user):
+    wrong = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": "nope-nope"})
+    unknown = client.post(LOGIN, json={"username": "ghost", "password": "nope-nope"})
+    assert assert_error(wrong, 401, "invalid_login")["message"] == \
+        assert_error(unknown, 401, "invalid_login")["message"]
+
+
+def test_token_expires(client, admin, clock):
+    assert admin.get("/api/v1/cascade/nodes").status_code == 200
+    clock.advance(12 * 3600 + 1)
+    assert_error(admin.get("/api/v1/cascade/nodes"), 401, "invalid_token")
+
+
+def test_logout_revokes_the_token(admin):
+    assert admin.post("/api/v1/auth/logout").status_code == 200
+    assert_error(admin.get("/api/v1/cascade/nodes"), 401, "invalid_token")
+
+
+def test_garbage_token_is_invalid(client, admin_user):
+    response = client.get("/api/v1/cascade/nodes", headers={"Authorization": "Bearer nope"})
+    assert_error(response, 401, "invalid_token")
+
+
+def test_repeated_failures_are_throttled_with_retry_after(client, admin_user, clock):
+    for _ in range(5):
+        client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": "wrong-wrong"})
+    # Even the right password is refused while throttled: no oracle for guessing.
+    response = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    body = assert_error(response, 429, "too_many_attempts")
+    retry_after = int(response.headers["Retry-After"])
+    assert 0 < retry_after <= 900 and body["details"]["retry_after"] == retry_after
+    clock.advance(retry_after)
+    ok = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    assert ok.status_code == 200
+
+
+def test_throttling_is_per_username(app, client, admin_user):
+    make_admin_user(app, "second", "second-password")
+    for _ in range(5):
+        client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": "wrong-wrong"})
+    assert client.post(LOGIN, json={"username": "second", "password": "second-password"}
+                       ).status_code == 200
+
+
+def test_success_clears_earlier_failures(client, admin_user):
+    for _ in range(4):
+        client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": "wrong-wrong"})
+    assert client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+                       ).status_code == 200
+    for _ in range(4):
+        client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": "wrong-wrong"})
+    assert client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+                       ).status_code == 200
+
+
+def test_admin_routes_require_a_token(client):
+    assert_error(client.get("/api/v1/cascade/nodes"), 401, "authentication_required")
+    assert_error(client.get("/api/v1/feeds"), 401, "authentication_required")
+    assert_error(client.get("/api/v1/wx/cascade/sync-logs"), 401, "authentication_required")

@@ -1,0 +1,85 @@
+"""Configuration: defaults < config.yaml < environment < overrides, clear one-line errors."""
+
+import pytest
+
+from parent import create_app
+from parent.config import ConfigError, load_settings
+
+
+def _yaml(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_match_the_contract():
+    settings = load_settings(environ={})
+    cascade = settings.cascade
+    assert settings.port == 8001
+    assert settings.database_url == "sqlite:///data/parent.db"
+    assert (cascade.heartbeat_interval, cascade.offline_after_seconds) == (60, 180)
+    assert cascade.allow_plain_auth is True and cascade.max_body_bytes == 10 * 1024 * 1024
+    assert cascade.sync_log_retention_days == 30 and cascade.lease_ttl == 600
+    assert cascade.max_attempts == 3 and cascade.feeds_per_allocation == 1
+    assert cascade.claim_max_wait == 30
+
+
+def test_yaml_then_environment_then_overrides(tmp_path):
+    path = _yaml(tmp_path, "db: sqlite:///x.db\nport: 9000\nsecret_key: yaml-secret-0123456789\n"
+                           "cascade:\n  heartbeat_interval: 20\n  allow_plain_auth: false\n")
+    settings = load_settings(environ={"WERSS_CONFIG": path})
+    assert settings.port == 9000 and settings.cascade.heartbeat_interval == 20
+    assert settings.cascade.offline_after_seconds == 60 and not settings.cascade.allow_plain_auth
+    env = {"WERSS_CONFIG": path, "PORT": "9100", "WERSS_CASCADE_HEARTBEAT_INTERVAL": "30",
+           "DATABASE_URL": "postgresql://u@h/db"}
+    settings = load_settings(environ=env)
+    assert settings.port == 9100 and settings.cascade.heartbeat_interval == 30
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    env["WERSS_DATABASE_URL"] = "postgres://u@h/other"
+    assert load_settings(environ=env).database_url == "postgresql+psycopg://u@h/other"
+    settings = load_settings({"cascade": {"heartbeat_interval": 5}}, environ=env)
+    assert settings.cascade.heartbeat_interval == 5
+
+
+def test_secret_key_file_is_read(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("file-secret-0123456789abc\n")
+    settings = load_settings(environ={"WERSS_SECRET_KEY_FILE": str(key_file)})
+    assert settings.secret_key == "file-secret-0123456789abc"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("cascade:\n  heartbeat_interval: soon\n", "cascade.heartbeat_interval"),
+    ("cascade:\n  heartbeat_interval: 0\n", "cascade.heartbeat_interval"),
+    ("cascade:\n  allow_plain_auth: maybe\n", "cascade.allow_plain_auth"),
+    ("cascade:\n  claim_max_wait: 31\n", "cascade.claim_max_wait"),
+    ("cascade:\n  typo_key: 1\n", "typo_key"),
+    ("port: 70000\n", "port"),
+    ("dbb: sqlite:///x\n", "dbb"),
+    ("db: mysql://x/y\n", "db"),
+    ("secret_key: short\n", "secret_key"),
+    ("[not, a, mapping]\n", "mapping"),
+    ("key: [unclosed\n", "not valid YAML"),
+])
+def test_invalid_values_name_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WERSS_CONFIG": _yaml(tmp_path, text)})
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_config_file_is_a_clear_error():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"WERSS_CONFIG": "/nonexistent/config.yaml"})
+
+
+def test_parent_refuses_to_start_without_a_secret_key(tmp_path):
+    with pytest.raises(ConfigError, match="no secret key"):
+        create_app({"db": f"sqlite:///{tmp_path}/p.db"}, environ={})
+
+
+def test_env_overrides_every_cascade_key():
+    settings = load_settings(environ={"WERSS_CASCADE_ALLOW_PLAIN_AUTH": "false",
+                                      "WERSS_CASCADE_MAX_BODY_BYTES": "2048",
+                                      "WERSS_CASCADE_OFFLINE_AFTER": "45"})
+    assert settings.cascade.allow_plain_auth is False
+    assert settings.cascade.max_body_bytes == 2048 and settings.cascade.offline_after_seconds == 45
