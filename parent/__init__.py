@@ -30,9 +30,10 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
             "WERSS_CONFIG file (make up generates data/secret_key)"
         )
     app = Flask(__name__)
+    database_url = _absolute_sqlite_url(settings.database_url)
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         MAX_CONTENT_LENGTH=settings.cascade.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=settings.cascade.max_body_bytes,
@@ -40,7 +41,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
     )
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    _prepare_sqlite_directory(settings)
+    _prepare_sqlite_directory(database_url)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
@@ -60,8 +61,22 @@ def _engine_options(settings: Settings) -> dict:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
-def _prepare_sqlite_directory(settings: Settings) -> None:
-    url = make_url(settings.database_url)
+def _absolute_sqlite_url(database_url: str) -> str:
+    """Resolve a relative SQLite path against the working directory, as documented.
+
+    Flask-SQLAlchemy would otherwise put it under the app's instance folder.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return database_url
+    if url.database.startswith("file:"):
+        return database_url
+    return url.set(database=str(Path(url.database).resolve())).render_as_string(
+        hide_password=False)
+
+
+def _prepare_sqlite_directory(database_url: str) -> None:
+    url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
 

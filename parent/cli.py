@@ -229,7 +229,7 @@ def init(secret_key_file):
     if not (os.environ.get("WERSS_SECRET_KEY") or os.environ.get("WERSS_SECRET_KEY_FILE")):
         path = Path(secret_key_file)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48) + "\n")

@@ -29,6 +29,9 @@ class ParentApplication(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # One shared ~/.gunicorn socket would make parents on one host collide.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         from . import create_app

@@ -44,10 +44,15 @@ def record_deletes(entity: str, entity_ids: list[str]) -> None:
 
 
 def current_cursor(entity: str) -> int:
-    """Return the newest change id for an entity (0 when none): one index lookup."""
-    return db.session.execute(
+    """Return the newest change id for an entity: one index lookup.
+
+    Once every entry has been pruned, the pruned-through marker stands in for it, so
+    the cursor (and the ETag built from it) never moves backwards.
+    """
+    newest = db.session.execute(
         db.select(func.max(ChangeLogEntry.id)).where(ChangeLogEntry.entity == entity)
-    ).scalar() or 0
+    ).scalar()
+    return newest if newest is not None else _pruned_through(entity)
 
 
 def etag_for(entity: str, cursor: int) -> str:
