@@ -43,6 +43,8 @@ class CascadeSettings:
     maintenance_interval: int = 15
     bcrypt_rounds: int = 12
     test_connection_timeout: float = 5.0
+    schedule_timezone: str = "UTC"
+    retry_backoff: int = 60
 
     @property
     def offline_after_seconds(self) -> int:
@@ -154,6 +156,7 @@ _POSITIVE_INTS = {
     "heartbeat_interval", "sync_interval", "max_body_bytes", "sync_log_retention_days",
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
+    "retry_backoff",
 }
 
 
@@ -175,6 +178,8 @@ def _build_cascade(values: dict) -> CascadeSettings:
             parsed[name] = _as_int(key, value, minimum=0, maximum=30)
         elif name == "bcrypt_rounds":
             parsed[name] = _as_int(key, value, minimum=4, maximum=16)
+        elif name == "schedule_timezone":
+            parsed[name] = _as_timezone(key, value)
         elif name == "test_connection_timeout":
             parsed[name] = _as_float(key, value, minimum=0.1, maximum=60)
         elif name in _POSITIVE_INTS:
@@ -204,6 +209,17 @@ def _as_float(key: str, value: Any, minimum: float, maximum: float) -> float:
     if not minimum <= number <= maximum:
         raise ConfigError(f"{key}: must be between {minimum} and {maximum}, got {number}")
     return number
+
+
+def _as_timezone(key: str, value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}: unknown time zone {name!r} (e.g. UTC, Asia/Shanghai)") from None
+    return name
 
 
 def _as_bool(key: str, value: Any) -> bool:

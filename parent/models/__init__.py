@@ -8,8 +8,10 @@ from .replication import ChangeLogEntry, MetaValue
 from .report import TaskReport
 from .request_guard import IdempotencyRecord, UsedNonce
 from .sync_log import SyncLog
+from .work import Allocation, Article, Lease, TaskRun
 
 __all__ = [
+    "Allocation", "Article", "Lease", "TaskRun",
     "Admin", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
     "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
 ]

@@ -1,10 +1,12 @@
 """Feeds: WeChat official accounts or RSS/Atom sources the cascade collects."""
 
+from datetime import datetime
+
 from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import TimestampMixin
+from .base import TimestampMixin, UTCDateTime
 
 SOURCE_WECHAT = "wechat"
 SOURCE_RSS = "rss"
@@ -25,3 +27,8 @@ class Feed(TimestampMixin, db.Model):
     source_type: Mapped[str] = mapped_column(String(16), default=SOURCE_WECHAT)
     source_url: Mapped[str | None] = mapped_column(String(1000), unique=True)
     labels: Mapped[list] = mapped_column(JSON, default=list)
+    # Bookkeeping of the last collection (not replicated to children).
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_node_id: Mapped[str | None] = mapped_column(String(36))
+    last_run_status: Mapped[str | None] = mapped_column(String(16))
+    last_run_error: Mapped[str | None] = mapped_column(Text)

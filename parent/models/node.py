@@ -46,6 +46,8 @@ class Node(TimestampMixin, db.Model):
     running: Mapped[int] = mapped_column(Integer, default=0)
     capabilities: Mapped[dict] = mapped_column(JSON, default=dict)
     callback_url: Mapped[str | None] = mapped_column(String(500))
+    # Set by a lease failure carrying rate_limited_until: no WeChat work until then.
+    wechat_blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def status_at(self, moment: datetime, offline_after: int) -> str:
         """Return online/offline/disabled as seen at ``moment``."""

@@ -1,4 +1,4 @@
-"""Housekeeping any worker may run at any time: presence sweep and retention pruning.
+"""Housekeeping any worker may run at any time: presence, expired leases, due runs, pruning.
 
 Every step is a guarded update or an idempotent delete, so several workers or parent
 instances running it at once is harmless. No special process is needed.
@@ -15,7 +15,7 @@ from ..clock import now
 from ..extensions import db
 from ..models import IdempotencyRecord, UsedNonce
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
-from . import admins, nodes, replication, sync_logs
+from . import admins, leasing, nodes, replication, scheduling, sync_logs
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=48)
@@ -28,6 +28,8 @@ def run_maintenance() -> dict:
     report = {}
     steps = {
         "presence": nodes.sweep_presence,
+        "expired_leases": leasing.requeue_expired,
+        "schedule": scheduling.schedule_due_runs,
         "sync_logs": lambda: sync_logs.prune_sync_logs(cfg.sync_log_retention_days),
         "feed_changes": lambda: replication.prune_change_log(ENTITY_FEED, cfg.change_log_retention_days),
         "task_changes": lambda: replication.prune_change_log(

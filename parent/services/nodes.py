@@ -18,6 +18,7 @@ from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
+from .leasing import release_node_leases
 from .sync_logs import log_sync
 
 
@@ -125,6 +126,7 @@ def delete_node(node_id: str) -> None:
     node.deleted_at = now()
     node.is_active = False
     node.name_key = None
+    release_node_leases(node.id, node.deleted_at)
     db.session.execute(db.delete(UsedNonce).where(UsedNonce.node_id == node.id))
     db.session.execute(db.delete(IdempotencyRecord).where(IdempotencyRecord.node_id == node.id))
     db.session.flush()

@@ -1,0 +1,63 @@
+"""Work distribution: node claim/lease/article routes and the admin dispatch."""
+
+from flask import Blueprint, g, make_response
+from shared.lease_schemas import ArticleBatchSchema, ClaimSchema, CompleteSchema, FailSchema
+
+from ..auth import admin_required, node_required
+from ..services import articles, leasing, scheduling
+from ..work_schemas import DispatchSchema
+from ._io import idempotent, load_body, respond
+
+bp = Blueprint("work", __name__)
+
+
+@bp.post("/claim")
+@node_required
+@idempotent
+def claim():
+    values = load_body(ClaimSchema(), required=False)
+    leases = leasing.claim(g.node, values["max"], values["wait"])
+    if not leases:
+        return make_response("", 204)
+    return respond({"leases": leases})
+
+
+@bp.post("/leases/<lease_id>/renew")
+@node_required
+def renew(lease_id):
+    return respond(leasing.renew(g.node, lease_id))
+
+
+@bp.post("/leases/<lease_id>/complete")
+@node_required
+@idempotent
+def complete(lease_id):
+    values = load_body(CompleteSchema(), required=False)
+    return respond(leasing.complete(g.node, lease_id, values["results"]))
+
+
+@bp.post("/leases/<lease_id>/fail")
+@node_required
+@idempotent
+def fail(lease_id):
+    values = load_body(FailSchema(), required=False)
+    return respond(leasing.fail(g.node, lease_id, values["error"], values["retryable"],
+                                values["rate_limited_until"]))
+
+
+@bp.post("/articles")
+@node_required
+@idempotent
+def upload_articles():
+    values = load_body(ArticleBatchSchema())
+    allowed = None
+    if values["lease_id"]:
+        allowed = leasing.lease_feed_ids(g.node, values["lease_id"])
+    return respond(articles.ingest_articles(g.node, values["articles"], allowed))
+
+
+@bp.post("/dispatch")
+@admin_required
+def dispatch():
+    values = load_body(DispatchSchema())
+    return respond(scheduling.dispatch_task(values["task_id"]), "任务已下发", status=201)

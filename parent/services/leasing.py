@@ -1,0 +1,317 @@
+"""Leases: how children claim allocations, renew, complete and fail them.
+
+Every transition is a guarded UPDATE (``... WHERE status = 'pending'`` or ``WHERE
+current_lease_id = :lease AND lease_expires_at > :now``) whose row count decides who
+won, so two claimers can never hold one allocation and a stale lease can never write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, func, or_
+
+from shared import errors as codes
+from shared.timeutil import isoformat_z, parse_iso
+
+from ..auth import settings
+from ..clock import now
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Allocation, Article, Feed, Lease, MessageTask, Node, TaskRun
+from ..models.work import (
+    ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_ACTIVE, LEASE_COMPLETED,
+    LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
+)
+from ..models.base import new_uuid
+from .feeds import feed_to_wire
+from .message_tasks import task_to_wire
+from .scheduling import schedule_due_runs
+
+MAX_LABEL_SUBSET_LABELS = 8
+POLL_INTERVAL_SECONDS = 0.5
+_last_schedule_check = [0.0]
+
+
+def requeue_expired(moment: datetime | None = None) -> int:
+    """Return expired leases' allocations to pending (or dead after max attempts)."""
+    moment = moment or now()
+    expired = and_(Allocation.status == ALLOC_LEASED, Allocation.lease_expires_at <= moment)
+    db.session.execute(
+        db.update(Lease)
+        .where(Lease.status == LEASE_ACTIVE,
+               Lease.id.in_(db.select(Allocation.current_lease_id).where(expired)))
+        .values(status=LEASE_EXPIRED, ended_at=moment, error="lease expired")
+        .execution_options(synchronize_session=False)
+    )
+    count = db.session.execute(
+        db.update(Allocation).where(expired).values(
+            status=case((Allocation.attempt >= Allocation.max_attempts, ALLOC_DEAD),
+                        else_=ALLOC_PENDING),
+            current_lease_id=None, leased_to=None, lease_expires_at=None,
+            last_error="lease expired", updated_at=moment,
+        ).execution_options(synchronize_session=False)
+    ).rowcount
+    return count
+
+
+def _wechat_ready(node: Node, moment: datetime) -> bool:
+    if node.wechat_blocked_until and node.wechat_blocked_until > moment:
+        return False
+    wechat = (node.capabilities or {}).get("wechat") or {}
+    if not wechat.get("session_valid"):
+        return False
+    expires = wechat.get("expires_at")
+    return not expires or parse_iso(expires) > moment
+
+
+def _label_subsets(labels: list[str]) -> list[str] | None:
+    """Every label_key a node with these labels may take (None: too many to list)."""
+    unique = sorted(set(labels or []))
+    if len(unique) > MAX_LABEL_SUBSET_LABELS:
+        return None
+    return [",".join(combo) for size in range(len(unique) + 1)
+            for combo in itertools.combinations(unique, size)]
+
+
+def _held(node: Node) -> int:
+    return db.session.execute(
+        db.select(func.count()).select_from(Allocation)
+        .where(Allocation.leased_to == node.id, Allocation.status == ALLOC_LEASED)
+    ).scalar_one()
+
+
+def _maybe_schedule(moment: datetime) -> None:
+    # Claims are frequent; materialising runs once a few seconds per process is plenty.
+    if time.monotonic() - _last_schedule_check[0] >= 5:
+        _last_schedule_check[0] = time.monotonic()
+        schedule_due_runs(moment)
+
+
+def _claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
+    cfg = settings()
+    moment = now()
+    requeue_expired(moment)
+    _maybe_schedule(moment)
+    room = min(max_count, node.capacity - _held(node))
+    if room <= 0:
+        return []
+    conditions = [
+        Allocation.status == ALLOC_PENDING,
+        or_(Allocation.not_before.is_(None), Allocation.not_before <= moment),
+    ]
+    if not _wechat_ready(node, moment):
+        conditions.append(Allocation.needs_wechat.is_(False))
+    subsets = _label_subsets(node.labels)
+    if subsets is not None:
+        conditions.append(Allocation.label_key.in_(subsets))
+    candidates = db.session.execute(
+        db.select(Allocation).where(*conditions)
+        .order_by(Allocation.priority, Allocation.created_at, Allocation.id)
+        .limit(room * 4 + 8)
+        .with_for_update(skip_locked=True)
+    ).scalars().all()
+    if subsets is None:
+        own = set(node.labels or [])
+        candidates = [a for a in candidates if set(a.labels or []) <= own]
+
+    claimed = []
+    expires_at = moment + timedelta(seconds=cfg.lease_ttl)
+    for allocation in candidates:
+        if len(claimed) >= room:
+            break
+        lease_id = new_uuid()
+        won = db.session.execute(
+            db.update(Allocation)
+            .where(Allocation.id == allocation.id, Allocation.status == ALLOC_PENDING)
+            .values(status=ALLOC_LEASED, current_lease_id=lease_id, leased_to=node.id,
+                    attempt=Allocation.attempt + 1, lease_expires_at=expires_at,
+                    updated_at=moment)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            continue  # another claimer took it between our read and our write
+        lease = Lease(id=lease_id, allocation_id=allocation.id, node_id=node.id,
+                      attempt=allocation.attempt + 1, status=LEASE_ACTIVE, created_at=moment)
+        db.session.add(lease)
+        claimed.append((allocation, lease))
+    db.session.flush()
+    for allocation, _ in claimed:
+        db.session.refresh(allocation)
+    return claimed
+
+
+def claim(node: Node, max_count: int, wait: int) -> list[dict]:
+    """Lease up to ``max_count`` allocations, long-polling up to ``wait`` seconds."""
+    wait = min(wait, settings().claim_max_wait)
+    deadline = time.monotonic() + wait
+    while True:
+        claimed = _claim_once(node, max_count)
+        if claimed or time.monotonic() >= deadline:
+            return _lease_payloads(claimed)
+        # Never hold a transaction (SQLite: the write lock) while waiting.
+        db.session.commit()
+        time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
+        db.session.refresh(node)
+
+
+def _lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
+    if not claimed:
+        return []
+    feed_ids = {feed_id for allocation, _ in claimed for feed_id in allocation.feed_ids}
+    task_ids = {allocation.task_id for allocation, _ in claimed}
+    feeds = {f.id: f for f in db.session.execute(
+        db.select(Feed).where(Feed.id.in_(feed_ids))).scalars()}
+    tasks = {t.id: t for t in db.session.execute(
+        db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
+    slots = dict(db.session.execute(
+        db.select(TaskRun.id, TaskRun.slot)
+        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).all())
+    payloads = []
+    for allocation, lease in claimed:
+        task = tasks.get(allocation.task_id)
+        task_wire = task_to_wire(task) if task else {"id": allocation.task_id}
+        payloads.append({
+            "lease_id": lease.id,
+            "allocation_id": allocation.id,
+            "attempt": lease.attempt,
+            "expires_at": isoformat_z(allocation.lease_expires_at),
+            "slot": isoformat_z(slots.get(allocation.run_id)),
+            "run_id": allocation.run_id,
+            "task": {key: task_wire.get(key) for key in (
+                "id", "name", "message_type", "message_template", "web_hook_url", "headers",
+                "cookies", "cron_exp", "mps_id")},
+            "feeds": [feed_to_wire(feeds[f]) for f in allocation.feed_ids if f in feeds],
+        })
+    return payloads
+
+
+def _live(node: Node, lease_id: str, moment: datetime) -> tuple[Lease, Allocation]:
+    """Load a lease the node may act on.
+
+    :raises ApiError: 404 unknown lease, 403 another node's lease, 409 lease_lost.
+    """
+    lease = db.session.get(Lease, lease_id)
+    if lease is None:
+        raise ApiError(codes.NOT_FOUND, f"Lease {lease_id!r} does not exist.")
+    if lease.node_id != node.id:
+        raise ApiError(codes.FORBIDDEN, "This lease belongs to another node.")
+    allocation = db.session.get(Allocation, lease.allocation_id)
+    if (lease.status != LEASE_ACTIVE or allocation is None
+            or allocation.current_lease_id != lease.id or allocation.status != ALLOC_LEASED
+            or allocation.lease_expires_at <= moment):
+        raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id,
+                                                   "lease_status": lease.status})
+    return lease, allocation
+
+
+def lease_feed_ids(node: Node, lease_id: str) -> list[str]:
+    """The feeds a live lease of this node covers (articles may only name these)."""
+    _, allocation = _live(node, lease_id, now())
+    return list(allocation.feed_ids)
+
+
+def _guarded(lease_id: str, moment: datetime, **values) -> None:
+    """Apply values to the allocation only while this lease still holds it."""
+    won = db.session.execute(
+        db.update(Allocation).where(
+            Allocation.current_lease_id == lease_id, Allocation.status == ALLOC_LEASED,
+            Allocation.lease_expires_at > moment,
+        ).values(updated_at=moment, **values).execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id})
+
+
+def renew(node: Node, lease_id: str) -> dict:
+    moment = now()
+    _live(node, lease_id, moment)
+    expires_at = moment + timedelta(seconds=settings().lease_ttl)
+    _guarded(lease_id, moment, lease_expires_at=expires_at)
+    return {"lease_id": lease_id, "expires_at": isoformat_z(expires_at)}
+
+
+def complete(node: Node, lease_id: str, results: list[dict]) -> dict:
+    moment = now()
+    lease, allocation = _live(node, lease_id, moment)
+    unknown = sorted({r["mp_id"] for r in results} - set(allocation.feed_ids))
+    if unknown:
+        raise ApiError(codes.VALIDATION_FAILED, "Results name feeds outside this lease.",
+                       details={"results": {"mp_id": [f"not in this lease: {', '.join(unknown)}"]}})
+    stored = [{**r} for r in results]
+    _guarded(lease_id, moment, status=ALLOC_COMPLETED, completed_at=moment, results=stored,
+             current_lease_id=None, lease_expires_at=None, last_error=None)
+    lease.status, lease.ended_at = LEASE_COMPLETED, moment
+    _record_feed_results(node, allocation, results, moment)
+    db.session.flush()
+    return {"allocation_id": allocation.id, "status": ALLOC_COMPLETED}
+
+
+def _record_feed_results(node: Node, allocation: Allocation, results: list[dict],
+                         moment: datetime) -> None:
+    by_feed = {r["mp_id"]: r for r in results}
+    latest = dict(db.session.execute(
+        db.select(Article.feed_id, func.max(Article.publish_time))
+        .where(Article.feed_id.in_(allocation.feed_ids)).group_by(Article.feed_id)
+    ).all())
+    feeds = db.session.execute(
+        db.select(Feed).where(Feed.id.in_(allocation.feed_ids))).scalars()
+    for feed in feeds:
+        result = by_feed.get(feed.id)
+        ok = bool(result and result.get("success", True))
+        feed.last_run_at = moment
+        feed.last_run_node_id = node.id
+        feed.last_run_status = "success" if ok else ("failed" if result else "not_reported")
+        feed.last_run_error = (result or {}).get("error")
+        if ok:
+            feed.sync_time = int(moment.timestamp())
+        if latest.get(feed.id):
+            feed.update_time = max(feed.update_time or 0, latest[feed.id])
+
+
+def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
+         rate_limited_until: datetime | None) -> dict:
+    cfg = settings()
+    moment = now()
+    lease, allocation = _live(node, lease_id, moment)
+    release = dict(current_lease_id=None, leased_to=None, lease_expires_at=None,
+                   last_error=error)
+    if rate_limited_until and rate_limited_until > moment:
+        # The node is rate-limited, not the work: hand it on without spending an attempt.
+        node.wechat_blocked_until = rate_limited_until
+        status = ALLOC_PENDING
+        _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release)
+        lease.status = LEASE_RATE_LIMITED
+    elif retryable and allocation.attempt < allocation.max_attempts:
+        status = ALLOC_PENDING
+        backoff = cfg.retry_backoff * 2 ** max(0, allocation.attempt - 1)
+        _guarded(lease_id, moment, status=status,
+                 not_before=moment + timedelta(seconds=backoff), **release)
+        lease.status = LEASE_FAILED
+    else:
+        status = ALLOC_DEAD
+        _guarded(lease_id, moment, status=status, **release)
+        lease.status = LEASE_FAILED
+    lease.ended_at, lease.error = moment, error
+    db.session.flush()
+    return {"allocation_id": allocation.id, "status": status}
+
+
+def release_node_leases(node_id: str, moment: datetime | None = None) -> int:
+    """Hand back every lease a node holds (it was deleted or disabled)."""
+    moment = moment or now()
+    held = and_(Allocation.leased_to == node_id, Allocation.status == ALLOC_LEASED)
+    db.session.execute(
+        db.update(Lease).where(
+            Lease.status == LEASE_ACTIVE,
+            Lease.id.in_(db.select(Allocation.current_lease_id).where(held)),
+        ).values(status=LEASE_RELEASED, ended_at=moment).execution_options(synchronize_session=False)
+    )
+    return db.session.execute(
+        db.update(Allocation).where(held).values(
+            status=ALLOC_PENDING, attempt=Allocation.attempt - 1, current_lease_id=None,
+            leased_to=None, lease_expires_at=None, last_error="node removed", updated_at=moment,
+        ).execution_options(synchronize_session=False)
+    ).rowcount

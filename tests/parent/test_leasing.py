@@ -1,0 +1,371 @@
+"""Work distribution: scheduling runs, claiming, the lease state machine, routing, ingest."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from parent.extensions import db
+from parent.models import Allocation, TaskRun
+from parent.services import scheduling
+from parent.services.maintenance import run_maintenance
+from tests.conftest import create_node_with_credentials
+from tests.helpers import NodeCaller, assert_error
+
+
+def make_feeds(admin, count, prefix="f", **fields):
+    ids = []
+    for index in range(count):
+        response = admin.post("/api/v1/feeds", json={
+            "mp_name": f"{prefix}{index}", "source_type": "rss",
+            "source_url": f"http://127.0.0.1:1/{prefix}{index}.xml", **fields})
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["data"]["id"])
+    return ids
+
+
+def make_task(admin, **fields):
+    body = {"name": "collect", "cron_exp": "*/5 * * * *", **fields}
+    response = admin.post("/api/v1/message-tasks", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["data"]["id"]
+
+
+def dispatch(admin, task_id):
+    response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["data"]
+
+
+def claim(caller, max_count=1, expect=200):
+    response = caller.post("/claim", json={"max": max_count, "wait": 0})
+    assert response.status_code == expect, response.get_json()
+    return response.get_json()["data"]["leases"] if expect == 200 else []
+
+
+def allocation_rows(app):
+    with app.app_context():
+        rows = db.session.execute(db.select(Allocation)).scalars().all()
+        return {row.id: (row.status, row.attempt, row.leased_to) for row in rows}
+
+
+@pytest.fixture
+def work(admin):
+    feeds = make_feeds(admin, 3)
+    task_id = make_task(admin)
+    return {"feeds": feeds, "task_id": task_id}
+
+
+def test_dispatch_splits_a_run_into_allocations(app, admin, work):
+    data = dispatch(admin, work["task_id"])
+    assert data["run_id"] and len(data["allocations"]) == 3
+
+
+@pytest.mark.parametrize("cascade_settings", [{"feeds_per_allocation": 2}])
+def test_feeds_per_allocation_is_configurable(admin, work, cascade_settings):
+    assert len(dispatch(admin, work["task_id"])["allocations"]) == 2
+
+
+def test_task_with_named_feeds_covers_only_those(admin, work):
+    task_id = make_task(admin, name="two", mps_id=[{"id": work["feeds"][0], "mp_name": "x"}])
+    assert len(dispatch(admin, task_id)["allocations"]) == 1
+
+
+def test_claim_returns_the_contract_lease_shape(admin, node_caller, work, clock):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    assert set(lease) >= {"lease_id", "allocation_id", "attempt", "expires_at", "slot", "task", "feeds"}
+    assert lease["attempt"] == 1 and lease["expires_at"].endswith("Z")
+    assert set(lease["task"]) >= {"id", "name", "message_type", "message_template", "web_hook_url",
+                                  "headers", "cookies", "cron_exp"}
+    assert len(lease["feeds"]) == 1 and lease["feeds"][0]["id"] in work["feeds"]
+
+
+def test_nothing_to_claim_is_204(node_caller):
+    response = node_caller.post("/claim", json={"max": 1, "wait": 0})
+    assert response.status_code == 204 and response.data == b""
+
+
+def test_capacity_caps_held_leases(admin, client, clock, work):
+    creds = create_node_with_credentials(admin, name="small", capacity=2)
+    caller = NodeCaller(client, creds, clock=clock)
+    dispatch(admin, work["task_id"])
+    assert len(claim(caller, 5)) == 2
+    claim(caller, 1, expect=204)
+
+
+def test_least_recently_collected_feeds_go_first(app, admin, node_caller, work, clock):
+    dispatch(admin, work["task_id"])
+    order = []
+    for _ in range(3):
+        lease = claim(node_caller)[0]
+        order.append(lease["feeds"][0]["id"])
+        node_caller.post(f"/leases/{lease['lease_id']}/complete",
+                         json={"results": [{"mp_id": order[-1], "success": True}]})
+        clock.advance(10)
+    # Now the first-collected feed is the freshest: a new run starts with the others.
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    next_order = [lease["feeds"][0]["id"]]
+    node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+    for _ in range(2):
+        lease = claim(node_caller)[0]
+        next_order.append(lease["feeds"][0]["id"])
+        node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+    assert next_order == order, "same order: least recently collected first"
+
+
+def test_complete_updates_feed_freshness(app, admin, node_caller, work, clock):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    feed_id = lease["feeds"][0]["id"]
+    response = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": [
+        {"mp_id": feed_id, "mp_name": "x", "article_count": 3, "new_count": 2, "pushed_count": 2,
+         "success": True, "error": None}]})
+    assert response.get_json()["data"] == {"allocation_id": lease["allocation_id"],
+                                           "status": "completed"}
+    feed = admin.get(f"/api/v1/feeds/{feed_id}").get_json()["data"]
+    assert feed["sync_time"] == clock.timestamp()
+
+
+class TestLeaseStateMachine:
+    """Every legal and illegal transition of a lease."""
+
+    @pytest.fixture
+    def lease(self, admin, node_caller, work):
+        dispatch(admin, work["task_id"])
+        return claim(node_caller)[0]
+
+    def test_renew_extends_expiry(self, node_caller, lease, clock):
+        clock.advance(500)
+        data = node_caller.post(f"/leases/{lease['lease_id']}/renew").get_json()["data"]
+        assert data["lease_id"] == lease["lease_id"]
+        assert data["expires_at"] > lease["expires_at"]
+        clock.advance(500)  # past the original expiry, inside the renewed one
+        assert node_caller.post(f"/leases/{lease['lease_id']}/renew").status_code == 200
+
+    @pytest.mark.parametrize("first,then", [
+        ("complete", "complete"), ("complete", "fail"), ("complete", "renew"),
+        ("fail", "complete"), ("fail", "renew"), ("fail", "fail"),
+    ])
+    def test_ended_lease_is_lost(self, node_caller, lease, first, then):
+        body = {"results": []} if first == "complete" else {"error": "x", "retryable": True}
+        assert node_caller.post(f"/leases/{lease['lease_id']}/{first}", json=body).status_code == 200
+        assert_error(node_caller.post(f"/leases/{lease['lease_id']}/{then}", json={}), 409,
+                     "lease_lost")
+
+    @pytest.mark.parametrize("action", ["renew", "complete", "fail"])
+    def test_expired_lease_is_lost(self, node_caller, lease, clock, action):
+        clock.advance(601)
+        assert_error(node_caller.post(f"/leases/{lease['lease_id']}/{action}", json={}), 409,
+                     "lease_lost")
+
+    def test_expired_lease_requeues_with_next_attempt_then_dies(self, app, admin, node_caller,
+                                                                lease, clock):
+        allocation_id = lease["allocation_id"]
+        for attempt in (2, 3):
+            clock.advance(601)
+            with app.app_context():
+                run_maintenance()
+            assert allocation_rows(app)[allocation_id][0] == "pending"
+            again = [l for l in claim(node_caller, 5) if l["allocation_id"] == allocation_id]
+            assert again and again[0]["attempt"] == attempt
+        clock.advance(601)
+        with app.app_context():
+            run_maintenance()
+        assert allocation_rows(app)[allocation_id][0] == "dead"
+        dead = admin.get("/api/v1/cascade/allocations?status=dead").get_json()["data"]["items"]
+        assert [a["id"] for a in dead] == [allocation_id]
+
+    def test_fencing_refuses_results_of_a_stale_lease(self, admin, client, node_caller, lease,
+                                                      clock, work):
+        other = NodeCaller(client, create_node_with_credentials(admin, name="other"), clock=clock)
+        clock.advance(601)
+        taken = [l for l in claim(other, 5) if l["allocation_id"] == lease["allocation_id"]]
+        assert taken, "the expired allocation went to the other node"
+        stale = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+        assert_error(stale, 409, "lease_lost")
+        articles = node_caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [
+            {"id": "a1", "mp_id": lease["feeds"][0]["id"], "title": "t", "url": "http://x/a1"}]})
+        assert_error(articles, 409, "lease_lost")
+        ok = other.post(f"/leases/{taken[0]['lease_id']}/complete", json={"results": []})
+        assert ok.status_code == 200
+
+    def test_another_nodes_lease_is_forbidden(self, admin, client, lease, clock):
+        other = NodeCaller(client, create_node_with_credentials(admin, name="other"), clock=clock)
+        for action in ("renew", "complete", "fail"):
+            assert_error(other.post(f"/leases/{lease['lease_id']}/{action}", json={}), 403,
+                         "forbidden")
+
+    def test_unknown_lease_is_404(self, node_caller):
+        assert_error(node_caller.post("/leases/nope/renew"), 404, "not_found")
+
+    def test_retryable_failure_backs_off_then_retries(self, app, node_caller, lease, clock):
+        data = node_caller.post(f"/leases/{lease['lease_id']}/fail",
+                                json={"error": "timeout", "retryable": True}).get_json()["data"]
+        assert data["status"] == "pending"
+        assert not [l for l in claim_all(node_caller) if l["allocation_id"] == lease["allocation_id"]]
+        clock.advance(61)
+        again = [l for l in claim_all(node_caller) if l["allocation_id"] == lease["allocation_id"]]
+        assert again and again[0]["attempt"] == 2
+
+    def test_permanent_failure_is_dead(self, app, node_caller, lease):
+        data = node_caller.post(f"/leases/{lease['lease_id']}/fail",
+                                json={"error": "gone", "retryable": False}).get_json()["data"]
+        assert data["status"] == "dead"
+        assert allocation_rows(app)[lease["allocation_id"]][0] == "dead"
+
+
+def claim_all(caller):
+    response = caller.post("/claim", json={"max": 10, "wait": 0})
+    return response.get_json()["data"]["leases"] if response.status_code == 200 else []
+
+
+def _wechat_node(admin, client, clock, name, valid=True, labels=None):
+    creds = create_node_with_credentials(admin, name=name, labels=labels or [])
+    caller = NodeCaller(client, creds, clock=clock)
+    caller.post("/heartbeat", json={"capabilities": {
+        "sources": ["rss", "wechat"], "wechat": {"session_valid": valid, "expires_at": None}}})
+    return caller
+
+
+def test_wechat_work_goes_only_to_nodes_with_a_valid_session(admin, client, clock):
+    admin.post("/api/v1/feeds", json={"mp_name": "wx", "faker_id": "MzA5MTIzNDU2Nw=="})
+    task_id = make_task(admin)
+    dispatch(admin, task_id)
+    without = _wechat_node(admin, client, clock, "no-session", valid=False)
+    with_session = _wechat_node(admin, client, clock, "session")
+    assert claim_all(without) == []
+    assert len(claim_all(with_session)) == 1
+
+
+def test_rate_limited_node_hands_work_on_without_spending_an_attempt(app, admin, client, clock):
+    admin.post("/api/v1/feeds", json={"mp_name": "wx", "faker_id": "MzA5MTIzNDU2Nw=="})
+    dispatch(admin, make_task(admin))
+    first = _wechat_node(admin, client, clock, "first")
+    second = _wechat_node(admin, client, clock, "second")
+    lease = claim_all(first)[0]
+    until = (clock() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    data = first.post(f"/leases/{lease['lease_id']}/fail", json={
+        "error": "频繁", "retryable": True, "rate_limited_until": until}).get_json()["data"]
+    assert data["status"] == "pending"
+    assert claim_all(first) == [], "the rate-limited node gets no WeChat work"
+    handed_on = claim_all(second)
+    assert handed_on and handed_on[0]["attempt"] == 1, "rate limiting is not a failed attempt"
+
+
+def test_labels_pin_work_to_matching_nodes(admin, client, clock):
+    make_feeds(admin, 1, prefix="east", labels=["cn-east"])
+    dispatch(admin, make_task(admin))
+    plain = NodeCaller(client, create_node_with_credentials(admin, name="plain"), clock=clock)
+    east = NodeCaller(client, create_node_with_credentials(
+        admin, name="east", labels=["cn-east", "gpu"]), clock=clock)
+    assert claim_all(plain) == []
+    assert len(claim_all(east)) == 1
+
+
+def test_task_labels_are_required_too(admin, client, clock):
+    make_feeds(admin, 1)
+    dispatch(admin, make_task(admin, labels=["eu"]))
+    assert claim_all(NodeCaller(client, create_node_with_credentials(
+        admin, name="asia", labels=["asia"]), clock=clock)) == []
+    assert len(claim_all(NodeCaller(client, create_node_with_credentials(
+        admin, name="eu", labels=["eu"]), clock=clock))) == 1
+
+
+def test_deleting_a_node_releases_its_leases(app, admin, node, node_caller, work):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    admin.delete(f"/api/v1/cascade/nodes/{node.node_id}")
+    status, attempt, leased_to = allocation_rows(app)[lease["allocation_id"]]
+    assert (status, attempt, leased_to) == ("pending", 0, None)
+
+
+class TestScheduling:
+    def test_one_run_per_slot_however_often_it_is_asked(self, app, admin, work, clock):
+        clock.advance(600)
+        with app.app_context():
+            first = scheduling.schedule_due_runs()
+            second = scheduling.schedule_due_runs()
+            db.session.commit()
+            runs = db.session.execute(db.select(TaskRun)).scalars().all()
+        assert first == 3 and second == 0 and len(runs) == 1
+
+    def test_missed_slots_run_once(self, app, admin, work, clock):
+        clock.advance(3 * 3600)  # 36 slots of */5 passed while "down"
+        with app.app_context():
+            scheduling.schedule_due_runs()
+            db.session.commit()
+            assert db.session.query(TaskRun).count() == 1
+
+    def test_pending_work_is_not_piled_up_by_later_slots(self, app, admin, work, clock):
+        with app.app_context():
+            for _ in range(4):
+                clock.advance(300)
+                scheduling.schedule_due_runs()
+            db.session.commit()
+            assert db.session.query(TaskRun).count() == 4
+            assert db.session.query(Allocation).count() == 3
+
+    def test_disabled_tasks_are_not_scheduled(self, app, admin, work, clock):
+        admin.put(f"/api/v1/message-tasks/{work['task_id']}", json={"status": 0})
+        clock.advance(600)
+        with app.app_context():
+            assert scheduling.schedule_due_runs() == 0
+
+    @pytest.mark.parametrize("cron,moment,expected", [
+        ("*/5 * * * *", "2026-01-01T10:02:30", "2026-01-01T10:00:00"),
+        ("*/5 * * * *", "2026-01-01T10:05:00", "2026-01-01T10:05:00"),
+        ("0 8 * * *", "2026-01-01T09:00:00", "2026-01-01T08:00:00"),
+        ("30 */10 * * * *", "2026-01-01T10:15:00", "2026-01-01T10:10:30"),
+    ])
+    def test_latest_slot(self, cron, moment, expected):
+        at = datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
+        assert scheduling.latest_slot(cron, at).isoformat() == expected + "+00:00"
+
+    def test_slots_follow_the_configured_time_zone(self):
+        at = datetime(2026, 1, 1, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
+        slot = scheduling.latest_slot("0 8 * * *", at, "Asia/Shanghai")
+        assert slot == datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
+
+
+class TestArticles:
+    ARTICLE = {"id": "biz-1", "title": "Hello", "url": "https://mp.weixin.qq.com/s/abc",
+               "pic_url": "", "description": "d", "publish_time": 1764300000}
+
+    def test_same_batch_twice_stores_one_copy(self, admin, node_caller, work):
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0]),
+                              dict(self.ARTICLE, id="biz-2", mp_id=work["feeds"][0])]}
+        first = node_caller.post("/articles", json=batch).get_json()["data"]
+        second = node_caller.post("/articles", json=batch).get_json()["data"]
+        assert first == {"received": 2, "new": 2} and second == {"received": 2, "new": 0}
+        listing = admin.get(f"/api/v1/articles?feed_id={work['feeds'][0]}").get_json()["data"]
+        assert listing["total"] == 2
+
+    def test_same_article_from_two_children_is_one_article(self, admin, client, clock,
+                                                           node_caller, work):
+        other = NodeCaller(client, create_node_with_credentials(admin, name="other"), clock=clock)
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0])]}
+        assert node_caller.post("/articles", json=batch).get_json()["data"]["new"] == 1
+        assert other.post("/articles", json=batch).get_json()["data"]["new"] == 0
+
+    def test_idempotency_key_with_another_body_is_refused(self, node_caller, work):
+        headers = {"Idempotency-Key": "batch-1"}
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0])]}
+        assert node_caller.post("/articles", json=batch, headers=headers).status_code == 200
+        replay = node_caller.post("/articles", json=batch, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        changed = {"articles": [dict(self.ARTICLE, id="other", mp_id=work["feeds"][0])]}
+        assert_error(node_caller.post("/articles", json=changed, headers=headers), 422,
+                     "idempotency_key_reused")
+
+    def test_unknown_feed_refuses_the_batch(self, admin, node_caller, work):
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0]),
+                              dict(self.ARTICLE, id="x", mp_id="nope")]}
+        body = assert_error(node_caller.post("/articles", json=batch), 422, "validation_failed")
+        assert "1" in body["details"]["articles"]
+        assert admin.get("/api/v1/articles").get_json()["data"]["total"] == 0
+
+    def test_batches_over_500_are_refused(self, node_caller, work):
+        batch = {"articles": [dict(self.ARTICLE, id=f"a{i}", mp_id=work["feeds"][0])
+                              for i in range(501)]}
+        assert_error(node_caller.post("/articles", json=batch), 422, "validation_failed")
