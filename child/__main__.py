@@ -1,12 +1,161 @@
-"""`werss-child`: the child agent's command line."""
+"""`werss-child`: run | sync | check | status.
 
+Exit codes: 0 clean stop, 1 parent unreachable (check), 2 bad configuration,
+3 credentials rejected or node disabled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
 import sys
 
+import requests
 
-def main() -> None:
-    print("werss-child: the child agent is not built yet; see docs/PROTOCOL.md to write a client.",
-          file=sys.stderr)
-    sys.exit(2)
+EXIT_OK, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+
+
+def _config(args):
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"werss-child: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if not config.enabled:
+        print("werss-child: cascade is disabled (CASCADE_ENABLED / cascade.enabled is false)",
+              file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    return config
+
+
+def cmd_run(args) -> int:
+    from .agent import Agent, FatalError
+    from .health import serve_health
+
+    config = _config(args)
+    agent = Agent(config)
+    signals = {"count": 0}
+
+    def on_signal(signum, _frame):
+        signals["count"] += 1
+        if signals["count"] == 1:
+            agent.begin_drain()
+        else:
+            logging.getLogger("werss.child").warning("second signal: exiting now")
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = serve_health(agent, config.health_listen) if config.health_listen else None
+    logging.getLogger("werss.child").info(
+        "werss-child starting: parent %s, auth %s, capacity %d, data %s",
+        config.parent_api_url, config.auth_mode, config.capacity, config.data_dir)
+    try:
+        agent.run()
+    except FatalError as exc:
+        print(f"werss-child: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        if server:
+            server.shutdown()
+        agent.close()
+    return EXIT_OK
+
+
+def cmd_sync(args) -> int:
+    from . import errors
+    from .agent import Agent, explain_fatal
+
+    agent = Agent(_config(args))
+    try:
+        summary = agent.sync_once(full=True)
+    except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+        print(f"werss-child: {explain_fatal(exc)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except errors.ParentError as exc:
+        print(f"werss-child: sync failed: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        agent.close()
+    print(f"synced: {summary['cached_feeds']} feeds, {summary['cached_tasks']} tasks")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from . import errors
+    from .agent import explain_fatal
+    from .client import ParentClient, RetryPolicy
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config: FAIL {exc}")
+        return EXIT_CONFIG
+    print(f"config: ok ({config.source}; parent {config.parent_api_url}, auth {config.auth_mode})")
+    try:
+        response = requests.get(config.parent_api_url + "/healthz", timeout=10,
+                                verify=config.ca_bundle or True, allow_redirects=False)
+        print(f"reachability: ok (HTTP {response.status_code})" if response.ok
+              else f"reachability: FAIL HTTP {response.status_code}")
+        if not response.ok:
+            return EXIT_UNREACHABLE
+    except requests.RequestException as exc:
+        print(f"reachability: FAIL {type(exc).__name__}: cannot reach {config.parent_api_url}")
+        return EXIT_UNREACHABLE
+    try:
+        who = ParentClient(config).whoami(retry=RetryPolicy(max_attempts=1))
+    except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+        print(f"credentials: FAIL {explain_fatal(exc)}")
+        return EXIT_REFUSED
+    except errors.ParentError as exc:
+        print(f"credentials: FAIL {exc}")
+        return EXIT_UNREACHABLE
+    print(f"credentials: ok (node {who['name']} {who['node_id']})")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from .cache import LocalCache
+
+    config = _config(args)
+    cache = LocalCache(config.data_dir)
+    try:
+        depth = cache.outbox_depth()
+        print(f"parent: {config.parent_api_url}")
+        print(f"last contact: {cache.get_meta('last_contact') or 'never'}")
+        print(f"cached: {len(cache.all('feeds'))} feeds, {len(cache.all('tasks'))} tasks")
+        print(f"outbox: {depth.get('pending', 0)} pending, {depth.get('rejected', 0)} rejected")
+        print(f"leases held: {len(cache.held_leases())}")
+    finally:
+        cache.close()
+    return EXIT_OK
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="werss-child", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML file with a cascade: section "
+                                         "(default: $CASCADE_CONFIG or ./config.yaml)")
+    parser.add_argument("--log-level", default=os.environ.get("CASCADE_LOG_LEVEL", "INFO"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, text in (
+        ("run", cmd_run, "run the agent until stopped"),
+        ("sync", cmd_sync, "one full sync now: heartbeat, feeds, tasks"),
+        ("check", cmd_check, "check configuration, reachability and credentials"),
+        ("status", cmd_status, "show the local state: last contact, outbox, leases"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", dest="config_sub", help="same as --config")
+        sub.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    args.config = getattr(args, "config_sub", None) or args.config
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(args.handler(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,376 @@
+"""The agent's loops: heartbeat, sync, claim, execute, renew, flush the outbox.
+
+Waits are Event.wait() so a stop is immediate. Unrecoverable errors (credentials rejected,
+node disabled) stop the agent with a clear message; everything else is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import requests
+import schedule
+
+from shared import paths
+from shared.timeutil import isoformat_z, parse_iso
+
+from . import __version__, errors
+from .cache import LocalCache
+from .client import ParentClient, new_idempotency_key
+from .config import ChildConfig
+from .outbox import Outbox
+
+log = logging.getLogger("werss.child")
+ARTICLE_BATCH = 500
+
+
+class FatalError(Exception):
+    """The parent refuses this node for good (exit code 3)."""
+
+
+@dataclass
+class LeaseWork:
+    lease: dict
+    claimed_at: float
+    expires_at: float
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+def explain_fatal(error: errors.ParentError) -> str:
+    if error.code == "node_disabled":
+        return ("the parent says this node is disabled or deleted (node_disabled): "
+                "enable it on the parent or create a new node and credentials")
+    if error.code == "plain_auth_disabled":
+        return ("the parent refuses plain AK-SK (plain_auth_disabled): "
+                "set CASCADE_AUTH_MODE=signed")
+    return (f"认证失败 — the parent rejected this node's credentials ({error.code or error.status}): "
+            "check CASCADE_API_KEY / CASCADE_API_SECRET against the pair the parent issued "
+            "(regenerating credentials on the parent invalidates the old pair)")
+
+
+class Agent:
+    def __init__(self, config: ChildConfig, client: ParentClient | None = None,
+                 cache: LocalCache | None = None, session: requests.Session | None = None,
+                 collector_factory: Callable | None = None,
+                 notifier_factory: Callable | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.clock = clock
+        self.cache = cache or LocalCache(config.data_dir)
+        self.client = client or ParentClient(config, user_agent=f"werss-child/{__version__}",
+                                             clock=clock)
+        self.outbox = Outbox(self.cache, self.client)
+        self.source_session = session or requests.Session()
+        self.source_session.headers["User-Agent"] = f"werss-child/{__version__}"
+        self._collector_factory = collector_factory
+        self._notifier_factory = notifier_factory
+        self.stop_event = threading.Event()
+        self.draining = threading.Event()
+        self.active: dict[str, LeaseWork] = {}
+        self._active_lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=config.capacity,
+                                           thread_name_prefix="werss-lease")
+        self.fatal: FatalError | None = None
+        self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
+        self._claim_backoff = 0.0
+
+    # -- parent calls, each logged and classified ----------------------------------------------
+    def _guard(self, name: str, call: Callable, *args):
+        """Run one job; a fatal refusal stops the agent, anything else is logged and retried."""
+        try:
+            return call(*args)
+        except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+            if errors.is_fatal(exc):
+                self._fail_fatally(exc)
+            else:
+                log.warning("%s refused: %s", name, exc)
+        except errors.ParentUnavailableError as exc:
+            log.warning("%s: parent unavailable (%s); will retry", name, exc)
+        except Exception:  # noqa: BLE001 - one job failing must not stop the loops
+            log.exception("%s failed; will retry", name)
+        return None
+
+    def _fail_fatally(self, exc: errors.ParentError) -> None:
+        message = explain_fatal(exc)
+        log.error(message)
+        self.fatal = FatalError(message)
+        self.stop_event.set()
+
+    def heartbeat(self) -> dict:
+        with self._active_lock:
+            running = len(self.active)
+        data = self.client.heartbeat({
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "capacity": self.config.capacity,
+            "running": running,
+            "capabilities": {"sources": ["rss"], "wechat": {"session_valid": False,
+                                                            "expires_at": None}},
+        })
+        for key in ("heartbeat_interval", "sync_interval"):
+            if isinstance((data or {}).get(key), int) and data[key] > 0:
+                self.intervals[key.split("_")[0]] = data[key]
+        self.cache.set_meta("last_contact", isoformat_z(datetime.now(timezone.utc)))
+        return data
+
+    def _sync_table(self, table: str, route: str, changes_route: str, full: bool) -> int:
+        cursor = self.cache.get_meta(f"{table}.cursor")
+        if full or not cursor:
+            items, etag, cursor = self.client.pull(route, self.cache.get_meta(f"{table}.etag"))
+            if items is None:
+                return len(self.cache.all(table))
+            self.cache.replace_all(table, items, etag, cursor)
+            return len(items)
+        changed = 0
+        while True:
+            try:
+                page = self.client.changes(changes_route, cursor)
+            except errors.CursorExpiredError:
+                log.info("%s cursor expired; doing a full pull", table)
+                return self._sync_table(table, route, changes_route, full=True)
+            self.cache.apply_changes(table, page["items"], page["deleted"], page["cursor"])
+            changed += len(page["items"]) + len(page["deleted"])
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                return changed
+
+    def sync_once(self, full: bool = False) -> dict:
+        """The seed's sync: heartbeat, then feeds, then tasks."""
+        self.heartbeat()
+        feeds = self._sync_table("feeds", paths.FEEDS, paths.FEED_CHANGES, full)
+        tasks = self._sync_table("tasks", paths.MESSAGE_TASKS, paths.MESSAGE_TASK_CHANGES, full)
+        return {"feeds": feeds, "tasks": tasks, "cached_feeds": len(self.cache.all("feeds")),
+                "cached_tasks": len(self.cache.all("tasks"))}
+
+    # -- work ----------------------------------------------------------------------------------
+    def room(self) -> int:
+        with self._active_lock:
+            return self.config.capacity - len(self.active)
+
+    def claim(self, wait: int) -> list[dict]:
+        """Claim up to the free capacity and start executing what was leased."""
+        room = self.room()
+        if room <= 0 or self.draining.is_set() or self.stop_event.is_set():
+            return []
+        leases = self.client.claim(room, wait, new_idempotency_key())
+        for lease in leases:
+            self._start(lease)
+        return leases
+
+    def _start(self, lease: dict) -> None:
+        now = self.clock()
+        expires = parse_iso(lease["expires_at"]).timestamp()
+        work = LeaseWork(lease, now, expires)
+        with self._active_lock:
+            self.active[lease["lease_id"]] = work
+        self.cache.hold_lease(lease)
+        self.executor.submit(self._execute_guarded, work)
+
+    def _execute_guarded(self, work: LeaseWork) -> None:
+        try:
+            self.execute(work)
+        except Exception:  # noqa: BLE001
+            log.exception("lease %s failed unexpectedly", work.lease["lease_id"])
+            self._finish_with_failure(work, "the child hit an internal error", retryable=True)
+        finally:
+            with self._active_lock:
+                self.active.pop(work.lease["lease_id"], None)
+            self.cache.drop_lease(work.lease["lease_id"])
+
+    def _collector(self, source_type: str):
+        if self._collector_factory:
+            return self._collector_factory(source_type)
+        from .collectors import collector_for
+
+        return collector_for(source_type, self.cache, self.source_session)
+
+    def _notifier(self, task: dict):
+        if self._notifier_factory:
+            return self._notifier_factory(task)
+        from .notifiers import notifier_for
+
+        return notifier_for(task, self.source_session)
+
+    def execute(self, work: LeaseWork) -> None:
+        """Collect each leased feed, push what is new, upload, then complete the lease."""
+        from .collectors.base import CollectError
+        from .notifiers.base import NotifyError
+
+        lease, task = work.lease, work.lease["task"]
+        lease_id = lease["lease_id"]
+        results = []
+        for feed in lease["feeds"]:
+            if work.lost.is_set():
+                log.warning("lease %s lost; stopping its work without reporting", lease_id)
+                return
+            try:
+                articles = self._collector(feed.get("source_type", "rss")).collect(feed)
+            except CollectError as exc:
+                if exc.rate_limited_until:
+                    self._hand_back_rate_limited(work, str(exc), exc.rate_limited_until)
+                    return
+                results.append(_result(feed, error=str(exc)))
+                continue
+            unseen = self.cache.unseen(feed["id"], [a.id for a in articles])
+            new_articles = [a for a in articles if a.id in unseen]
+            pushed, error = 0, None
+            try:
+                pushed = self._notifier(task).push(task, feed, new_articles)
+            except NotifyError as exc:
+                error = f"push failed: {exc}"
+            for start in range(0, len(articles), ARTICLE_BATCH):
+                batch = [a.to_wire() for a in articles[start:start + ARTICLE_BATCH]]
+                self.outbox.add("articles", "POST", "/articles",
+                                {"lease_id": lease_id, "articles": batch}, new_idempotency_key())
+            if error is None:
+                # Only once pushed: a push that failed is retried by the next run.
+                self.cache.mark_seen(feed["id"], unseen)
+            results.append(_result(feed, articles=len(articles), new=len(new_articles),
+                                   pushed=pushed, error=error))
+        if work.lost.is_set():
+            return
+        self.outbox.add("complete", "POST", f"/leases/{lease_id}/complete", {"results": results},
+                        new_idempotency_key())
+        self._guard("flush", self.outbox.drain)
+
+    def _hand_back_rate_limited(self, work: LeaseWork, error: str, until: datetime) -> None:
+        body = {"error": error, "retryable": True, "rate_limited_until": isoformat_z(until)}
+        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail", body,
+                        new_idempotency_key())
+        self._guard("flush", self.outbox.drain)
+
+    def _finish_with_failure(self, work: LeaseWork, error: str, retryable: bool) -> None:
+        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail",
+                        {"error": error, "retryable": retryable}, new_idempotency_key())
+        self._guard("flush", self.outbox.drain)
+
+    def renew_leases(self) -> None:
+        """Renew each lease past half its lifetime; a 409 marks it lost."""
+        now = self.clock()
+        with self._active_lock:
+            due = [w for w in self.active.values()
+                   if not w.lost.is_set() and now >= w.claimed_at + (w.expires_at - w.claimed_at) / 2]
+        for work in due:
+            try:
+                data = self.client.renew(work.lease["lease_id"])
+            except errors.ConflictError:
+                work.lost.set()
+                continue
+            except errors.NotFoundError:
+                work.lost.set()
+                continue
+            work.claimed_at = now
+            work.expires_at = parse_iso(data["expires_at"]).timestamp()
+
+    # -- loops ---------------------------------------------------------------------------------
+    def run_once(self) -> dict:
+        """One cycle without sleeping: sync, claim (no wait), execute, flush. For tests/CLI."""
+        summary = self.sync_once()
+        leases = self.claim(wait=0)
+        self.executor.shutdown(wait=True)
+        self.executor = ThreadPoolExecutor(max_workers=self.config.capacity,
+                                           thread_name_prefix="werss-lease")
+        self.outbox.drain()
+        summary.update(leases=len(leases), outbox=self.outbox.depth())
+        return summary
+
+    def _build_scheduler(self) -> schedule.Scheduler:
+        scheduler = schedule.Scheduler()
+
+        def jittered(seconds: int):
+            low = max(1, int(seconds * 0.9))
+            return scheduler.every(low).to(max(low, int(seconds * 1.1))).seconds
+
+        jittered(self.intervals["heartbeat"]).do(self._guard, "heartbeat", self.heartbeat)
+        jittered(self.intervals["sync"]).do(self._guard, "sync", self.sync_once)
+        scheduler.every(5).seconds.do(self._guard, "renew", self.renew_leases)
+        scheduler.every(5).seconds.do(self._guard, "flush", self.outbox.drain)
+        return scheduler
+
+    def _claim_loop(self) -> None:
+        while not self.stop_event.is_set() and not self.draining.is_set():
+            if self.room() <= 0:
+                self.stop_event.wait(1)
+                continue
+            try:
+                self.claim(self.config.claim_wait)
+                self._claim_backoff = 0.0
+            except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+                if errors.is_fatal(exc):
+                    self._fail_fatally(exc)
+                    return
+                self._back_off_claims(exc)
+            except Exception as exc:  # noqa: BLE001
+                self._back_off_claims(exc)
+
+    def _back_off_claims(self, exc: Exception) -> None:
+        self._claim_backoff = min(60.0, max(1.0, self._claim_backoff * 2))
+        wait = random.uniform(self._claim_backoff / 2, self._claim_backoff)
+        log.warning("claim failed (%s); next try in %.1fs", exc, wait)
+        self.stop_event.wait(wait)
+
+    def start_up(self) -> None:
+        """The seed workflow at start: heartbeat, pull feeds, pull tasks; retried until it works."""
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                summary = self.sync_once()
+                log.info("connected to %s: %d feeds, %d tasks cached", self.config.parent_api_url,
+                         summary["cached_feeds"], summary["cached_tasks"])
+                return
+            except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+                if errors.is_fatal(exc):
+                    self._fail_fatally(exc)
+                    return
+                log.warning("start-up refused: %s", exc)
+            except errors.ParentError as exc:
+                log.warning("parent not reachable yet (%s); retrying in %.0fs", exc, delay)
+            self.stop_event.wait(random.uniform(delay / 2, delay))
+            delay = min(60.0, delay * 2)
+
+    def run(self) -> None:
+        """Run until stop(); raises FatalError when the parent refuses this node."""
+        self.start_up()
+        claimer = threading.Thread(target=self._claim_loop, name="werss-claim", daemon=True)
+        if not self.stop_event.is_set():
+            claimer.start()
+        scheduler = self._build_scheduler()
+        while not self.stop_event.is_set():
+            scheduler.run_pending()
+            if self.draining.is_set() and self.room() >= self.config.capacity:
+                break
+            self.stop_event.wait(0.5)
+        self._shut_down()
+        if self.fatal:
+            raise self.fatal
+
+    def begin_drain(self) -> None:
+        """First SIGTERM: stop claiming, let current leases finish, then flush and stop."""
+        log.info("stopping: no new work; finishing %d lease(s) in hand", len(self.active))
+        self.draining.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _shut_down(self) -> None:
+        self.executor.shutdown(wait=True)
+        self._guard("flush", self.outbox.drain)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        self.cache.close()
+
+
+def _result(feed: dict, articles: int = 0, new: int = 0, pushed: int = 0,
+            error: str | None = None) -> dict:
+    return {"mp_id": feed["id"], "mp_name": feed.get("mp_name", ""), "article_count": articles,
+            "new_count": new, "pushed_count": pushed, "success": error is None,
+            "error": error}

@@ -1,0 +1,220 @@
+"""The only place the child speaks HTTP to the parent.
+
+One ``_request()`` does everything: it signs with a fresh timestamp and nonce on every
+attempt, sends one Idempotency-Key per logical write (the caller keeps it across
+retries and restarts), uses explicit timeouts, and retries connection errors, timeouts,
+429 (honouring Retry-After) and 502/503/504 with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+
+from shared import paths, signing
+from shared.envelope import CURSOR_HEADER, IDEMPOTENCY_HEADER, REQUEST_ID_HEADER
+
+from . import errors
+from .config import ChildConfig
+
+log = logging.getLogger(__name__)
+RETRY_STATUSES = {502, 503, 504}
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how long to retry one logical call (kept apart from transport)."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay * 4)
+        capped = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(capped / 2, capped)  # jitter: spread a fleet's retries
+
+
+@dataclass
+class Response:
+    status: int
+    data: Any
+    headers: dict
+    request_id: str | None
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+class ParentClient:
+    def __init__(self, config: ChildConfig, session: requests.Session | None = None,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, user_agent: str = "werss-child"):
+        self.config = config
+        self.session = session or requests.Session()
+        self.session.trust_env = False
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.clock = clock
+        self.user_agent = user_agent
+        self.last_success_at: float | None = None
+
+    # -- transport ---------------------------------------------------------------------------
+    def _authorization(self, prepared: requests.PreparedRequest) -> str:
+        if self.config.auth_mode == "plain":
+            return signing.plain_authorization(self.config.api_key, self.config.api_secret)
+        path, _, query = prepared.path_url.partition("?")
+        body = prepared.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        return signing.signed_authorization(self.config.api_key, self.config.api_secret,
+                                            prepared.method, path, query, body,
+                                            timestamp=int(self.clock()))
+
+    def _request(self, method: str, route: str, *, json_body: Any = None, params=None,
+                 idempotency_key: str | None = None, headers: dict | None = None,
+                 timeout: float | None = None, retry: RetryPolicy | None = None) -> Response:
+        policy = retry or self.retry
+        url = self.config.parent_api_url + paths.CASCADE_PREFIX + route
+        body = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            request_headers = {"User-Agent": self.user_agent, "Accept": "application/json",
+                               **(headers or {})}
+            if body is not None:
+                request_headers["Content-Type"] = "application/json"
+            if idempotency_key:
+                request_headers[IDEMPOTENCY_HEADER] = idempotency_key
+            prepared = requests.Request(method, url, data=body, params=params,
+                                        headers=request_headers).prepare()
+            # Signed afresh on every attempt: a retry is a new request with a new nonce.
+            prepared.headers["Authorization"] = self._authorization(prepared)
+            try:
+                raw = self.session.send(
+                    prepared, timeout=(min(10.0, self.config.request_timeout),
+                                       timeout or self.config.request_timeout),
+                    verify=self.config.ca_bundle or True, allow_redirects=False)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                error = errors.ParentUnavailableError(
+                    f"cannot reach the parent at {self.config.parent_api_url}: "
+                    f"{type(exc).__name__}")
+            else:
+                try:
+                    return self._interpret(raw)
+                except (errors.ParentUnavailableError) as exc:
+                    error = exc
+            if attempt >= policy.max_attempts:
+                raise error
+            wait = policy.delay(attempt, getattr(error, "retry_after", None))
+            log.info("parent call %s %s failed (%s); retry %d in %.1fs", method, route, error,
+                     attempt, wait)
+            self.sleep(wait)
+
+    def _interpret(self, raw: requests.Response) -> Response:
+        request_id = raw.headers.get(REQUEST_ID_HEADER)
+        if raw.status_code in (200, 201, 202, 204, 304):
+            self.last_success_at = self.clock()
+            data = None
+            if raw.status_code not in (204, 304) and raw.content:
+                try:
+                    data = raw.json().get("data")
+                except (ValueError, AttributeError):
+                    raise errors.ParentUnavailableError(
+                        "the parent answered with something that is not JSON",
+                        raw.status_code, request_id=request_id) from None
+            return Response(raw.status_code, data, dict(raw.headers), request_id)
+        try:
+            body = raw.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        code = body.get("error")
+        message = body.get("message") or f"HTTP {raw.status_code}"
+        kwargs = dict(status=raw.status_code, code=code, details=body.get("details"),
+                      request_id=body.get("request_id") or request_id)
+        status = raw.status_code
+        if status == 429:
+            retry_after = _retry_after(raw.headers.get("Retry-After"))
+            raise errors.RateLimitedError(message, retry_after=retry_after, **kwargs)
+        if status in RETRY_STATUSES or status >= 500:
+            raise errors.ParentUnavailableError(
+                message, retry_after=_retry_after(raw.headers.get("Retry-After")), **kwargs)
+        if status == 401:
+            if code in ("request_expired", "replayed_request"):
+                # Clock skew or a nonce collision: a fresh signature may pass.
+                raise errors.ParentUnavailableError(message, **kwargs)
+            raise errors.AuthenticationError(message, **kwargs)
+        if status == 403:
+            raise errors.PermissionDeniedError(message, **kwargs)
+        if status == 404:
+            raise errors.NotFoundError(message, **kwargs)
+        if status == 409:
+            raise errors.ConflictError(message, **kwargs)
+        if status == 410:
+            raise errors.CursorExpiredError(message, **kwargs)
+        raise errors.InvalidRequestError(message, **kwargs)
+
+    # -- routes ------------------------------------------------------------------------------
+    def heartbeat(self, payload: dict) -> dict:
+        return self._request("POST", paths.HEARTBEAT, json_body=payload).data
+
+    def whoami(self, retry: RetryPolicy | None = None) -> dict:
+        return self._request("GET", paths.WHOAMI, retry=retry).data
+
+    def pull(self, route: str, etag: str | None = None) -> tuple[list | None, str | None, str | None]:
+        """Full pull of feeds or tasks: (items or None if unchanged, etag, cursor)."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._request("GET", route, headers=headers)
+        etag = response.headers.get("ETag", etag)
+        cursor = response.headers.get(CURSOR_HEADER)
+        return (None if response.status == 304 else response.data), etag, cursor
+
+    def changes(self, route: str, since: str, limit: int = 500) -> dict:
+        return self._request("GET", route, params={"since": since, "limit": limit}).data
+
+    def claim(self, max_count: int, wait: int, idempotency_key: str) -> list[dict]:
+        response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},
+                                 idempotency_key=idempotency_key, timeout=wait + 15)
+        return [] if response.status == 204 else response.data["leases"]
+
+    def renew(self, lease_id: str) -> dict:
+        return self._request("POST", f"/leases/{lease_id}/renew").data
+
+    def complete(self, lease_id: str, results: list[dict], idempotency_key: str) -> dict:
+        return self._request("POST", f"/leases/{lease_id}/complete",
+                             json_body={"results": results}, idempotency_key=idempotency_key).data
+
+    def fail(self, lease_id: str, body: dict, idempotency_key: str) -> dict:
+        return self._request("POST", f"/leases/{lease_id}/fail", json_body=body,
+                             idempotency_key=idempotency_key).data
+
+    def send_write(self, method: str, route: str, body: Any, idempotency_key: str,
+                   retry: RetryPolicy | None = None) -> Response:
+        """Send one outbox entry (articles, results, completions)."""
+        return self._request(method, route, json_body=body, idempotency_key=idempotency_key,
+                             retry=retry)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -1,0 +1,206 @@
+"""The child's configuration: one frozen, validated dataclass from YAML + environment.
+
+Sources, lowest first: defaults, the ``cascade:`` section of the YAML file
+(``--config FILE``, else ``CASCADE_CONFIG``, else ``./config.yaml`` if present), then the
+seed's environment variables. Values pasted with stray quotes or whitespace are cleaned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from shared.signing import API_KEY_PREFIX, API_SECRET_PREFIX, CREDENTIAL_BODY_LENGTH
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    parent_api_url: str
+    api_key: str
+    api_secret: str
+    enabled: bool = True
+    node_type: int = 1
+    sync_interval: int = 300
+    heartbeat_interval: int = 60
+    data_dir: str = "data/child"
+    auth_mode: str = "signed"
+    capacity: int = 4
+    ca_bundle: str | None = None
+    health_listen: str | None = None
+    request_timeout: float = 30.0
+    claim_wait: int = 25
+    source: str = "environment"
+
+
+# key in the YAML `cascade:` section -> environment variable (environment wins)
+ENV_NAMES = {
+    "enabled": "CASCADE_ENABLED",
+    "node_type": "CASCADE_NODE_TYPE",
+    "parent_api_url": "CASCADE_PARENT_URL",
+    "api_key": "CASCADE_API_KEY",
+    "api_secret": "CASCADE_API_SECRET",
+    "sync_interval": "CASCADE_SYNC_INTERVAL",
+    "heartbeat_interval": "CASCADE_HEARTBEAT_INTERVAL",
+    "data_dir": "CASCADE_DATA_DIR",
+    "auth_mode": "CASCADE_AUTH_MODE",
+    "capacity": "CASCADE_CAPACITY",
+    "ca_bundle": "CASCADE_CA_BUNDLE",
+    "health_listen": "CASCADE_HEALTH_LISTEN",
+    "request_timeout": "CASCADE_REQUEST_TIMEOUT",
+    "claim_wait": "CASCADE_CLAIM_WAIT",
+}
+_CREDENTIAL_RE = {
+    "api_key": re.compile(rf"^{API_KEY_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
+    "api_secret": re.compile(rf"^{API_SECRET_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
+}
+
+
+def _clean(value: Any) -> Any:
+    """Strip whitespace and one pair of matching quotes pasted around a value."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
+        text = text[1:-1].strip()
+    return text
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    section = loaded.get("cascade") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: 'cascade' must be a mapping")
+    unknown = sorted(set(section) - set(ENV_NAMES))
+    if unknown:
+        raise ConfigError(f"{path}: unknown cascade key(s): {', '.join(unknown)}")
+    return section
+
+
+def load_config(config_file: str | None = None, environ=None) -> ChildConfig:
+    """Build and validate the configuration.
+
+    :raises ConfigError: one line naming the key and what is wrong.
+    """
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("CASCADE_CONFIG")
+    values: dict[str, Any] = {}
+    source = "environment"
+    if path:
+        values.update(_read_yaml(Path(path)))
+        source = str(path)
+    elif Path("config.yaml").exists():
+        values.update(_read_yaml(Path("config.yaml")))
+        source = "config.yaml"
+    for key, env_name in ENV_NAMES.items():
+        if environ.get(env_name, "").strip() != "":
+            values[key] = environ[env_name]
+    values = {key: _clean(value) for key, value in values.items()}
+    return _validate(values, source)
+
+
+def _label(key: str) -> str:
+    return f"{ENV_NAMES[key]} (cascade.{key})"
+
+
+def _int(values: dict, key: str, default: int, minimum: int, maximum: int) -> int:
+    raw = values.get(key, default)
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        number = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{_label(key)}: expected a whole number, got {raw!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{_label(key)}: must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _bool(values: dict, key: str, default: bool) -> bool:
+    raw = values.get(key, default)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{_label(key)}: expected true or false, got {raw!r}")
+
+
+def _validate(values: dict, source: str) -> ChildConfig:
+    enabled = _bool(values, "enabled", True)
+    node_type = _int(values, "node_type", 1, 0, 1)
+    if node_type != 1:
+        raise ConfigError(f"{_label('node_type')}: a child agent runs with node_type 1, got 0")
+    url = str(values.get("parent_api_url") or "").rstrip("/")
+    if not url:
+        raise ConfigError(f"{_label('parent_api_url')}: required (e.g. http://parent:8001)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{_label('parent_api_url')}: expected an http(s) URL, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{_label('parent_api_url')}: must not carry a query or fragment")
+    credentials = {}
+    for key in ("api_key", "api_secret"):
+        value = str(values.get(key) or "")
+        if not value:
+            raise ConfigError(f"{_label(key)}: required (from the parent's credentials route)")
+        if not _CREDENTIAL_RE[key].match(value):
+            prefix = API_KEY_PREFIX if key == "api_key" else API_SECRET_PREFIX
+            raise ConfigError(
+                f"{_label(key)}: expected {prefix} followed by {CREDENTIAL_BODY_LENGTH} letters "
+                f"or digits ({len(value)} characters given)")
+        credentials[key] = value
+    auth_mode = str(values.get("auth_mode", "signed")).lower()
+    if auth_mode not in ("signed", "plain"):
+        raise ConfigError(f"{_label('auth_mode')}: expected signed or plain, got {auth_mode!r}")
+    ca_bundle = values.get("ca_bundle") or None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ConfigError(f"{_label('ca_bundle')}: file {ca_bundle} does not exist")
+    health = values.get("health_listen") or None
+    if health:
+        host, _, port = str(health).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{_label('health_listen')}: expected HOST:PORT, got {health!r}")
+    try:
+        timeout = float(values.get("request_timeout", 30.0))
+    except ValueError:
+        raise ConfigError(f"{_label('request_timeout')}: expected seconds") from None
+    if not 1 <= timeout <= 300:
+        raise ConfigError(f"{_label('request_timeout')}: must be between 1 and 300 seconds")
+    return ChildConfig(
+        parent_api_url=url,
+        api_key=credentials["api_key"],
+        api_secret=credentials["api_secret"],
+        enabled=enabled,
+        node_type=node_type,
+        sync_interval=_int(values, "sync_interval", 300, 5, 86400),
+        heartbeat_interval=_int(values, "heartbeat_interval", 60, 1, 3600),
+        data_dir=str(values.get("data_dir") or "data/child"),
+        auth_mode=auth_mode,
+        capacity=_int(values, "capacity", 4, 1, 100),
+        ca_bundle=ca_bundle,
+        health_listen=health,
+        request_timeout=timeout,
+        claim_wait=_int(values, "claim_wait", 25, 0, 30),
+        source=source,
+    )

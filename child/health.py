@@ -1,0 +1,55 @@
+"""Optional health listener for systemd and docker: /healthz and /metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def serve_health(agent, listen: str) -> ThreadingHTTPServer:
+    """Start the listener in a daemon thread and return the server (call shutdown() to stop)."""
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep the agent's log for the agent
+            pass
+
+        def do_GET(self):
+            last = agent.client.last_success_at
+            age = None if last is None else time.time() - last
+            healthy = age is not None and age <= 3 * agent.intervals["heartbeat"] + 30
+            with agent._active_lock:
+                held = len(agent.active)
+            depth = agent.outbox.depth()
+            if self.path == "/healthz":
+                body = json.dumps({"status": "ok" if healthy else "unhealthy",
+                                   "last_contact_age_seconds": age, "outbox_depth": depth,
+                                   "leases_held": held, "draining": agent.draining.is_set()})
+                self._send(200 if healthy else 503, body.encode(), "application/json")
+            elif self.path == "/metrics":
+                lines = [
+                    "# TYPE werss_child_last_contact_timestamp_seconds gauge",
+                    f"werss_child_last_contact_timestamp_seconds {last or 0}",
+                    "# TYPE werss_child_outbox_depth gauge",
+                    f"werss_child_outbox_depth {depth}",
+                    "# TYPE werss_child_leases_held gauge",
+                    f"werss_child_leases_held {held}",
+                ]
+                self._send(200, ("\n".join(lines) + "\n").encode(),
+                           "text/plain; version=0.0.4; charset=utf-8")
+            else:
+                self._send(404, b'{"error": "not_found"}', "application/json")
+
+        def _send(self, status, body, content_type):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="werss-health", daemon=True).start()
+    return server
