@@ -29,6 +29,9 @@ class ParentApplication(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        self.disable_control_socket()
+
+    def disable_control_socket(self):
         if "control_socket_disable" in self.cfg.settings:
             # One shared ~/.gunicorn socket would make parents on one host collide.
             self.cfg.set("control_socket_disable", True)
@@ -40,8 +43,9 @@ class ParentApplication(BaseApplication):
         return create_app()
 
 
-def run_gunicorn(bind: str, workers: int, threads: int) -> None:
-    ParentApplication({
+def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
+    """The gunicorn settings `werss-parent serve` runs with (also used by the benchmarks)."""
+    return {
         "bind": bind,
         "workers": workers,
         "threads": threads,
@@ -54,4 +58,8 @@ def run_gunicorn(bind: str, workers: int, threads: int) -> None:
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
-    }).run()
+    }
+
+
+def run_gunicorn(bind: str, workers: int, threads: int) -> None:
+    ParentApplication(gunicorn_options(bind, workers, threads)).run()

@@ -1,0 +1,347 @@
+"""`python -m bench`: measure the parent against a bare Flask app under identical gunicorn.
+
+Every subject scenario is bracketed by two baseline runs (B S B S B ...), and its ratios
+are taken against the mean of the two baselines around it, so a noisy neighbour that
+slows the machine for a while moves both sides of a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import requests
+
+from shared import signing
+from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
+
+from . import report
+from .baseline import APP_HOOKS, BASELINE_PATH, describe_options, gunicorn_options
+from .database import (
+    DEFAULT_PG_URL, BenchDatabase, BenchSetupError, create_nodes, make_workdir, parent_env,
+    remove_workdir, run_parent_cli, seed_feeds,
+)
+from .load import run_load
+from .probe import HEARTBEAT_BODY, probe_hot_paths
+from .servers import ServerStartError, baseline_server, subject_server
+
+PG_ENV = "WERSS_BENCH_DATABASE_URL"
+EXIT_ERRORS = 1
+EXIT_SETUP = 2
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    factory: object
+    expected_status: int
+    count: int
+    time_cap: float
+    warmup_per_thread: int
+    warmup_factory: object = None
+
+
+def _serve_defaults() -> dict:
+    """`werss-parent serve`'s own --workers/--threads defaults, so both track the CLI."""
+    from parent.cli import serve
+
+    return {param.name: param.default for param in serve.params}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = _serve_defaults()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Authenticated heartbeats and 10k-feed pulls vs a bare Flask endpoint, "
+                    "reported as ratios measured in the same run.",
+    )
+    parser.add_argument("--pg", nargs="?", const=DEFAULT_PG_URL, default=os.environ.get(PG_ENV),
+                        metavar="URL",
+                        help=f"run on PostgreSQL (a throwaway werss_bench_* database on that "
+                             f"server; default {DEFAULT_PG_URL}; or set {PG_ENV})")
+    parser.add_argument("--workers", type=int, default=defaults["workers"],
+                        help="gunicorn workers for both servers [%(default)s, as serve]")
+    parser.add_argument("--server-threads", type=int, default=defaults["threads"],
+                        help="gunicorn threads per worker for both servers [%(default)s, as serve]")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="concurrent client threads, each a node of its own [%(default)s]")
+    parser.add_argument("--requests", type=int, default=3000,
+                        help="measured requests per small-response scenario [%(default)s]")
+    parser.add_argument("--full-requests", type=int, default=24,
+                        help="measured full (200) feed pulls [%(default)s]")
+    parser.add_argument("--feeds", type=int, default=10_000, help="feeds to seed [%(default)s]")
+    parser.add_argument("--time-cap", type=float, default=15.0,
+                        help="wall-clock cap per scenario, seconds [%(default)s]")
+    parser.add_argument("--full-time-cap", type=float, default=25.0,
+                        help="wall-clock cap for the full-pull scenario, seconds [%(default)s]")
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="warm-up requests per small-response scenario [%(default)s]")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: a tenth of the requests and feeds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests = max(50, args.requests // 10)
+        args.full_requests = max(4, args.full_requests // 10)
+        args.feeds = max(100, args.feeds // 10)
+        args.warmup = max(16, args.warmup // 10)
+    for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.time_cap <= 0 or args.full_time_cap <= 0:
+        parser.error("time caps must be positive")
+    return args
+
+
+def _baseline_factory(base_url: str):
+    url = base_url + BASELINE_PATH
+
+    def make(_index: int):
+        return "GET", url, {}, None
+
+    return make
+
+
+def _heartbeat_factory(base_url: str, fleet: list, mode: str):
+    path = CASCADE_PREFIX + HEARTBEAT
+    url = base_url + path
+    plain = [signing.plain_authorization(c.api_key, c.api_secret) for c in fleet]
+
+    def make(index: int):
+        creds = fleet[index % len(fleet)]
+        if mode == "signed":  # a fresh timestamp and nonce on every request, as a child does
+            auth = signing.signed_authorization(creds.api_key, creds.api_secret, "POST", path,
+                                                "", HEARTBEAT_BODY)
+        else:
+            auth = plain[index % len(fleet)]
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        return "POST", url, headers, HEARTBEAT_BODY
+
+    return make
+
+
+def _feeds_factory(base_url: str, fleet: list, etag: str | None):
+    path = CASCADE_PREFIX + FEEDS
+    url = base_url + path
+
+    def make(index: int):
+        creds = fleet[index % len(fleet)]
+        headers = {"Authorization": signing.signed_authorization(
+            creds.api_key, creds.api_secret, "GET", path)}
+        if etag:
+            headers["If-None-Match"] = etag
+        return "GET", url, headers, None
+
+    return make
+
+
+def check_feeds(base_url: str, creds, expected: int) -> tuple[str, int]:
+    """Pull once, check every seeded feed is there and the ETag gives 304; return (etag, bytes).
+
+    :raises BenchSetupError: the subject does not answer as the contract says.
+    """
+    path = CASCADE_PREFIX + FEEDS
+
+    def auth():
+        return signing.signed_authorization(creds.api_key, creds.api_secret, "GET", path)
+
+    response = requests.get(base_url + path, headers={"Authorization": auth()}, timeout=60)
+    if response.status_code != 200:
+        raise BenchSetupError(f"GET {path} answered {response.status_code}: {response.text[:300]}")
+    count = len(response.json().get("data") or [])
+    etag = response.headers.get("ETag")
+    if count != expected or not etag:
+        raise BenchSetupError(f"GET {path} returned {count} feeds (expected {expected}) "
+                              f"and ETag {etag!r}")
+    again = requests.get(base_url + path, headers={"Authorization": auth(),
+                                                   "If-None-Match": etag}, timeout=60)
+    if again.status_code != 304:
+        raise BenchSetupError(f"GET {path} with If-None-Match answered {again.status_code}")
+    return etag, len(response.content)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# What the design allows each hot path: (reads, writes, in words).
+_SQL_BUDGET = {
+    "heartbeat (signed)": (1, 2, "one indexed read; one UPDATE + the nonce INSERT"),
+    "heartbeat (plain)": (1, 1, "one indexed read; one UPDATE"),
+}
+
+
+def design_warnings(probes: list[dict]) -> list[str]:
+    """Compare the SQL each hot request ran with what the design allows."""
+    warnings = []
+    for probe in probes:
+        name = probe["request"]
+        if name in _SQL_BUDGET:
+            reads, writes, text = _SQL_BUDGET[name]
+            if probe["reads"] > reads or probe["writes"] > writes:
+                warnings.append(f"{name} ran {probe['reads']} reads / {probe['writes']} writes; "
+                                f"the design allows {text}")
+        if "304" in name and probe["reads_feed_rows"]:
+            warnings.append(f"{name} read feed rows; a 304 must not")
+    return warnings
+
+
+def _scenarios(args, subject_url: str, fleet: list, etag: str) -> list[Scenario]:
+    warmup = max(1, args.warmup // args.threads)
+    small = dict(count=args.requests, time_cap=args.time_cap, warmup_per_thread=warmup)
+    return [
+        Scenario("heartbeat_signed", "heartbeat signed",
+                 _heartbeat_factory(subject_url, fleet, "signed"), 200, **small),
+        Scenario("heartbeat_plain", "heartbeat plain",
+                 _heartbeat_factory(subject_url, fleet, "plain"), 200, **small),
+        Scenario("feeds_304", "feeds pull 304", _feeds_factory(subject_url, fleet, etag), 304,
+                 **small),
+        # Warm the connections up with 304s: the workers already served a full pull.
+        Scenario("feeds_200", f"feeds pull 200 ({args.feeds:,})",
+                 _feeds_factory(subject_url, fleet, None), 200, count=args.full_requests,
+                 time_cap=args.full_time_cap, warmup_per_thread=warmup,
+                 warmup_factory=_feeds_factory(subject_url, fleet, etag)),
+    ]
+
+
+def _measure(scenario: Scenario, threads: int) -> dict:
+    print(f"bench: {scenario.label} ...", end=" ", flush=True)
+    result = run_load(scenario.key, scenario.factory, scenario.expected_status,
+                      count=scenario.count, threads=threads, time_cap=scenario.time_cap,
+                      warmup_per_thread=scenario.warmup_per_thread,
+                      warmup_factory=scenario.warmup_factory)
+    print(f"{result.rps:,.1f} req/s, p50 {1000 * (result.percentile(0.5) or 0):.1f} ms, "
+          f"{result.errors} errors", flush=True)
+    if result.ok == 0:
+        raise ServerStartError(f"{scenario.label}: no successful request "
+                               f"({result.first_error or 'no response'})")
+    return {"label": scenario.label, **result.to_dict()}
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    workdir = make_workdir()
+    database = BenchDatabase(args.pg, workdir)
+    servers = []
+    secret_key = secrets.token_urlsafe(32)
+    load_before = _loadavg()
+    try:
+        url = database.create()
+        print(f"bench: {database.backend} database {database.describe()}", flush=True)
+        metrics_dir = workdir / "prometheus"
+        metrics_dir.mkdir()
+        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+        run_parent_cli(["db", "upgrade"], env)
+        fleet = create_nodes(url, secret_key, args.threads)
+        seed_seconds = seed_feeds(url, secret_key, args.feeds)
+        print(f"bench: migrated; {len(fleet)} nodes; {args.feeds:,} feeds seeded in "
+              f"{seed_seconds:.1f} s", flush=True)
+        probes = probe_hot_paths(url, secret_key, fleet[0])
+
+        subject = subject_server(env, args.workers, args.server_threads, workdir / "subject.log")
+        baseline = baseline_server(env, args.workers, args.server_threads,
+                                   workdir / "baseline.log")
+        for server in (subject, baseline):
+            servers.append(server)
+            server.start()
+        print(f"bench: subject on {subject.base_url}, baseline on {baseline.base_url}", flush=True)
+        etag, full_bytes = check_feeds(subject.base_url, fleet[0], args.feeds)
+
+        def baseline_scenario(index: int) -> Scenario:
+            return Scenario(f"baseline_{index}", f"baseline #{index}",
+                            _baseline_factory(baseline.base_url), 200, count=args.requests,
+                            time_cap=args.time_cap,
+                            warmup_per_thread=max(1, args.warmup // args.threads))
+
+        runs = {"baseline_0": _measure(baseline_scenario(0), args.threads)}
+        brackets = {}
+        for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):
+            runs[scenario.key] = _measure(scenario, args.threads)
+            runs[f"baseline_{index}"] = _measure(baseline_scenario(index), args.threads)
+            brackets[scenario.key] = (f"baseline_{index - 1}", f"baseline_{index}")
+        worker_counts = {server.name: len(server.worker_pids()) for server in servers}
+    except (BenchSetupError, ServerStartError) as exc:
+        print(f"\nbench: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except (KeyboardInterrupt, SystemExit):
+        print("\nbench: interrupted; stopping the servers and removing the database",
+              file=sys.stderr)
+        raise
+    finally:
+        for server in servers:
+            server.stop()
+        database.drop()
+        remove_workdir(workdir)
+
+    ratios, warnings = {}, design_warnings(probes)
+    for key, (before, after) in brackets.items():
+        reference = report.combine_baselines(runs[before], runs[after])
+        ratios[key] = {**report.ratios(runs[key], reference), "baseline": reference,
+                       "baseline_runs": [before, after]}
+        if report.drifted(reference):
+            warnings.append(f"{runs[key]['label']}: the baselines around it differ by "
+                            f"{abs(reference['drift_rps'] - 1):.0%}; the machine was noisy, "
+                            "rerun before trusting this ratio")
+    for run_data in runs.values():
+        if run_data["errors"]:
+            warnings.append(f"{run_data['label']}: {run_data['errors']} unexpected responses "
+                            f"({run_data['statuses']}); first: {run_data['first_error']}")
+        if run_data["hit_time_cap"]:
+            warnings.append(f"{run_data['label']}: stopped by the time cap after "
+                            f"{run_data['ok']} requests")
+    options = gunicorn_options("127.0.0.1:0", args.workers, args.server_threads)
+    results = {
+        "setup": {
+            "backend": database.backend,
+            "database": database.describe(),
+            "feeds": args.feeds,
+            "nodes": len(fleet),
+            "client_threads": args.threads,
+            "requests": args.requests,
+            "full_requests": args.full_requests,
+            "time_cap_s": args.time_cap,
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": _loadavg(),
+            "seed_seconds": round(seed_seconds, 2),
+            "gunicorn": {
+                "workers": args.workers,
+                "threads": args.server_threads,
+                "worker_class": options.get("worker_class"),
+                "options": describe_options({k: v for k, v in options.items() if k != "bind"}),
+                "baseline_omits_app_hooks": list(APP_HOOKS),
+                "worker_processes_seen": worker_counts,
+            },
+        },
+        "runs": runs,
+        "ratios": ratios,
+        "feeds_304_vs_200": report.speedup(runs["feeds_304"], runs["feeds_200"], full_bytes),
+        "db_statements": probes,
+        "warnings": warnings,
+        "duration_s": round(time.perf_counter() - started, 1),
+    }
+    report.write_results(results)
+    print(report.render_table(results))
+    print(f"bench: finished in {results['duration_s']:.0f} s")
+    return EXIT_ERRORS if any(run_data["errors"] for run_data in runs.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def _terminate(signum, _frame):
+        raise SystemExit(128 + signum)  # unwinds through run()'s finally: servers stop
+
+    signal.signal(signal.SIGTERM, _terminate)
+    return run(args)
