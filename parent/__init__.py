@@ -39,6 +39,13 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
         MAX_FORM_MEMORY_SIZE=settings.cascade.max_body_bytes,
         WERSS_SETTINGS=settings,
     )
+    if settings.cascade.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind N reverse proxies, take the client address from X-Forwarded-For so the
+        # login throttle counts real clients, not the proxy.
+        n = settings.cascade.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     _prepare_sqlite_directory(database_url)

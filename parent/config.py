@@ -45,6 +45,8 @@ class CascadeSettings:
     test_connection_timeout: float = 5.0
     schedule_timezone: str = "UTC"
     retry_backoff: int = 60
+    work_retention_days: int = 30
+    trusted_proxies: int = 0
 
     @property
     def offline_after_seconds(self) -> int:
@@ -84,10 +86,12 @@ def load_settings(overrides: dict[str, Any] | None = None, environ=None) -> Sett
     db_url = environ.get("WERSS_DATABASE_URL") or environ.get("DATABASE_URL")
     if db_url:
         raw["db"] = db_url
+    if environ.get("WERSS_SECRET_KEY_FILE"):
+        # The environment beats the file: a key file named there replaces a YAML key.
+        raw.pop("secret_key", None)
+        raw["secret_key_file"] = environ["WERSS_SECRET_KEY_FILE"]
     if environ.get("WERSS_SECRET_KEY"):
         raw["secret_key"] = environ["WERSS_SECRET_KEY"]
-    if environ.get("WERSS_SECRET_KEY_FILE"):
-        raw["secret_key_file"] = environ["WERSS_SECRET_KEY_FILE"]
     if environ.get("PORT"):
         raw["port"] = environ["PORT"]
     for name in (f.name for f in fields(CascadeSettings)):
@@ -156,7 +160,7 @@ _POSITIVE_INTS = {
     "heartbeat_interval", "sync_interval", "max_body_bytes", "sync_log_retention_days",
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
-    "retry_backoff",
+    "retry_backoff", "work_retention_days",
 }
 
 
@@ -178,6 +182,8 @@ def _build_cascade(values: dict) -> CascadeSettings:
             parsed[name] = _as_int(key, value, minimum=0, maximum=30)
         elif name == "bcrypt_rounds":
             parsed[name] = _as_int(key, value, minimum=4, maximum=16)
+        elif name == "trusted_proxies":
+            parsed[name] = _as_int(key, value, minimum=0, maximum=5)
         elif name == "schedule_timezone":
             parsed[name] = _as_timezone(key, value)
         elif name == "test_connection_timeout":

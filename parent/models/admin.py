@@ -19,7 +19,7 @@ class Admin(TimestampMixin, db.Model):
 
 
 class AdminToken(db.Model):
-    """An opaque bearer token; only its SHA-256 is stored."""
+    """An opaque bearer token; only its keyed digest (HMAC-SHA256 under secret_key) is stored."""
 
     __tablename__ = "admin_tokens"
 

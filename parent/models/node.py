@@ -44,6 +44,8 @@ class Node(TimestampMixin, db.Model):
     agent_version: Mapped[str | None] = mapped_column(String(64))
     hostname: Mapped[str | None] = mapped_column(String(255))
     running: Mapped[int] = mapped_column(Integer, default=0)
+    # What the agent says it can run at once; leases are capped by the lower of the two.
+    reported_capacity: Mapped[int | None] = mapped_column(Integer)
     capabilities: Mapped[dict] = mapped_column(JSON, default=dict)
     callback_url: Mapped[str | None] = mapped_column(String(500))
     # Set by a lease failure carrying rate_limited_until: no WeChat work until then.

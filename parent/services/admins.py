@@ -54,7 +54,13 @@ def create_admin(username: str, password: str) -> Admin:
 
 
 def set_password(admin: Admin, password: str) -> None:
+    """Change a password and revoke every token issued under the old one."""
     admin.password_hash = hash_password(password, settings().bcrypt_rounds)
+    db.session.execute(
+        db.update(AdminToken)
+        .where(AdminToken.admin_id == admin.id, AdminToken.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
     db.session.flush()
 
 

@@ -95,7 +95,10 @@ def _claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
     moment = now()
     requeue_expired(moment)
     _maybe_schedule(moment)
-    room = min(max_count, node.capacity - _held(node))
+    capacity = node.capacity
+    if node.reported_capacity is not None:
+        capacity = min(capacity, node.reported_capacity)
+    room = min(max_count, capacity - _held(node))
     if room <= 0:
         return []
     conditions = [

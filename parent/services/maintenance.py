@@ -13,7 +13,8 @@ from datetime import timedelta
 from ..auth import settings
 from ..clock import now
 from ..extensions import db
-from ..models import IdempotencyRecord, UsedNonce
+from ..models import Allocation, IdempotencyRecord, Lease, TaskReport, TaskRun, UsedNonce
+from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from . import admins, leasing, nodes, replication, scheduling, sync_logs
 
@@ -40,6 +41,10 @@ def run_maintenance() -> dict:
             db.delete(IdempotencyRecord).where(
                 IdempotencyRecord.created_at < now() - IDEMPOTENCY_RETENTION)).rowcount,
         "tokens": lambda: admins.prune_tokens_and_failures(cfg.login_window_seconds),
+        "finished_work": lambda: prune_finished_work(cfg.work_retention_days),
+        "reports": lambda: db.session.execute(
+            db.delete(TaskReport).where(TaskReport.received_at < now() - timedelta(
+                days=cfg.sync_log_retention_days))).rowcount,
     }
     for name, step in steps.items():
         try:
@@ -49,6 +54,27 @@ def run_maintenance() -> dict:
             db.session.rollback()
             log.exception("maintenance step %s failed", name)
     return report
+
+
+def prune_finished_work(retention_days: int) -> int:
+    """Forget completed and dead allocations (and their leases and runs) past retention.
+
+    Articles are the product and are kept; feeds keep their last-run bookkeeping.
+    """
+    cutoff = now() - timedelta(days=retention_days)
+    finished = db.select(Allocation.id).where(
+        Allocation.status.in_((ALLOC_COMPLETED, ALLOC_DEAD)), Allocation.updated_at < cutoff)
+    db.session.execute(db.delete(Lease).where(Lease.allocation_id.in_(finished))
+                       .execution_options(synchronize_session=False))
+    removed = db.session.execute(
+        db.delete(Allocation).where(Allocation.id.in_(finished))
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.execute(
+        db.delete(TaskRun).where(
+            TaskRun.created_at < cutoff,
+            ~db.exists().where(Allocation.run_id == TaskRun.id),
+        ).execution_options(synchronize_session=False))
+    return removed
 
 
 def start_background_maintenance(app) -> threading.Thread:

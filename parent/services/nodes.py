@@ -34,6 +34,7 @@ def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
         "api_url": node.api_url,
         "labels": node.labels or [],
         "capacity": node.capacity,
+        "reported_capacity": node.reported_capacity,
         "is_active": node.is_active,
         "status": node.status_at(moment, settings().offline_after_seconds),
         "last_heartbeat_at": isoformat_z(node.last_heartbeat_at),
@@ -116,6 +117,9 @@ def update_node(node_id: str, values: dict) -> Node:
         node.name_key = values["name"]
     for name, value in values.items():
         setattr(node, name, value)
+    if values.get("is_active") is False:
+        # A disabled node can no longer report, so its leases go back to the queue now.
+        release_node_leases(node.id)
     db.session.flush()
     return node
 
@@ -165,6 +169,8 @@ def record_heartbeat(node: Node, payload: dict) -> dict:
         node.hostname = payload["hostname"]
     if payload.get("running") is not None:
         node.running = payload["running"]
+    if payload.get("capacity") is not None:
+        node.reported_capacity = payload["capacity"]
     if payload.get("capabilities") is not None:
         node.capabilities = _capabilities_to_json(payload["capabilities"])
     if payload.get("callback_url") is not None:

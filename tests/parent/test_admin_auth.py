@@ -98,3 +98,27 @@ def test_admin_routes_require_a_token(client):
     assert_error(client.get("/api/v1/cascade/nodes"), 401, "authentication_required")
     assert_error(client.get("/api/v1/feeds"), 401, "authentication_required")
     assert_error(client.get("/api/v1/wx/cascade/sync-logs"), 401, "authentication_required")
+
+
+def test_resetting_a_password_revokes_existing_tokens(app, admin):
+    from parent.services import admins
+
+    with app.app_context():
+        user = db.session.execute(db.select(Admin)).scalar_one()
+        admins.set_password(user, "a brand new password")
+        db.session.commit()
+    assert_error(admin.get("/api/v1/cascade/nodes"), 401, "invalid_token")
+
+
+@pytest.mark.parametrize("cascade_settings", [{"trusted_proxies": 1}])
+def test_throttle_uses_the_forwarded_client_address_behind_a_proxy(client, admin_user,
+                                                                   cascade_settings):
+    for index in range(20):
+        client.post(LOGIN, json={"username": f"ghost{index}", "password": "x" * 8},
+                    headers={"X-Forwarded-For": "203.0.113.7"})
+    other = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD},
+                        headers={"X-Forwarded-For": "203.0.113.8"})
+    assert other.status_code == 200, "another client behind the same proxy is not locked out"
+    same = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD},
+                       headers={"X-Forwarded-For": "203.0.113.7"})
+    assert_error(same, 429, "too_many_attempts")

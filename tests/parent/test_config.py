@@ -83,3 +83,11 @@ def test_env_overrides_every_cascade_key():
                                       "WERSS_CASCADE_OFFLINE_AFTER": "45"})
     assert settings.cascade.allow_plain_auth is False
     assert settings.cascade.max_body_bytes == 2048 and settings.cascade.offline_after_seconds == 45
+
+
+def test_secret_key_file_from_the_environment_beats_the_yaml_key(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-the-env-file-0123456789\n")
+    path = _yaml(tmp_path, "secret_key: from-the-yaml-0123456789\n")
+    settings = load_settings(environ={"WERSS_CONFIG": path, "WERSS_SECRET_KEY_FILE": str(key_file)})
+    assert settings.secret_key == "from-the-env-file-0123456789"

@@ -369,3 +369,35 @@ class TestArticles:
         batch = {"articles": [dict(self.ARTICLE, id=f"a{i}", mp_id=work["feeds"][0])
                               for i in range(501)]}
         assert_error(node_caller.post("/articles", json=batch), 422, "validation_failed")
+
+
+def test_disabling_a_node_releases_its_leases(app, admin, node, node_caller, work):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    admin.put(f"/api/v1/cascade/nodes/{node.node_id}", json={"is_active": False})
+    assert allocation_rows(app)[lease["allocation_id"]][0] == "pending"
+
+
+def test_reported_capacity_caps_claims_below_the_admin_capacity(admin, node_caller, work):
+    dispatch(admin, work["task_id"])
+    node_caller.post("/heartbeat", json={"capacity": 1})
+    assert len(claim_all(node_caller)) == 1
+
+
+def test_finished_work_is_pruned_after_retention_but_articles_stay(app, admin, node_caller,
+                                                                   work, clock):
+    dispatch(admin, work["task_id"])
+    for lease in claim_all(node_caller):
+        feed_id = lease["feeds"][0]["id"]
+        node_caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [
+            {"id": f"a-{feed_id}", "mp_id": feed_id, "title": "t", "url": "http://x/a"}]})
+        node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+    admin.put(f"/api/v1/message-tasks/{work['task_id']}", json={"status": 0})  # no new runs
+    clock.advance(31 * 86400)
+    with app.app_context():
+        report = run_maintenance()
+        assert report["finished_work"] == 3
+        assert db.session.query(Allocation).count() == 0
+        assert db.session.query(TaskRun).count() == 0
+        from parent.models import Article
+        assert db.session.query(Article).count() == 3

@@ -1,0 +1,94 @@
+"""The child's configuration: the seed's keys and variables, environment wins, clear errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from child.config import ConfigError, load_config
+
+KEY = "CN" + "a" * 32
+SECRET = "CS" + "b" * 32
+GOOD = {"CASCADE_PARENT_URL": "http://parent:8001", "CASCADE_API_KEY": KEY,
+        "CASCADE_API_SECRET": SECRET}
+
+
+def test_seed_environment_is_enough():
+    config = load_config(environ=GOOD)
+    assert config.parent_api_url == "http://parent:8001"
+    assert (config.sync_interval, config.heartbeat_interval) == (300, 60)
+    assert config.auth_mode == "signed" and config.capacity == 4
+
+
+def test_yaml_cascade_section_and_environment_wins(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "cascade:\n  enabled: true\n  node_type: 1\n  parent_api_url: http://yaml:8001\n"
+        f"  api_key: {KEY}\n  api_secret: {SECRET}\n  sync_interval: 120\n"
+        "  heartbeat_interval: 30\n", encoding="utf-8")
+    config = load_config(str(path), environ={})
+    assert config.parent_api_url == "http://yaml:8001" and config.sync_interval == 120
+    config = load_config(str(path), environ={"CASCADE_SYNC_INTERVAL": "60",
+                                             "CASCADE_PARENT_URL": "http://env:8001"})
+    assert config.sync_interval == 60 and config.parent_api_url == "http://env:8001"
+
+
+@pytest.mark.parametrize("pasted,expected", [
+    ("  http://parent:8001/  ", "http://parent:8001"),
+    ("'http://parent:8001'", "http://parent:8001"),
+    ('"http://parent:8001/"', "http://parent:8001"),
+])
+def test_stray_quotes_and_whitespace_are_cleaned(pasted, expected):
+    config = load_config(environ={**GOOD, "CASCADE_PARENT_URL": pasted,
+                                  "CASCADE_API_KEY": f' "{KEY}" ', "CASCADE_API_SECRET": f"'{SECRET}'\n"})
+    assert config.parent_api_url == expected and config.api_key == KEY and config.api_secret == SECRET
+
+
+@pytest.mark.parametrize("override,needle", [
+    ({"CASCADE_PARENT_URL": ""}, "CASCADE_PARENT_URL"),
+    ({"CASCADE_PARENT_URL": "parent:8001"}, "CASCADE_PARENT_URL"),
+    ({"CASCADE_PARENT_URL": "ftp://parent"}, "CASCADE_PARENT_URL"),
+    ({"CASCADE_API_KEY": ""}, "CASCADE_API_KEY"),
+    ({"CASCADE_API_KEY": "CN123"}, "CASCADE_API_KEY"),
+    ({"CASCADE_API_SECRET": "CN" + "b" * 32}, "CASCADE_API_SECRET"),
+    ({"CASCADE_SYNC_INTERVAL": "often"}, "CASCADE_SYNC_INTERVAL"),
+    ({"CASCADE_SYNC_INTERVAL": "0"}, "CASCADE_SYNC_INTERVAL"),
+    ({"CASCADE_HEARTBEAT_INTERVAL": "-5"}, "CASCADE_HEARTBEAT_INTERVAL"),
+    ({"CASCADE_NODE_TYPE": "0"}, "CASCADE_NODE_TYPE"),
+    ({"CASCADE_ENABLED": "perhaps"}, "CASCADE_ENABLED"),
+    ({"CASCADE_AUTH_MODE": "hmac"}, "CASCADE_AUTH_MODE"),
+    ({"CASCADE_CAPACITY": "0"}, "CASCADE_CAPACITY"),
+    ({"CASCADE_CA_BUNDLE": "/nonexistent/ca.pem"}, "CASCADE_CA_BUNDLE"),
+    ({"CASCADE_HEALTH_LISTEN": "8011"}, "CASCADE_HEALTH_LISTEN"),
+])
+def test_each_bad_value_is_named_in_one_line(override, needle):
+    env = {**GOOD, **override}
+    env = {k: v for k, v in env.items() if v != "" or k not in GOOD}
+    with pytest.raises(ConfigError) as info:
+        load_config(environ=env)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_yaml_key_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("cascade:\n  parent_url: http://x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="parent_url"):
+        load_config(str(path), environ={})
+
+
+@pytest.mark.parametrize("command", ["run", "sync", "status"])
+def test_bad_configuration_exits_2_with_one_line(command, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "CASCADE_PARENT_URL": "http://127.0.0.1:9",
+           "CASCADE_API_KEY": "wrong", "CASCADE_API_SECRET": SECRET}
+    result = subprocess.run([sys.executable, "-m", "child", command], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "CASCADE_API_KEY" in lines[0]
+
+
+def test_disabled_cascade_exits_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", **GOOD, "CASCADE_ENABLED": "false"}
+    result = subprocess.run([sys.executable, "-m", "child", "run"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "disabled" in result.stderr
