@@ -162,6 +162,12 @@ class Agent:
             return []
         leases = self.client.claim(room, wait, new_idempotency_key())
         for lease in leases:
+            if self.draining.is_set() or self.stop_event.is_set():
+                # Granted while we were stopping: hand it straight back, unspent.
+                self.outbox.add("fail", "POST", f"/leases/{lease['lease_id']}/fail",
+                                {"error": "child shutting down", "retryable": True,
+                                 "release": True}, new_idempotency_key())
+                continue
             self._start(lease)
         return leases
 
@@ -348,6 +354,9 @@ class Agent:
             if self.draining.is_set() and self.room() >= self.config.capacity:
                 break
             self.stop_event.wait(0.5)
+        if claimer.is_alive():
+            # A long-poll in flight may still be granted work; it is released on arrival.
+            claimer.join(timeout=self.config.claim_wait + 15)
         self._shut_down()
         if self.fatal:
             raise self.fatal

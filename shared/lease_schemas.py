@@ -38,6 +38,8 @@ class FailSchema(_NodePayload):
     error = SafeStr(max_length=4000, allow_none=True, load_default=None)
     retryable = fields.Boolean(load_default=True)
     rate_limited_until = FlexibleTime(allow_none=True, load_default=None)
+    # Handing back unstarted work (e.g. the child is shutting down): not a failed attempt.
+    release = fields.Boolean(load_default=False)
 
 
 class ArticleSchema(_NodePayload):

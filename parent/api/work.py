@@ -42,7 +42,7 @@ def complete(lease_id):
 def fail(lease_id):
     values = load_body(FailSchema(), required=False)
     return respond(leasing.fail(g.node, lease_id, values["error"], values["retryable"],
-                                values["rate_limited_until"]))
+                                values["rate_limited_until"], values["release"]))
 
 
 @bp.post("/articles")

@@ -275,27 +275,31 @@ def _record_feed_results(node: Node, allocation: Allocation, results: list[dict]
 
 
 def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
-         rate_limited_until: datetime | None) -> dict:
+         rate_limited_until: datetime | None, release: bool = False) -> dict:
     cfg = settings()
     moment = now()
     lease, allocation = _live(node, lease_id, moment)
-    release = dict(current_lease_id=None, leased_to=None, lease_expires_at=None,
-                   last_error=error)
-    if rate_limited_until and rate_limited_until > moment:
+    release_values = dict(current_lease_id=None, leased_to=None, lease_expires_at=None,
+                          last_error=error)
+    if release:
+        status = ALLOC_PENDING
+        _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
+        lease.status = LEASE_RELEASED
+    elif rate_limited_until and rate_limited_until > moment:
         # The node is rate-limited, not the work: hand it on without spending an attempt.
         node.wechat_blocked_until = rate_limited_until
         status = ALLOC_PENDING
-        _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release)
+        _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
         lease.status = LEASE_RATE_LIMITED
     elif retryable and allocation.attempt < allocation.max_attempts:
         status = ALLOC_PENDING
         backoff = cfg.retry_backoff * 2 ** max(0, allocation.attempt - 1)
         _guarded(lease_id, moment, status=status,
-                 not_before=moment + timedelta(seconds=backoff), **release)
+                 not_before=moment + timedelta(seconds=backoff), **release_values)
         lease.status = LEASE_FAILED
     else:
         status = ALLOC_DEAD
-        _guarded(lease_id, moment, status=status, **release)
+        _guarded(lease_id, moment, status=status, **release_values)
         lease.status = LEASE_FAILED
     lease.ended_at, lease.error = moment, error
     db.session.flush()

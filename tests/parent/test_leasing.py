@@ -401,3 +401,14 @@ def test_finished_work_is_pruned_after_retention_but_articles_stay(app, admin, n
         assert db.session.query(TaskRun).count() == 0
         from parent.models import Article
         assert db.session.query(Article).count() == 3
+
+
+def test_releasing_a_lease_hands_work_back_without_spending_an_attempt(app, admin, node_caller,
+                                                                       work):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    data = node_caller.post(f"/leases/{lease['lease_id']}/fail", json={
+        "error": "child shutting down", "retryable": True, "release": True}).get_json()["data"]
+    assert data["status"] == "pending"
+    again = [l for l in claim_all(node_caller) if l["allocation_id"] == lease["allocation_id"]]
+    assert again and again[0]["attempt"] == 1
