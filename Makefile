@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-pg bench install clean lint
+.PHONY: up demo test bench install clean
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ up: $(STAMP)
 	WERSS_DATABASE_URL=$${WERSS_DATABASE_URL:-sqlite:///data/parent.db} \
 	  $(BIN)/werss-parent init
 	@bash deploy/make-up.sh
+
+## A first task flowing through `make up`: local RSS feed -> child -> webhook -> parent.
+demo: $(STAMP)
+	$(BIN)/python deploy/demo.py
 
 ## The test suite on SQLite; also on PostgreSQL when WERSS_TEST_DATABASE_URL is set.
 test: $(STAMP)

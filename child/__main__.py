@@ -155,6 +155,8 @@ def main(argv=None) -> None:
     args.config = getattr(args, "config_sub", None) or args.config
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # urllib3's debug lines carry request paths and queries, where webhook tokens live.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger().level))
     sys.exit(args.handler(args))
 
 

@@ -239,6 +239,10 @@ class Agent:
             if error is None:
                 # Only once pushed: a push that failed is retried by the next run.
                 self.cache.mark_seen(feed["id"], unseen)
+            elif feed.get("source_url"):
+                # Forget the source's validators, or the next run's conditional GET would
+                # answer 304 and the unpushed articles would wait for the feed to change.
+                self.cache.set_validators(feed["source_url"], None, None)
             results.append(_result(feed, articles=len(articles), new=len(new_articles),
                                    pushed=pushed, error=error))
         if work.lost.is_set():

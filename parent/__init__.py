@@ -29,7 +29,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
             "no secret key: set WERSS_SECRET_KEY, or secret_key / secret_key_file in the "
             "WERSS_CONFIG file (make up generates data/secret_key)"
         )
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     database_url = _absolute_sqlite_url(settings.database_url)
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -250,10 +250,11 @@ def init(secret_key_file):
               help="Threads per worker (long-polling claims hold one each).")
 def serve(bind, workers, threads):
     """Run the parent under gunicorn."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="werss-metrics-")
     app = _app()
     _require_schema(app)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Read by prometheus_client when the workers first import it (after this).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="werss-metrics-")
     generated = ensure_first_admin(app)
     if generated:
         click.echo("created admin 'admin' with password (shown once): " + generated)

@@ -4,7 +4,10 @@ from flask import Flask
 
 from shared.paths import API_PREFIX, CASCADE_PREFIXES
 
-from . import auth, feeds, health, message_tasks, node_routes, nodes, sync_logs, views, work
+from . import (
+    auth, compat, feeds, health, message_tasks, node_routes, nodes, outputs, sync_logs, views,
+    work,
+)
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
 # because existing WeRSS nodes call /api/v1/wx/cascade/...
@@ -17,8 +20,10 @@ BLUEPRINTS = [
     (sync_logs.bp, CASCADE_PREFIXES),
     (node_routes.bp, CASCADE_PREFIXES),
     (work.bp, CASCADE_PREFIXES),
+    (compat.bp, CASCADE_PREFIXES),
     (views.cascade_bp, CASCADE_PREFIXES),
     (views.articles_bp, (API_PREFIX,)),
+    (outputs.bp, ("",)),
 ]
 
 

@@ -90,7 +90,7 @@ def _maybe_schedule(moment: datetime) -> None:
         schedule_due_runs(moment)
 
 
-def _claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
+def claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
     cfg = settings()
     moment = now()
     requeue_expired(moment)
@@ -151,16 +151,16 @@ def claim(node: Node, max_count: int, wait: int) -> list[dict]:
     wait = min(wait, settings().claim_max_wait)
     deadline = time.monotonic() + wait
     while True:
-        claimed = _claim_once(node, max_count)
+        claimed = claim_once(node, max_count)
         if claimed or time.monotonic() >= deadline:
-            return _lease_payloads(claimed)
+            return lease_payloads(claimed)
         # Never hold a transaction (SQLite: the write lock) while waiting.
         db.session.commit()
         time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
         db.session.refresh(node)
 
 
-def _lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
+def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
     if not claimed:
         return []
     feed_ids = {feed_id for allocation, _ in claimed for feed_id in allocation.feed_ids}

@@ -1,0 +1,160 @@
+"""Push new articles to a task's webhook: one POST of the rendered template per feed.
+
+Header values, cookies and the webhook URL's query (DingTalk-style tokens live there) never
+reach a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+
+from ..collectors.base import CollectedArticle
+from ..templates import TemplateError, render
+from .base import NotifyError
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; charset=utf-8"
+TEXT_TYPE = "text/plain; charset=utf-8"
+MAX_ERROR_BODY = 200
+
+
+class WebhookNotifier:
+    """POST the task's message (its template rendered, or a default JSON document)."""
+
+    def __init__(self, session: requests.Session, timeout: float = 20, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone()):
+        self.session = session
+        self.timeout = timeout
+        self.clock = clock  # its time zone is the one dates are shown in
+
+    def push(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> int:
+        if not articles:
+            return 0
+        url = (task.get("web_hook_url") or "").strip()
+        where, parts = _describe(url), urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise NotifyError(f"the webhook URL of task {task.get('id')} is not an http(s) URL",
+                              retryable=False)
+        body, content_type = self._body(task, feed, articles)
+        headers, secrets = _headers(task)
+        secrets += [parts.path, parts.query]  # error pages sometimes echo the URL
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = content_type
+        try:
+            response = self.session.post(url, data=body.encode("utf-8"), headers=headers,
+                                         timeout=(self.timeout, self.timeout),
+                                         allow_redirects=False, stream=True)
+        except requests.Timeout:
+            raise NotifyError(f"webhook {where} timed out") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader) as exc:
+            raise NotifyError(f"webhook {where} cannot be called: {type(exc).__name__}",
+                              retryable=False) from None
+        except requests.RequestException as exc:
+            raise NotifyError(f"webhook {where} could not be reached: "
+                              f"{type(exc).__name__}") from None
+        with response:
+            status = response.status_code
+            if 200 <= status < 300:
+                log.info("pushed %d article(s) of feed %s to webhook %s (HTTP %d)",
+                         len(articles), feed.get("id"), where, status)
+                return len(articles)
+            message = f"webhook {where} answered HTTP {status}"
+            if 300 <= status < 400:
+                message += " (a redirect; it is not followed for a POST, fix the URL)"
+            else:
+                excerpt = _excerpt(response, secrets)
+                if excerpt:
+                    message += f": {excerpt}"
+        retryable = status == 408 or status == 429 or status >= 500
+        raise NotifyError(message, retryable=retryable)
+
+    def _body(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> tuple[str, str]:
+        wire = [article.to_wire() for article in articles]
+        template = task.get("message_template") or ""
+        if not template.strip():
+            document = {"task": {"id": task.get("id"), "name": task.get("name")},
+                        "feed": {"id": feed.get("id"), "mp_name": feed.get("mp_name")},
+                        "articles": wire}
+            return json.dumps(document, ensure_ascii=False), JSON_TYPE
+        try:
+            text = render(template, feed=feed, articles=wire, task=task, now=self.clock())
+        except TemplateError as exc:
+            raise NotifyError(f"the message template of task {task.get('id')} cannot be "
+                              f"rendered: {exc}", retryable=False) from None
+        try:
+            json.loads(text)
+        except ValueError:
+            return text, TEXT_TYPE
+        return text, JSON_TYPE
+
+
+def _headers(task: dict) -> tuple[dict[str, str], list[str]]:
+    """Return the task's headers plus its cookies as one Cookie header, and the secrets."""
+    headers: dict[str, str] = {}
+    secrets: list[str] = []
+    for name, value in (task.get("headers") or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name.strip() \
+                or not _sendable(name + value):
+            raise NotifyError(f"task {task.get('id')} has an invalid header {str(name)[:64]!r}",
+                              retryable=False)
+        headers[name.strip()] = value
+        secrets.append(value)
+    cookies = []
+    for part in (task.get("cookies") or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if not sep or not name.strip():
+            continue
+        if not _sendable(part):
+            raise NotifyError(f"task {task.get('id')} has an invalid cookie", retryable=False)
+        cookies.append(f"{name.strip()}={value.strip()}")
+        secrets.append(value.strip())
+    if cookies:
+        existing = next((n for n in headers if n.lower() == "cookie"), None)
+        if existing:
+            headers[existing] = "; ".join([headers[existing], *cookies])
+        else:
+            headers["Cookie"] = "; ".join(cookies)
+    return headers, secrets
+
+
+def _sendable(text: str) -> bool:
+    """HTTP/1.1 header text: Latin-1 without line breaks (requests would echo it in errors)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any(c in text for c in "\r\n\x00")
+
+
+def _excerpt(response: requests.Response, secrets: list[str]) -> str:
+    """The start of an error answer, with anything we sent as a secret blanked out."""
+    try:
+        raw = next(response.iter_content(chunk_size=4096), b"")
+    except requests.RequestException:
+        return ""
+    text = raw.decode(response.encoding or "utf-8", errors="replace")
+    pieces = {piece for secret in secrets for piece in (secret, *secret.split())}
+    for secret in sorted(pieces, key=len, reverse=True):
+        if len(secret) >= 4:  # shorter ones would blank ordinary words
+            text = text.replace(secret, "***")
+    return " ".join(text.split())[:MAX_ERROR_BODY]
+
+
+def _describe(url: str) -> str:
+    """Name a webhook by scheme and host only: tokens live in its path or query."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        host = ""
+    return f"{parts.scheme}://{host}" if host else "(invalid URL)"

@@ -1,0 +1,51 @@
+"""Public feeds of collected articles: /feed/{feed_id}.{rss,atom,json} and /feed/all.*.
+
+Unauthenticated and read-only, as in WeRSS, so RSS readers can subscribe (docs/FEEDS.md).
+"""
+
+from flask import Blueprint, Response, request
+from marshmallow import EXCLUDE, Schema
+
+from shared.schemas import QueryInt
+
+from ..services import outputs
+from ._io import load_query
+
+bp = Blueprint("outputs", __name__)
+
+_KINDS = f"any({outputs.RSS}, {outputs.ATOM}, {outputs.JSON_FEED})"
+
+
+class FeedOutputQuerySchema(Schema):
+    class Meta:
+        # Readers append cache busters (?_=123); they must not break a subscription.
+        unknown = EXCLUDE
+
+    limit = QueryInt(load_default=outputs.DEFAULT_LIMIT, minimum=1, maximum=outputs.MAX_LIMIT)
+
+
+@bp.get(f"/feed/all.<{_KINDS}:kind>")
+def all_feeds(kind):
+    return _serve(None, kind)
+
+
+@bp.get(f"/feed/<feed_id>.<{_KINDS}:kind>")
+def one_feed(feed_id, kind):
+    return _serve(feed_id, kind)
+
+
+def _serve(feed_id, kind):
+    query = load_query(FeedOutputQuerySchema())
+    document = outputs.build_feed_document(
+        feed_id, kind, query["limit"], base_url=request.url_root, self_url=request.base_url,
+        if_none_match=request.headers.get("If-None-Match"),
+        if_modified_since=request.headers.get("If-Modified-Since"),
+    )
+    response = Response(status=304) if document.not_modified else Response(
+        document.body, content_type=document.content_type)
+    response.headers["ETag"] = document.etag
+    if document.last_modified is not None:
+        response.last_modified = document.last_modified
+    # Readers poll; a short lifetime plus cheap revalidation keeps new articles visible.
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response

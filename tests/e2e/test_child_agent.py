@@ -1,0 +1,181 @@
+"""Real child processes against a real gunicorn parent, with local RSS sources and webhooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.e2e import AdminHttp
+from tests.e2e.child_support import LocalServices, start_child, wait_for
+
+pytestmark = pytest.mark.e2e
+
+FAST_PARENT = {"WERSS_CASCADE_LEASE_TTL": "4", "WERSS_CASCADE_MAINTENANCE_INTERVAL": "1",
+               "WERSS_CASCADE_HEARTBEAT_INTERVAL": "2", "WERSS_CASCADE_RETRY_BACKOFF": "1"}
+TEMPLATE = "{{ feed.mp_name }}:{% for a in articles %} [{{ a.title }}]{% endfor %}"
+
+
+@pytest.fixture
+def services():
+    local = LocalServices()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def children(tmp_path):
+    started = []
+
+    def start(*args, **kwargs):
+        child = start_child(*args, workdir=tmp_path, **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.stop()
+
+
+def _setup_task(admin: AdminHttp, services: LocalServices, names: list[str]) -> str:
+    feeds = [{"mp_name": name, "source_type": "rss", "source_url": services.feed_url(name)}
+             for name in names]
+    assert admin.post("/api/v1/feeds/import", json={"feeds": feeds}).json()["data"]["created"] == len(names)
+    task = admin.post("/api/v1/message-tasks", json={
+        "name": "push", "message_type": 1, "web_hook_url": services.base_url + "/hook",
+        "message_template": TEMPLATE, "cron_exp": "0 0 1 1 *"}).json()["data"]
+    return task["id"]
+
+
+def _dispatch(admin: AdminHttp, task_id: str) -> str:
+    response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["run_id"]
+
+
+def _allocations(admin: AdminHttp, run_id: str) -> list[dict]:
+    return admin.get("/api/v1/cascade/allocations",
+                     params={"run_id": run_id, "page_size": 200}).json()["data"]["items"]
+
+
+def _all_completed(admin, run_id, count):
+    items = _allocations(admin, run_id)
+    return items if len(items) == count and all(a["status"] == "completed" for a in items) else None
+
+
+@pytest.mark.parametrize("auth_mode", ["signed", "plain"])
+def test_seed_workflow_end_to_end(live_parent, services, children, auth_mode):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    creds = admin.create_node_with_credentials("edge-1")
+    child = children(parent.base_url, creds, name="edge-1", CASCADE_AUTH_MODE=auth_mode)
+    wait_for(lambda: admin.get(f"/api/v1/cascade/nodes/{creds.node_id}").json()["data"]["status"]
+             == "online", what="the child to come online")
+
+    run_id = _dispatch(admin, _setup_task(admin, services, ["alpha", "beta"]))
+    done = wait_for(lambda: _all_completed(admin, run_id, 2), what="the run to complete")
+    assert {a["leased_to"] for a in done} == {creds.node_id}
+    results = [r for a in done for r in a["results"]]
+    assert sorted((r["article_count"], r["new_count"], r["pushed_count"], r["success"])
+                  for r in results) == [(3, 3, 3, True)] * 2
+    pushed = sorted(p["body"] for p in services.pushes)
+    assert pushed == ["alpha: [alpha post 1] [alpha post 2] [alpha post 3]",
+                      "beta: [beta post 1] [beta post 2] [beta post 3]"]
+    assert admin.get("/api/v1/articles").json()["data"]["total"] == 6
+    operations = {item["operation"] for item in admin.get(
+        "/api/v1/cascade/sync-logs", params={"node_id": creds.node_id, "limit": 200}
+    ).json()["data"]["items"]}
+    assert {"node_online", "sync_feeds", "sync_tasks"} <= operations
+
+    # The same task again: nothing new, so nothing is pushed twice.
+    run_id = _dispatch(admin, done[0]["task_id"])
+    wait_for(lambda: _all_completed(admin, run_id, 2), what="the second run")
+    assert len(services.pushes) == 2
+    assert admin.get("/api/v1/articles").json()["data"]["total"] == 6
+    assert child.process.poll() is None
+
+
+def test_two_children_share_a_run_without_collecting_a_feed_twice(live_parent, services,
+                                                                  children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    names = [f"feed{i}" for i in range(8)]
+    for name in names:
+        services.delays[f"/rss/{name}.xml"] = 0.5  # long enough for both to hold work
+    task_id = _setup_task(admin, services, names)
+    nodes = [admin.create_node_with_credentials(f"edge-{i}") for i in range(2)]
+    for index, creds in enumerate(nodes):
+        children(parent.base_url, creds, name=f"edge-{index}", CASCADE_CAPACITY="2")
+    run_id = _dispatch(admin, task_id)
+    done = wait_for(lambda: _all_completed(admin, run_id, 8), timeout=90, what="8 allocations")
+    assert all(services.hits[f"/rss/{name}.xml"] == 1 for name in names), services.hits
+    assert {a["leased_to"] for a in done} == {creds.node_id for creds in nodes}
+    assert admin.get("/api/v1/articles").json()["data"]["total"] == 24
+
+
+def test_a_killed_childs_lease_is_finished_by_another_child(live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    services.delays["/rss/slow.xml"] = 30  # the first fetch hangs: the child dies mid-lease
+    run_id = _dispatch(admin, _setup_task(admin, services, ["slow"]))
+    first_creds = admin.create_node_with_credentials("doomed")
+    first = children(parent.base_url, first_creds, name="doomed")
+    wait_for(lambda: services.hits.get("/rss/slow.xml") == 1, what="the first child to start")
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+
+    second_creds = admin.create_node_with_credentials("rescuer")
+    children(parent.base_url, second_creds, name="rescuer")
+    done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=60, what="the rescue")
+    assert done[0]["leased_to"] == second_creds.node_id and done[0]["attempt"] == 2
+    assert admin.get("/api/v1/articles").json()["data"]["total"] == 3
+    assert len(services.pushes) == 1
+
+
+def test_rejected_credentials_stop_the_child_with_exit_code_3(live_parent, services, children):
+    parent = live_parent()
+    admin = AdminHttp.login(parent.base_url)
+    creds = admin.create_node_with_credentials("wrong")
+    creds.api_secret = "CS" + "0" * 32
+    child = children(parent.base_url, creds, name="wrong")
+    assert child.process.wait(timeout=60) == 3
+    assert "认证失败" in child.log_text() and creds.api_secret not in child.log_text()
+
+
+def test_disabled_node_stops_the_child_with_exit_code_3(live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    creds = admin.create_node_with_credentials("to-disable")
+    child = children(parent.base_url, creds, name="to-disable")
+    wait_for(lambda: admin.get(f"/api/v1/cascade/nodes/{creds.node_id}").json()["data"]["status"]
+             == "online", what="online")
+    admin.request("PUT", f"/api/v1/cascade/nodes/{creds.node_id}", json={"is_active": False})
+    assert child.process.wait(timeout=60) == 3
+    assert "node_disabled" in child.log_text()
+
+
+def test_first_sigterm_finishes_the_lease_second_exits_at_once(live_parent, services, children):
+    parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "60"})
+    admin = AdminHttp.login(parent.base_url)
+    services.delays["/rss/busy.xml"] = 4
+    run_id = _dispatch(admin, _setup_task(admin, services, ["busy"]))
+    creds = admin.create_node_with_credentials("graceful")
+    child = children(parent.base_url, creds, name="graceful")
+    wait_for(lambda: services.hits.get("/rss/busy.xml") == 1, what="the lease to start")
+    child.process.send_signal(signal.SIGTERM)
+    assert child.process.wait(timeout=60) == 0
+    done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=10, what="completion")
+    assert done[0]["leased_to"] == creds.node_id, "the first SIGTERM let the lease finish"
+
+    services.delays["/rss/busy.xml"] = 30
+    run_id = _dispatch(admin, done[0]["task_id"])
+    impatient = children(parent.base_url, creds, name="impatient")
+    wait_for(lambda: services.hits.get("/rss/busy.xml") == 2, what="the second lease to start")
+    impatient.process.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    started = time.monotonic()
+    impatient.process.send_signal(signal.SIGTERM)
+    code = impatient.process.wait(timeout=10)
+    assert code != 0 and time.monotonic() - started < 5
