@@ -122,13 +122,14 @@ class LiveParent:
 def start_live_parent(
     *, database_url: str, secret_key: str, workdir: Path, workers: int = 2,
     name: str = "parent", extra_env: dict[str, str] | None = None, attempts: int = 3,
+    port: int | None = None,
 ) -> LiveParent:
-    """Start `werss-parent serve` on a free port and wait until /healthz answers."""
+    """Start `werss-parent serve` on ``port`` (default: a free one) and wait for /healthz."""
     metrics_dir = workdir / f"{name}-metrics"
-    metrics_dir.mkdir(parents=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     # gunicorn's control socket defaults to one path per user; give each parent its own.
     runtime_dir = workdir / f"{name}-run"
-    runtime_dir.mkdir(mode=0o700)
+    runtime_dir.mkdir(mode=0o700, exist_ok=True)
     env = clean_env(
         WERSS_DATABASE_URL=database_url,
         WERSS_SECRET_KEY=secret_key,
@@ -139,8 +140,9 @@ def start_live_parent(
         PYTHONUNBUFFERED="1",
         **(extra_env or {}),
     )
+    fixed_port = port
     for attempt in range(1, attempts + 1):
-        port = free_port()
+        port = fixed_port or free_port()
         log_path = workdir / f"{name}.log"
         command = [werss_parent_executable(), "serve", "--bind", f"127.0.0.1:{port}",
                    "--workers", str(workers)]
@@ -155,7 +157,8 @@ def start_live_parent(
         except ParentExitedError:
             parent.stop()
             # Another process took the free port before gunicorn bound it: try another.
-            if "Connection in use" not in parent.log_text() or attempt == attempts:
+            if ("Connection in use" not in parent.log_text() or attempt == attempts
+                    or fixed_port):
                 raise
         except BaseException:
             parent.stop()

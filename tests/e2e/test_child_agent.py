@@ -179,3 +179,48 @@ def test_first_sigterm_finishes_the_lease_second_exits_at_once(live_parent, serv
     impatient.process.send_signal(signal.SIGTERM)
     code = impatient.process.wait(timeout=10)
     assert code != 0 and time.monotonic() - started < 5
+
+
+def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, services,
+                                                               children, db_url, tmp_path):
+    from tests.e2e import start_live_parent
+    from tests.helpers import SECRET_KEY
+
+    parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
+    port = int(parent.base_url.rsplit(":", 1)[1])
+    admin = AdminHttp.login(parent.base_url)
+    services.delays["/rss/during.xml"] = 3  # the parent goes down while this is collected
+    run_id = _dispatch(admin, _setup_task(admin, services, ["during"]))
+    creds = admin.create_node_with_credentials("patient")
+    child = children(parent.base_url, creds, name="patient")
+    wait_for(lambda: services.hits.get("/rss/during.xml") == 1, what="the lease to start")
+    parent.stop()
+
+    wait_for(lambda: "parent unavailable" in child.log_text()
+             or "cannot reach the parent" in child.log_text(), timeout=30,
+             what="the child to notice the outage")
+    assert child.process.poll() is None, "the child keeps running while the parent is down"
+    time.sleep(3)  # the child keeps retrying with backoff meanwhile
+    revived = start_live_parent(database_url=db_url, secret_key=SECRET_KEY, workdir=tmp_path,
+                                name="revived", port=port,
+                                extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
+    try:
+        admin = AdminHttp.login(revived.base_url)
+        done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=90,
+                        what="the results to arrive after the outage")
+        assert done[0]["leased_to"] == creds.node_id and done[0]["attempt"] == 1
+        assert admin.get("/api/v1/articles").json()["data"]["total"] == 3
+        leases = admin.get("/api/v1/cascade/allocations", params={"run_id": run_id}).json()
+        assert leases["data"]["total"] == 1
+        assert len(services.pushes) == 1, "pushed exactly once"
+        status = wait_for(lambda: _outbox_empty(child), what="the outbox to drain")
+        assert status
+    finally:
+        revived.stop()
+
+
+def _outbox_empty(child) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(child.data_dir / "child-cache.db") as connection:
+        return connection.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
