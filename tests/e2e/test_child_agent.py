@@ -224,3 +224,39 @@ def _outbox_empty(child) -> bool:
 
     with sqlite3.connect(child.data_dir / "child-cache.db") as connection:
         return connection.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_kill_9_with_results_waiting_loses_nothing(live_parent, services, children, db_url,
+                                                   tmp_path):
+    """Results waiting in the outbox survive kill -9 and drain when the child restarts."""
+    from tests.e2e import start_live_parent
+    from tests.helpers import SECRET_KEY
+
+    env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "300"}
+    parent = live_parent(extra_env=env)
+    port = int(parent.base_url.rsplit(":", 1)[1])
+    admin = AdminHttp.login(parent.base_url)
+    services.delays["/rss/kept.xml"] = 3
+    run_id = _dispatch(admin, _setup_task(admin, services, ["kept"]))
+    creds = admin.create_node_with_credentials("crashy")
+    child = children(parent.base_url, creds, name="crashy")
+    wait_for(lambda: services.hits.get("/rss/kept.xml") == 1, what="the lease to start")
+    parent.stop()
+    wait_for(lambda: not _outbox_empty(child) and len(services.pushes) == 1, timeout=30,
+             what="results to wait in the outbox")
+    os.killpg(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+
+    revived = start_live_parent(database_url=db_url, secret_key=SECRET_KEY, workdir=tmp_path,
+                                name="revived", port=port, extra_env=env)
+    try:
+        restarted = children(revived.base_url, creds, name="crashy")  # same data directory
+        admin = AdminHttp.login(revived.base_url)
+        done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=60,
+                        what="the outbox to drain after the restart")
+        assert done[0]["attempt"] == 1 and done[0]["leased_to"] == creds.node_id
+        assert admin.get("/api/v1/articles").json()["data"]["total"] == 3
+        assert len(services.pushes) == 1
+        wait_for(lambda: _outbox_empty(restarted), what="an empty outbox")
+    finally:
+        revived.stop()
