@@ -30,6 +30,8 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
             "WERSS_CONFIG file (make up generates data/secret_key)"
         )
     app = Flask(__name__, static_folder=None)
+    # '//' would otherwise be answered with werkzeug's own HTML redirect, not the envelope.
+    app.url_map.merge_slashes = False
     database_url = _absolute_sqlite_url(settings.database_url)
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from shared import errors as codes
@@ -47,13 +47,25 @@ def error_response(
 ):
     """Build the contract's error response."""
     body = error_body(
-        error.status, error.code, message or error.message, details, g.get("request_id")
+        error.status, error.code, json_safe(message or error.message), json_safe(details),
+        g.get("request_id"),
     )
     response = jsonify(body)
     response.status_code = error.status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def json_safe(value: Any) -> Any:
+    """Escape lone surrogates (from JSON "\\ud800" escapes) that UTF-8 cannot encode."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {json_safe(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def _rollback() -> None:
@@ -77,6 +89,16 @@ def handle_integrity_error(exc: IntegrityError):
     _rollback()
     log.info("integrity error: %s", exc.orig)
     return error_response(codes.ALREADY_EXISTS)
+
+
+def handle_data_error(exc: DataError):
+    # A value schemas let through but the database refuses (e.g. NUL in a path id on PostgreSQL).
+    _rollback()
+    log.warning("data error: %s", exc.orig)
+    return error_response(
+        codes.BAD_REQUEST, "A value in the request cannot be stored or looked up; check it for "
+                           "NUL characters or values out of range.",
+    )
 
 
 def handle_operational_error(exc: OperationalError):
@@ -108,6 +130,12 @@ def handle_unexpected(exc: Exception):
     return error_response(codes.INTERNAL_ERROR)
 
 
+def _refuse_impossible_paths():
+    # No id can hold a NUL, and PostgreSQL refuses one in a query: answer 404 up front.
+    if "\x00" in request.path:
+        raise ApiError(codes.NOT_FOUND)
+
+
 def _assign_request_id():
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     if incoming and len(incoming) <= 128 and incoming.isprintable() and incoming.isascii():
@@ -123,10 +151,12 @@ def _echo_request_id(response):
 
 def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
+    app.before_request(_refuse_impossible_paths)
     app.after_request(_echo_request_id)
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(IntegrityError, handle_integrity_error)
+    app.register_error_handler(DataError, handle_data_error)
     app.register_error_handler(OperationalError, handle_operational_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -8,10 +8,13 @@ import re
 from croniter import croniter
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from shared.schemas import HttpUrl, MpRefSchema, QueryInt, SafeStr, StrictInt
+from shared.schemas import HttpUrl, MpRefSchema, QueryInt, SafeStr, StrictInt, is_utf8_text
 
-LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}$")
-FEED_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# \Z, not $: "$" also matches before a trailing newline.
+LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}\Z")
+FEED_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}\Z")
+NODE_URL_MAX = 500  # nodes.api_url
 
 
 class _AdminInput(Schema):
@@ -67,7 +70,7 @@ class NodeCreateSchema(_AdminInput):
     node_type = StrictInt(minimum=0, maximum=1, load_default=1)
     name = SafeStr(required=True, min_length=1, max_length=100)
     description = SafeStr(max_length=2000, load_default="")
-    api_url = HttpUrl(allow_none=True, load_default=None)
+    api_url = HttpUrl(max_length=NODE_URL_MAX, allow_none=True, load_default=None)
     labels = labels_field(load_default=list)
     capacity = StrictInt(minimum=1, maximum=1000, load_default=4)
 
@@ -82,7 +85,7 @@ class NodeUpdateSchema(NodeCreateSchema):
     node_type = StrictInt(minimum=0, maximum=1)
     name = SafeStr(min_length=1, max_length=100)
     description = SafeStr(max_length=2000)
-    api_url = HttpUrl(allow_none=True)
+    api_url = HttpUrl(max_length=NODE_URL_MAX, allow_none=True)
     labels = labels_field()
     capacity = StrictInt(minimum=1, maximum=1000)
     is_active = fields.Boolean()
@@ -156,15 +159,15 @@ class HeadersField(fields.Field):
                 return {}
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ValidationError("Expected an object of header names to values.") from None
         if not isinstance(value, dict) or len(value) > 50:
             raise ValidationError("Expected an object of at most 50 header names to values.")
         headers = {}
         for name, item in value.items():
-            if not isinstance(item, str) or not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$", name):
+            if not isinstance(item, str) or not HEADER_NAME_RE.match(name):
                 raise ValidationError(f"Header {name!r} must be a token with a string value.")
-            if any(ch in item for ch in "\r\n\x00") or len(item) > 4000:
+            if any(ch in item for ch in "\r\n\x00") or len(item) > 4000 or not is_utf8_text(item):
                 raise ValidationError(f"Header {name!r} has an invalid value.")
             headers[name] = item
         return headers
@@ -189,7 +192,7 @@ class MessageTaskCreateSchema(_AdminInput):
         if isinstance(data, dict) and isinstance(data.get("mps_id"), str):
             try:
                 data = {**data, "mps_id": json.loads(data["mps_id"] or "[]")}
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ValidationError({"mps_id": ["Expected a list of {id, mp_name}."]}) from None
         return data
 

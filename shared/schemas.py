@@ -15,8 +15,18 @@ MAX_INT = 2**31 - 1
 MAX_UNIX = 2**33  # far beyond any real date, inside every backend's range
 
 
+def is_utf8_text(text: str) -> bool:
+    """Tell whether text can be encoded as UTF-8."""
+    # JSON's "\\ud800" escapes decode to lone surrogates, which no driver or response encodes.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SafeStr(fields.String):
-    """A string without NUL characters (PostgreSQL rejects them) and with a length cap."""
+    """A string without NUL characters or lone surrogates, and with a length cap."""
 
     def __init__(self, *args, max_length: int = 255, min_length: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -27,6 +37,8 @@ class SafeStr(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in text:
             raise ValidationError("Must not contain NUL characters.")
+        if not is_utf8_text(text):
+            raise ValidationError("Must be valid Unicode text (no lone surrogates).")
         if len(text) > self.max_length:
             raise ValidationError(f"Longer than {self.max_length} characters.")
         if len(text.strip()) < self.min_length:
@@ -82,7 +94,7 @@ class FlexibleTime(fields.Field):
         if isinstance(value, str) and 0 < len(value) <= 64:
             try:
                 parsed = parse_iso(value.strip())
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted to UTC
                 raise ValidationError("Expected Unix seconds or an ISO 8601 time.") from None
             if not 1970 <= parsed.year <= 2200:
                 raise ValidationError("Time out of range.")
@@ -132,7 +144,7 @@ class HeartbeatSchema(_NodePayload):
     capacity = StrictInt(maximum=1000, allow_none=True, load_default=None)
     running = StrictInt(maximum=100000, allow_none=True, load_default=None)
     capabilities = fields.Nested(CapabilitiesSchema, allow_none=True, load_default=None)
-    callback_url = HttpUrl(allow_none=True, load_default=None)
+    callback_url = HttpUrl(max_length=500, allow_none=True, load_default=None)  # nodes column
 
 
 class ReportItemSchema(_NodePayload):

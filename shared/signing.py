@@ -166,6 +166,8 @@ def parse_authorization(header: str) -> PlainCredentials | SignedCredentials | N
     :raises AuthorizationFormatError: the header is AK-SK but cannot be parsed.
     """
     header = header.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in header):
+        raise AuthorizationFormatError("control characters are not allowed")
     scheme, _, rest = header.partition(" ")
     rest = rest.strip()
     if scheme == SIGNED_SCHEME:

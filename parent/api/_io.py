@@ -16,7 +16,7 @@ from shared.envelope import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, succ
 from shared.paths import CASCADE_PREFIX, WX_CASCADE_PREFIX
 
 from ..clock import now
-from ..errors import ApiError
+from ..errors import ApiError, json_safe
 from ..extensions import db
 from ..models import IdempotencyRecord
 
@@ -35,6 +35,8 @@ def read_json(required: bool = True) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(codes.MALFORMED_JSON, details={"reason": str(exc)[:200]}) from None
+    except RecursionError:
+        raise ApiError(codes.MALFORMED_JSON, details={"reason": "nested too deeply"}) from None
 
 
 def load_body(schema: Schema, required: bool = True, allow_form: bool = False) -> dict:
@@ -59,7 +61,11 @@ def load_query(schema: Schema) -> dict:
 
 def respond(data: Any = None, message: str = "success", status: int = 200, headers=None):
     """Wrap a payload in the success envelope."""
-    response = jsonify(success_body(data, message))
+    try:
+        response = jsonify(success_body(data, message))
+    except UnicodeEncodeError:
+        # Echoed input (an import report naming a bad field) may hold lone surrogates.
+        response = jsonify(success_body(json_safe(data), message))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
