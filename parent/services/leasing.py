@@ -8,6 +8,7 @@ won, so two claimers can never hold one allocation and a stale lease can never w
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -33,6 +34,16 @@ from .scheduling import schedule_due_runs
 MAX_LABEL_SUBSET_LABELS = 8
 POLL_INTERVAL_SECONDS = 0.5
 _last_schedule_check = [0.0]
+_long_polls: dict[int, threading.BoundedSemaphore] = {}
+_long_polls_lock = threading.Lock()
+
+
+def _long_poll_slot(slots: int) -> threading.BoundedSemaphore:
+    """Per-process cap on claims that wait, so waiting children never take every thread."""
+    with _long_polls_lock:
+        if slots not in _long_polls:
+            _long_polls[slots] = threading.BoundedSemaphore(slots)
+        return _long_polls[slots]
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
@@ -147,17 +158,28 @@ def claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
 
 
 def claim(node: Node, max_count: int, wait: int) -> list[dict]:
-    """Lease up to ``max_count`` allocations, long-polling up to ``wait`` seconds."""
-    wait = min(wait, settings().claim_max_wait)
-    deadline = time.monotonic() + wait
-    while True:
-        claimed = claim_once(node, max_count)
-        if claimed or time.monotonic() >= deadline:
-            return lease_payloads(claimed)
-        # Never hold a transaction (SQLite: the write lock) while waiting.
-        db.session.commit()
-        time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
-        db.session.refresh(node)
+    """Lease up to ``max_count`` allocations, long-polling up to ``wait`` seconds.
+
+    When this process already has ``long_poll_slots`` claims waiting, the claim answers
+    at once instead: heartbeats and uploads must always find a free thread.
+    """
+    cfg = settings()
+    wait = min(wait, cfg.claim_max_wait)
+    slot = _long_poll_slot(cfg.long_poll_slots)
+    if wait <= 0 or not slot.acquire(blocking=False):
+        return lease_payloads(claim_once(node, max_count))
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            claimed = claim_once(node, max_count)
+            if claimed or time.monotonic() >= deadline:
+                return lease_payloads(claimed)
+            # Never hold a transaction (SQLite: the write lock) while waiting.
+            db.session.commit()
+            time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
+            db.session.refresh(node)
+    finally:
+        slot.release()
 
 
 def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:

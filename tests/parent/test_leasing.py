@@ -412,3 +412,36 @@ def test_releasing_a_lease_hands_work_back_without_spending_an_attempt(app, admi
     assert data["status"] == "pending"
     again = [l for l in claim_all(node_caller) if l["allocation_id"] == lease["allocation_id"]]
     assert again and again[0]["attempt"] == 1
+
+
+def test_long_poll_returns_work_dispatched_while_waiting(app, admin, node_caller, work):
+    import threading
+
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(
+        node_caller.post("/claim", json={"max": 1, "wait": 5})))
+    waiting.start()
+    dispatch(admin, work["task_id"])
+    waiting.join(timeout=15)
+    assert answers and answers[0].status_code == 200
+    assert len(answers[0].get_json()["data"]["leases"]) == 1
+
+
+@pytest.mark.parametrize("cascade_settings", [{"long_poll_slots": 1}])
+def test_claims_beyond_the_long_poll_slots_answer_at_once(app, admin, client, clock, node,
+                                                          cascade_settings):
+    import threading
+
+    first = NodeCaller(client, node, clock=clock)
+    other = NodeCaller(app.test_client(), create_node_with_credentials(admin, name="o2"),
+                       clock=clock)
+    holding = threading.Event()
+    holder = threading.Thread(target=lambda: (holding.set(), first.post(
+        "/claim", json={"max": 1, "wait": 8})))
+    holder.start()
+    holding.wait()
+    threading.Event().wait(0.5)  # let the holder take the only waiting slot
+    response = other.post("/claim", json={"max": 1, "wait": 8})
+    # Had it waited too, the holder (which started first) would have finished by now.
+    assert response.status_code == 204 and holder.is_alive()
+    holder.join(timeout=20)
