@@ -6,6 +6,7 @@ never returned: at most its stable error code.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -19,12 +20,21 @@ from ..auth import settings
 from .nodes import get_node
 
 _ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# HTTP header values are Latin-1 on the wire; anything else would fail inside http.client.
+_CREDENTIAL_RE = re.compile(r"^[\x21-\x7e]+$")
+# An error envelope is small; a remote streaming more than this is not answering with one.
+_MAX_ERROR_BODY = 64 * 1024
 
 
 def _remote_error_code(response: requests.Response) -> str | None:
+    raw = b""
     try:
-        body = response.json()
-    except ValueError:
+        for chunk in response.iter_content(8192):
+            raw += chunk
+            if len(raw) > _MAX_ERROR_BODY:
+                return None
+        body = json.loads(raw)
+    except (requests.RequestException, ValueError):
         return None
     code = body.get("error") if isinstance(body, dict) else None
     return code if isinstance(code, str) and _ERROR_CODE_RE.match(code) else None
@@ -52,6 +62,9 @@ def test_connection(node_id: str, values: dict) -> dict:
     api_key, api_secret = values.get("api_key"), values.get("api_secret")
     if bool(api_key) != bool(api_secret):
         raise ValidationError({"api_secret": ["Give both api_key and api_secret, or neither."]})
+    for name, value in (("api_key", api_key), ("api_secret", api_secret)):
+        if value and not _CREDENTIAL_RE.match(value):
+            raise ValidationError({name: ["Use printable ASCII characters without spaces."]})
 
     result = {"api_url": api_url, "reachable": False, "status_code": None,
               "latency_ms": None, "authenticated": None, "error": None}

@@ -42,6 +42,12 @@ def feed_to_wire(feed: Feed) -> dict:
     }
 
 
+def _blank_identities_to_none(values: dict) -> dict:
+    """An empty faker_id or source_url is no identity: store NULL so the unique index skips it."""
+    return {**values, **{name: None for name in ("faker_id", "source_url")
+                         if name in values and not values[name]}}
+
+
 def derive_feed_id(values: dict) -> str:
     """Pick a stable id: WeRSS's MP_WXS_<biz> for WeChat, a URL digest for RSS."""
     if values.get("id"):
@@ -85,7 +91,8 @@ def _duplicate_reason(values: dict, taken: dict[str, str]) -> str | None:
 
 
 def create_feed(values: dict) -> Feed:
-    values = {**values, "id": derive_feed_id(values)}
+    values = _blank_identities_to_none(values)
+    values["id"] = derive_feed_id(values)
     reason = _duplicate_reason(values, _conflicts([values]))
     if reason:
         raise ApiError(codes.ALREADY_EXISTS, f"Feed not created: {reason}.")
@@ -133,6 +140,10 @@ def feeds_by_ids(ids) -> list[Feed]:
 
 def update_feed(feed_id: str, values: dict) -> Feed:
     feed = get_feed(feed_id)
+    if values.get("id", feed.id) != feed.id:
+        # Nodes key their caches by id: a new id is a new feed, so delete and create instead.
+        raise ValidationError({"id": ["The id of a feed cannot be changed."]})
+    values = _blank_identities_to_none(values)
     merged = {"source_type": feed.source_type, "source_url": feed.source_url, **values}
     if merged["source_type"] == "rss" and not merged.get("source_url"):
         raise ValidationError({"source_url": ["Required for an rss feed."]})
@@ -197,6 +208,7 @@ def import_feeds(rows: list) -> dict:
         except ValidationError as exc:
             rejected.append({"row": index, "reason": "invalid", "errors": exc.normalized_messages()})
             continue
+        values = _blank_identities_to_none(values)
         values["id"] = derive_feed_id(values)
         candidates.append((index, values))
 
