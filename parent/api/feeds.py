@@ -20,7 +20,7 @@ _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+x
 @admin_required
 def create_feed():
     feed = feeds.create_feed(load_body(FeedCreateSchema()))
-    return respond(feeds.feed_to_wire(feed), "公众号添加成功", status=201)
+    return respond(feeds.feed_to_admin(feed), "公众号添加成功", status=201)
 
 
 @bp.get("/feeds")
@@ -28,21 +28,21 @@ def create_feed():
 def list_feeds():
     query = load_query(FeedListQuerySchema())
     rows, total = feeds.list_feeds(query, query["page"], query["page_size"])
-    return respond({"items": [feeds.feed_to_wire(f) for f in rows], "total": total,
+    return respond({"items": [feeds.feed_to_admin(f) for f in rows], "total": total,
                     "page": query["page"], "page_size": query["page_size"]})
 
 
 @bp.get("/feeds/<feed_id>")
 @admin_required
 def get_feed(feed_id):
-    return respond(feeds.feed_to_wire(feeds.get_feed(feed_id)))
+    return respond(feeds.feed_to_admin(feeds.get_feed(feed_id)))
 
 
 @bp.put("/feeds/<feed_id>")
 @admin_required
 def update_feed(feed_id):
     feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
-    return respond(feeds.feed_to_wire(feed), "公众号更新成功")
+    return respond(feeds.feed_to_admin(feed), "公众号更新成功")
 
 
 @bp.delete("/feeds/<feed_id>")

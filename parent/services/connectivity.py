@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from shared import paths, signing
 
 from ..auth import settings
+from ..extensions import db
 from .nodes import get_node
 
 _ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -66,8 +67,14 @@ def test_connection(node_id: str, values: dict) -> dict:
         if value and not _CREDENTIAL_RE.match(value):
             raise ValidationError({name: ["Use printable ASCII characters without spaces."]})
 
+    if urlsplit(api_url).query or urlsplit(api_url).fragment:
+        raise ValidationError({"api_url": ["Give the base URL, without a query or fragment."]})
+
     result = {"api_url": api_url, "reachable": False, "status_code": None,
               "latency_ms": None, "authenticated": None, "error": None}
+    # Nothing was written; end the read transaction now so outbound calls (up to the
+    # timeout) never hold a database lock (on SQLite, the write lock) while they wait.
+    db.session.commit()
     with requests.Session() as session:
         session.trust_env = False
         started = time.monotonic()

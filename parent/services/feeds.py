@@ -23,8 +23,24 @@ from . import replication
 MAX_IMPORT_ROWS = 5000
 
 
+def feed_to_admin(feed: Feed) -> dict:
+    """The admin view: the wire shape plus the parent's collection bookkeeping."""
+    return {
+        **feed_to_wire(feed),
+        "sync_time": feed.sync_time,
+        "update_time": feed.update_time,
+        "last_run_at": isoformat_z(feed.last_run_at),
+        "last_run_node_id": feed.last_run_node_id,
+        "last_run_status": feed.last_run_status,
+    }
+
+
 def feed_to_wire(feed: Feed) -> dict:
-    """The seed/WeRSS feed shape plus source fields (shared.schemas.FeedSchema)."""
+    """The seed/WeRSS feed shape plus source fields, as nodes pull it (shared FeedSchema).
+
+    Only fields an admin changes, each change recorded in the change log: the ETag and
+    the cursors built on that log stay exact.
+    """
     return {
         "id": feed.id,
         "faker_id": feed.faker_id,
@@ -32,8 +48,6 @@ def feed_to_wire(feed: Feed) -> dict:
         "mp_cover": feed.mp_cover,
         "mp_intro": feed.mp_intro,
         "status": feed.status,
-        "sync_time": feed.sync_time,
-        "update_time": feed.update_time,
         "source_type": feed.source_type,
         "source_url": feed.source_url,
         "labels": feed.labels or [],

@@ -282,18 +282,21 @@ def _record_feed_results(node: Node, allocation: Allocation, results: list[dict]
         .where(Article.feed_id.in_(allocation.feed_ids)).group_by(Article.feed_id)
     ).all())
     feeds = db.session.execute(
-        db.select(Feed).where(Feed.id.in_(allocation.feed_ids))).scalars()
-    for feed in feeds:
-        result = by_feed.get(feed.id)
+        db.select(Feed.id, Feed.sync_time, Feed.update_time)
+        .where(Feed.id.in_(allocation.feed_ids))).all()
+    for feed_id, sync_time, update_time in feeds:
+        result = by_feed.get(feed_id)
         ok = bool(result and result.get("success", True))
-        feed.last_run_at = moment
-        feed.last_run_node_id = node.id
-        feed.last_run_status = "success" if ok else ("failed" if result else "not_reported")
-        feed.last_run_error = (result or {}).get("error")
-        if ok:
-            feed.sync_time = int(moment.timestamp())
-        if latest.get(feed.id):
-            feed.update_time = max(feed.update_time or 0, latest[feed.id])
+        db.session.execute(
+            db.update(Feed).where(Feed.id == feed_id).values(
+                last_run_at=moment, last_run_node_id=node.id,
+                last_run_status="success" if ok else ("failed" if result else "not_reported"),
+                last_run_error=(result or {}).get("error"),
+                sync_time=int(moment.timestamp()) if ok else sync_time,
+                update_time=max(update_time or 0, latest.get(feed_id) or 0),
+                # Bookkeeping, not an admin change: updated_at (on the wire) stays put.
+                updated_at=Feed.updated_at,
+            ).execution_options(synchronize_session=False))
 
 
 def fail(node: Node, lease_id: str, error: str | None, retryable: bool,

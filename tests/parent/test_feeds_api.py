@@ -356,13 +356,21 @@ def test_delete_removes_the_feed(admin):
 
 # --- what nodes see ---------------------------------------------------------------------
 
+# The parent's collection bookkeeping stays admin-side; nodes get the replicated fields.
+BOOKKEEPING = ("sync_time", "update_time", "last_run_at", "last_run_node_id", "last_run_status")
+
+
+def as_node_sees_it(feed: dict) -> dict:
+    return {key: value for key, value in feed.items() if key not in BOOKKEEPING}
+
 
 def test_node_pulls_feeds_in_the_werss_shape(admin, node_caller):
     created = create(admin, wechat())
 
     response = node_feeds(node_caller)
 
-    assert response.get_json()["data"] == [created]
+    assert response.get_json()["data"] == [as_node_sees_it(created)]
+    assert set(created) >= set(BOOKKEEPING)
     assert response.headers["ETag"]
 
 
@@ -400,7 +408,7 @@ def test_node_follows_create_update_delete_through_changes(admin, node_caller):
 
     feed = create(admin, wechat())
     created = changes(node_caller, cursor).get_json()["data"]
-    assert created["items"] == [feed]
+    assert created["items"] == [as_node_sees_it(feed)]
     assert created["deleted"] == [] and created["has_more"] is False
 
     admin.put(f"{FEEDS}/{feed['id']}", json={"mp_intro": "updated"})
@@ -434,7 +442,7 @@ def test_full_pull_cursor_header_starts_incremental_pulls(admin, node_caller):
 
     assert changes(node_caller, cursor).get_json()["data"]["items"] == []
     later = create(admin, rss())
-    assert changes(node_caller, cursor).get_json()["data"]["items"] == [later]
+    assert changes(node_caller, cursor).get_json()["data"]["items"] == [as_node_sees_it(later)]
 
 
 def test_refused_write_is_not_a_change(admin, node_caller):

@@ -445,3 +445,18 @@ def test_claims_beyond_the_long_poll_slots_answer_at_once(app, admin, client, cl
     # Had it waited too, the holder (which started first) would have finished by now.
     assert response.status_code == 204 and holder.is_alive()
     holder.join(timeout=20)
+
+
+def test_collection_bookkeeping_does_not_invalidate_what_nodes_cached(admin, node_caller, work,
+                                                                      clock):
+    first = node_caller.get("/feeds")
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    clock.advance(30)
+    node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": [
+        {"mp_id": lease["feeds"][0]["id"], "success": True}]})
+    again = node_caller.get("/feeds", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304, "node-visible feed fields did not change"
+    admin_view = admin.get(f"/api/v1/feeds/{lease['feeds'][0]['id']}").get_json()["data"]
+    assert admin_view["sync_time"] == clock.timestamp()
+    assert admin_view["updated_at"] == lease["feeds"][0]["updated_at"]
