@@ -1,6 +1,6 @@
 """Routes children (and existing WeRSS nodes) call with AK-SK credentials."""
 
-from flask import Blueprint, g, make_response, request
+from flask import Blueprint, current_app, g, make_response, request
 
 from shared.envelope import CURSOR_HEADER
 from shared.schemas import ChangesQuerySchema, HeartbeatSchema, ReportResultSchema
@@ -28,14 +28,30 @@ def whoami():
     return respond({"node_id": node.id, "name": node.name, "node_type": node.node_type})
 
 
+def _full_pulls() -> dict[str, tuple[int, int, bytes]]:
+    """entity -> (cursor, item count, encoded body) of the app's last full pull.
+
+    Per app (so per database) and per process: a fleet re-pulling 10,000 unchanged
+    feeds costs one indexed query, not a rebuild of the list.
+    """
+    return current_app.extensions.setdefault("werss.full_pulls", {})
+
+
 def _pull(entity: str):
-    result = node_sync.pull_all(g.node, entity, request.headers.get("If-None-Match"))
+    held = _full_pulls().get(entity)
+    result = node_sync.pull_all(g.node, entity, request.headers.get("If-None-Match"),
+                                cached=held[:2] if held else None)
     headers = {"ETag": result.etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
-    if result.items is None:
+    if result.not_modified:
         response = make_response("", 304)
-        response.headers.update(headers)
-        return response
-    return respond(result.items, headers=headers)
+    elif result.reuse_cached:
+        response = make_response(held[2], 200)
+        response.mimetype = "application/json"
+    else:
+        response = respond(result.items, headers=headers)
+        _full_pulls()[entity] = (result.cursor, len(result.items), response.get_data())
+    response.headers.update(headers)
+    return response
 
 
 @bp.get("/feeds")

@@ -24,12 +24,16 @@ _ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
 
 
 class PullResult:
-    """A full list, or None when the client's ETag is still current."""
+    """A full list; or None when the client's ETag is current (not_modified) or when the
+    caller's cached copy for this cursor is still exact (reuse_cached)."""
 
-    def __init__(self, items: list[dict] | None, etag: str, cursor: int):
+    def __init__(self, items: list[dict] | None, etag: str, cursor: int,
+                 not_modified: bool = False, reuse_cached: bool = False):
         self.items = items
         self.etag = etag
         self.cursor = cursor
+        self.not_modified = not_modified
+        self.reuse_cached = reuse_cached
 
 
 def _log_pull(node: Node, entity: str, status: str, count: int, started) -> None:
@@ -38,8 +42,12 @@ def _log_pull(node: Node, entity: str, status: str, count: int, started) -> None
              started_at=started)
 
 
-def pull_all(node: Node, entity: str, if_none_match: str | None) -> PullResult:
+def pull_all(node: Node, entity: str, if_none_match: str | None,
+             cached: tuple[int, int] | None = None) -> PullResult:
     """Return every feed (or enabled task), or nothing when the ETag matches.
+
+    ``cached`` is (cursor, item count) of a full list the caller already holds: when the
+    cursor is unchanged that list is still exact, and no row is read.
 
     The cursor is read before the rows, so a change racing the read is at worst seen
     twice by the next incremental pull, never missed.
@@ -49,7 +57,10 @@ def pull_all(node: Node, entity: str, if_none_match: str | None) -> PullResult:
     etag = replication.etag_for(_ETAG_NAME[entity], cursor)
     if replication.etag_matches(if_none_match, etag):
         _log_pull(node, entity, STATUS_NOT_MODIFIED, 0, started)
-        return PullResult(None, etag, cursor)
+        return PullResult(None, etag, cursor, not_modified=True)
+    if cached and cached[0] == cursor:
+        _log_pull(node, entity, STATUS_SUCCESS, cached[1], started)
+        return PullResult(None, etag, cursor, reuse_cached=True)
     if entity == ENTITY_FEED:
         items = [feed_to_wire(feed) for feed in all_feeds()]
     else:

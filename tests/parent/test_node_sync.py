@@ -206,3 +206,16 @@ def test_sync_log_records_every_pull_and_push(admin, plain_caller, node):
 
 def test_sync_log_limit_is_capped(admin):
     assert_error(admin.get("/api/v1/cascade/sync-logs?limit=201"), 422, "validation_failed")
+
+
+def test_repeated_full_pull_is_served_without_reading_feed_rows(app, admin, plain_caller):
+    for index in range(3):
+        _feed(admin, f"r{index}")
+    first = plain_caller.get("/feeds")
+    with recorded_sql(app) as statements:
+        second = plain_caller.get("/feeds")
+    assert second.status_code == 200 and second.get_json() == first.get_json()
+    assert not [s for s in statements if "FROM FEEDS" in s], statements
+    added = _feed(admin, "r-new")
+    third = plain_caller.get("/feeds").get_json()["data"]
+    assert added["id"] in [item["id"] for item in third] and len(third) == 4
