@@ -106,9 +106,11 @@ class SyncLogQuerySchema(_AdminInput):
 
 
 class ReportQuerySchema(SyncLogQuerySchema):
+    # marshmallow 4 keeps an inherited field set to None; exclude it instead.
+    class Meta(SyncLogQuerySchema.Meta):
+        exclude = ("operation", "status")
+
     task_id = SafeStr(max_length=64, load_default=None)
-    operation = None
-    status = None
 
 
 class FeedCreateSchema(_AdminInput):
@@ -133,7 +135,9 @@ class FeedCreateSchema(_AdminInput):
 
 
 class FeedUpdateSchema(FeedCreateSchema):
-    id = None
+    class Meta(FeedCreateSchema.Meta):
+        exclude = ("id",)  # a feed's id never changes: nodes key everything on it
+
     mp_name = SafeStr(min_length=1, max_length=255)
     mp_cover = SafeStr(max_length=1000)
     mp_intro = SafeStr(max_length=20000)

@@ -186,7 +186,7 @@ def parse_opml(document: bytes) -> list[dict]:
     :raises ApiError: 422 when the document is not OPML.
     """
     try:
-        root = ElementTree.fromstring(document)
+        root = ElementTree.fromstring(document, forbid_dtd=True)
     except Exception as exc:  # defusedxml raises several types for hostile or broken XML
         raise ApiError(codes.VALIDATION_FAILED, "The file is not valid OPML.",
                        details={"file": [str(exc)[:200]]}) from None

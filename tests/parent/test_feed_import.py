@@ -254,3 +254,13 @@ def test_import_of_too_many_rows_is_refused_whole(admin):
 
     assert_error(admin.post(IMPORT, json=rows), 413, "payload_too_large")
     assert feed_ids(admin) == []
+
+
+def test_opml_with_a_doctype_is_refused(admin):
+    document = (b'<?xml version="1.0"?><!DOCTYPE opml SYSTEM "http://127.0.0.1:9/x.dtd">'
+                b'<opml version="2.0"><body><outline text="a" xmlUrl="http://a.example/f.xml"/>'
+                b'</body></opml>')
+    response = admin.post("/api/v1/feeds/import", data=document,
+                          headers={"Content-Type": "text/x-opml"})
+    assert response.status_code == 422 and response.get_json()["error"] == "validation_failed"
+    assert admin.get("/api/v1/feeds").get_json()["data"]["total"] == 0
