@@ -37,10 +37,15 @@ trap stop INT TERM EXIT
 
 "$BIN/werss-parent" serve --bind "127.0.0.1:${PORT}" &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:${PORT}/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+"$BIN/python" - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(150):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.2)
+PY
 
 set -a; . "$CHILD_ENV"; set +a
 CASCADE_PARENT_URL="http://127.0.0.1:${PORT}" CASCADE_DATA_DIR=data/child \
