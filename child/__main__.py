@@ -50,7 +50,13 @@ def cmd_run(args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = serve_health(agent, config.health_listen) if config.health_listen else None
+    try:
+        server = serve_health(agent, config.health_listen) if config.health_listen else None
+    except OSError as exc:
+        print(f"werss-child: configuration error: CASCADE_HEALTH_LISTEN "
+              f"({config.health_listen}): {exc.strerror}", file=sys.stderr)
+        agent.close()
+        return EXIT_CONFIG
     logging.getLogger("werss.child").info(
         "werss-child starting: parent %s, auth %s, capacity %d, data %s",
         config.parent_api_url, config.auth_mode, config.capacity, config.data_dir)

@@ -311,8 +311,12 @@ class Agent:
                 self.stop_event.wait(1)
                 continue
             try:
-                self.claim(self.config.claim_wait)
+                started = time.monotonic()
+                leases = self.claim(self.config.claim_wait)
                 self._claim_backoff = 0.0
+                if not leases and self.config.claim_wait and time.monotonic() - started < 1:
+                    # The parent answered at once (its waiting slots were busy): pace ourselves.
+                    self.stop_event.wait(random.uniform(1.0, 3.0))
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 if errors.is_fatal(exc):
                     self._fail_fatally(exc)
@@ -327,10 +331,20 @@ class Agent:
         log.warning("claim failed (%s); next try in %.1fs", exc, wait)
         self.stop_event.wait(wait)
 
+    def _release_leases_of_a_previous_run(self) -> None:
+        """Leases in hand when this agent last died are not being worked on: hand them
+        back now rather than when they expire. A completion already in the outbox goes
+        first, and then this release is simply refused as stale."""
+        for lease in self.cache.held_leases():
+            self.outbox.add("fail", "POST", f"/leases/{lease['lease_id']}/fail",
+                            {"error": "child restarted", "retryable": True, "release": True},
+                            new_idempotency_key())
+            self.cache.drop_lease(lease["lease_id"])
+
     def start_up(self) -> None:
         """The seed workflow at start: heartbeat, pull feeds, pull tasks; retried until it works."""
         delay = 1.0
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and not self.draining.is_set():
             try:
                 summary = self.sync_once()
                 log.info("connected to %s: %d feeds, %d tasks cached", self.config.parent_api_url,
@@ -348,9 +362,10 @@ class Agent:
 
     def run(self) -> None:
         """Run until stop(); raises FatalError when the parent refuses this node."""
+        self._release_leases_of_a_previous_run()
         self.start_up()
         claimer = threading.Thread(target=self._claim_loop, name="werss-claim", daemon=True)
-        if not self.stop_event.is_set():
+        if not self.stop_event.is_set() and not self.draining.is_set():
             claimer.start()
         scheduler = self._build_scheduler()
         while not self.stop_event.is_set():

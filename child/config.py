@@ -59,6 +59,14 @@ ENV_NAMES = {
     "request_timeout": "CASCADE_REQUEST_TIMEOUT",
     "claim_wait": "CASCADE_CLAIM_WAIT",
 }
+# Keys of the parent's own `cascade:` section: a config.yaml shared by both roles is fine.
+PARENT_ONLY_KEYS = {
+    "offline_after", "allow_plain_auth", "max_body_bytes", "sync_log_retention_days",
+    "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
+    "claim_max_wait", "admin_token_ttl", "login_max_failures", "login_window_seconds",
+    "maintenance_interval", "bcrypt_rounds", "test_connection_timeout", "schedule_timezone",
+    "retry_backoff", "work_retention_days", "trusted_proxies", "long_poll_slots",
+}
 _CREDENTIAL_RE = {
     "api_key": re.compile(rf"^{API_KEY_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
     "api_secret": re.compile(rf"^{API_SECRET_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
@@ -89,7 +97,7 @@ def _read_yaml(path: Path) -> dict:
     section = loaded.get("cascade") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: 'cascade' must be a mapping")
-    unknown = sorted(set(section) - set(ENV_NAMES))
+    unknown = sorted(set(section) - set(ENV_NAMES) - PARENT_ONLY_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown cascade key(s): {', '.join(unknown)}")
     return section

@@ -48,9 +48,10 @@ for _ in range(150):
 PY
 
 set -a; . "$CHILD_ENV"; set +a
-CASCADE_PARENT_URL="http://127.0.0.1:${PORT}" CASCADE_DATA_DIR=data/child \
-  CASCADE_HEALTH_LISTEN="$CHILD_HEALTH" CASCADE_SYNC_INTERVAL="${CASCADE_SYNC_INTERVAL:-60}" \
-  CASCADE_HEARTBEAT_INTERVAL="${CASCADE_HEARTBEAT_INTERVAL:-30}" \
+# This child is a child whatever a shared config.yaml says about node_type; its
+# heartbeat and sync intervals are the ones the parent hands out.
+CASCADE_ENABLED=true CASCADE_NODE_TYPE=1 CASCADE_PARENT_URL="http://127.0.0.1:${PORT}" \
+  CASCADE_DATA_DIR=data/child CASCADE_HEALTH_LISTEN="$CHILD_HEALTH" \
   "$BIN/werss-child" run &
 pids+=($!)
 

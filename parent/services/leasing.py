@@ -311,10 +311,17 @@ def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
         _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
         lease.status = LEASE_RELEASED
     elif rate_limited_until and rate_limited_until > moment:
-        # The node is rate-limited, not the work: hand it on without spending an attempt.
-        node.wechat_blocked_until = rate_limited_until
+        # Rate limiting is not a failed attempt. WeChat limits a login, so the node takes
+        # no WeChat work until then and another node may; any other source limits itself,
+        # so the allocation waits until then, whoever takes it.
         status = ALLOC_PENDING
-        _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
+        if allocation.needs_wechat:
+            node.wechat_blocked_until = rate_limited_until
+            _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1,
+                     **release_values)
+        else:
+            _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1,
+                     not_before=rate_limited_until, **release_values)
         lease.status = LEASE_RATE_LIMITED
     elif retryable and allocation.attempt < allocation.max_attempts:
         status = ALLOC_PENDING

@@ -69,10 +69,14 @@ def prune_finished_work(retention_days: int) -> int:
     removed = db.session.execute(
         db.delete(Allocation).where(Allocation.id.in_(finished))
         .execution_options(synchronize_session=False)).rowcount
+    newer = db.aliased(TaskRun)
     db.session.execute(
         db.delete(TaskRun).where(
             TaskRun.created_at < cutoff,
             ~db.exists().where(Allocation.run_id == TaskRun.id),
+            # A task's latest run marks its last slot: without it a monthly task would
+            # run that old slot again once retention passed.
+            db.exists().where(newer.task_id == TaskRun.task_id, newer.slot > TaskRun.slot),
         ).execution_options(synchronize_session=False))
     return removed
 

@@ -9,11 +9,22 @@ from shared.timeutil import isoformat_z
 
 from ..errors import NotFoundError
 from ..extensions import db
-from ..models import MessageTask
+from ..clock import now
+from ..models import Allocation, MessageTask
+from ..models.work import ALLOC_DEAD, ALLOC_PENDING
 from ..models.replication import ENTITY_MESSAGE_TASK
 from . import replication
 
 STATUS_ENABLED = 1
+
+
+def _cancel_pending_work(task_id: str, reason: str) -> None:
+    """Queued work of a task that no longer runs is dead; leases in hand may finish."""
+    db.session.execute(
+        db.update(Allocation)
+        .where(Allocation.task_id == task_id, Allocation.status == ALLOC_PENDING)
+        .values(status=ALLOC_DEAD, last_error=reason, updated_at=now())
+        .execution_options(synchronize_session=False))
 
 
 def task_to_wire(task: MessageTask) -> dict:
@@ -88,6 +99,8 @@ def update_task(task_id: str, values: dict) -> MessageTask:
         raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})
     for name, value in values.items():
         setattr(task, name, value)
+    if task.status != STATUS_ENABLED:
+        _cancel_pending_work(task.id, "task disabled")
     db.session.flush()
     replication.record_upserts(ENTITY_MESSAGE_TASK, [task.id])
     return task
@@ -95,6 +108,7 @@ def update_task(task_id: str, values: dict) -> MessageTask:
 
 def delete_task(task_id: str) -> None:
     task = get_task(task_id)
+    _cancel_pending_work(task.id, "task deleted")
     db.session.delete(task)
     db.session.flush()
     replication.record_deletes(ENTITY_MESSAGE_TASK, [task_id])

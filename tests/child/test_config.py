@@ -92,3 +92,11 @@ def test_disabled_cascade_exits_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "child", "run"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "disabled" in result.stderr
+
+
+def test_a_config_yaml_shared_with_the_parent_is_accepted(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "cascade:\n  allow_plain_auth: false\n  lease_ttl: 300\n  parent_api_url: http://p:8001\n"
+        f"  api_key: {KEY}\n  api_secret: {SECRET}\n", encoding="utf-8")
+    assert load_config(str(path), environ={}).parent_api_url == "http://p:8001"

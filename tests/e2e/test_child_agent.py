@@ -260,3 +260,46 @@ def test_kill_9_with_results_waiting_loses_nothing(live_parent, services, childr
         wait_for(lambda: _outbox_empty(restarted), what="an empty outbox")
     finally:
         revived.stop()
+
+
+def test_a_restarted_child_hands_back_the_lease_it_died_with(live_parent, services, children):
+    """Leases in hand at a kill -9 are released on restart, not left to expire."""
+    parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "600"})
+    admin = AdminHttp.login(parent.base_url)
+    services.delays["/rss/held.xml"] = 30
+    run_id = _dispatch(admin, _setup_task(admin, services, ["held"]))
+    creds = admin.create_node_with_credentials("phoenix")
+    child = children(parent.base_url, creds, name="phoenix")
+    wait_for(lambda: services.hits.get("/rss/held.xml") == 1, what="the lease to start")
+    os.killpg(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+    children(parent.base_url, creds, name="phoenix")  # same data directory
+    # Well inside the 600 s TTL: only a release can make the work available again.
+    done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=60, what="completion")
+    assert done[0]["attempt"] == 1, "a release does not spend an attempt"
+
+
+def test_sigterm_while_waiting_for_the_parent_exits_cleanly(children, tmp_path):
+    from tests.helpers import NodeCredentials, free_port
+
+    creds = NodeCredentials("n", "CN" + "a" * 32, "CS" + "b" * 32)
+    child = children(f"http://127.0.0.1:{free_port()}", creds, name="lonely")
+    wait_for(lambda: "parent not reachable yet" in child.log_text(), what="the retry loop")
+    child.process.send_signal(signal.SIGTERM)
+    assert child.process.wait(timeout=30) == 0
+
+
+def test_a_health_port_in_use_is_a_configuration_error(children, tmp_path):
+    import socket
+
+    from tests.helpers import NodeCredentials
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        creds = NodeCredentials("n", "CN" + "a" * 32, "CS" + "b" * 32)
+        child = children("http://127.0.0.1:9", creds, name="clash",
+                         CASCADE_HEALTH_LISTEN=f"127.0.0.1:{port}")
+        assert child.process.wait(timeout=30) == 2
+    assert "CASCADE_HEALTH_LISTEN" in child.log_text() and "Traceback" not in child.log_text()

@@ -398,7 +398,8 @@ def test_finished_work_is_pruned_after_retention_but_articles_stay(app, admin, n
         report = run_maintenance()
         assert report["finished_work"] == 3
         assert db.session.query(Allocation).count() == 0
-        assert db.session.query(TaskRun).count() == 0
+        # The task's latest run stays: it marks the last slot that ran.
+        assert db.session.query(TaskRun).count() == 1
         from parent.models import Article
         assert db.session.query(Article).count() == 3
 
@@ -460,3 +461,56 @@ def test_collection_bookkeeping_does_not_invalidate_what_nodes_cached(admin, nod
     admin_view = admin.get(f"/api/v1/feeds/{lease['feeds'][0]['id']}").get_json()["data"]
     assert admin_view["sync_time"] == clock.timestamp()
     assert admin_view["updated_at"] == lease["feeds"][0]["updated_at"]
+
+
+@pytest.mark.parametrize("how", ["disable", "delete"])
+def test_work_of_a_disabled_or_deleted_task_is_no_longer_handed_out(app, admin, node_caller,
+                                                                    work, how):
+    dispatch(admin, work["task_id"])
+    held = claim(node_caller)[0]
+    if how == "disable":
+        admin.put(f"/api/v1/message-tasks/{work['task_id']}", json={"status": 0})
+    else:
+        admin.delete(f"/api/v1/message-tasks/{work['task_id']}")
+    assert claim_all(node_caller) == []
+    statuses = sorted(status for status, _, _ in allocation_rows(app).values())
+    assert statuses == ["dead", "dead", "leased"]
+    done = node_caller.post(f"/leases/{held['lease_id']}/complete", json={"results": []})
+    assert done.status_code == 200, "a lease already in hand may still finish"
+
+
+def test_a_rate_limited_rss_source_delays_the_work_not_the_node(admin, node_caller, work, clock):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    until = (clock() + timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    node_caller.post(f"/leases/{lease['lease_id']}/fail", json={
+        "error": "HTTP 429", "retryable": True, "rate_limited_until": until})
+    others = claim_all(node_caller)
+    assert lease["allocation_id"] not in [l["allocation_id"] for l in others]
+    assert len(others) == 2, "the node still takes other work"
+    clock.advance(121)
+    again = claim_all(node_caller)
+    assert [l["allocation_id"] for l in again] == [lease["allocation_id"]]
+    assert again[0]["attempt"] == 1
+
+
+def test_a_monthly_tasks_last_run_survives_retention(app, admin, work, clock):
+    """31 days after its 1 January run, a monthly task must not run 1 January again."""
+    admin.put(f"/api/v1/message-tasks/{work['task_id']}", json={"status": 0})
+    task_id = make_task(admin, name="monthly", cron_exp="0 0 1 * *",
+                        mps_id=[{"id": "no-such-feed", "mp_name": "gone"}])
+
+    def runs():
+        return db.session.execute(
+            db.select(TaskRun.id, TaskRun.slot).where(TaskRun.task_id == task_id)).all()
+
+    clock.current = datetime(2027, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+    with app.app_context():
+        run_maintenance()
+        first = runs()
+    clock.current = datetime(2027, 1, 31, 12, 0, tzinfo=timezone.utc)
+    with app.app_context():
+        run_maintenance()  # retention (30 days) has passed for the 1 January run
+        run_maintenance()
+        assert runs() == first, "the 1 January slot was neither forgotten nor run again"
+    assert first[0][1] == datetime(2027, 1, 1, tzinfo=timezone.utc)
