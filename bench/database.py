@@ -138,8 +138,12 @@ def run_parent_cli(args: list[str], env: dict) -> str:
     return completed.stdout
 
 
-def create_nodes(database_url: str, secret_key: str, count: int) -> list[NodeCredentials]:
-    """Register ``count`` child nodes with credentials, as `create-node --credentials` does."""
+def create_nodes(database_url: str, secret_key: str, count: int, prefix: str = "bench-node",
+                 capacity: int | None = None) -> list[NodeCredentials]:
+    """Register ``count`` child nodes with credentials, as `create-node --credentials` does.
+
+    ``capacity`` replaces the default lease capacity (what an admin's PUT would set).
+    """
     from parent import create_app
     from parent.extensions import db
     from parent.services import nodes
@@ -148,8 +152,10 @@ def create_nodes(database_url: str, secret_key: str, count: int) -> list[NodeCre
     created = []
     with app.app_context():
         for index in range(count):
-            node = nodes.create_node({"name": f"bench-node-{index + 1}", "node_type": 1,
+            node = nodes.create_node({"name": f"{prefix}-{index + 1}", "node_type": 1,
                                       "description": "make bench"})
+            if capacity is not None:
+                node.capacity = capacity
             _, api_key, api_secret = nodes.issue_credentials(node.id)
             created.append(NodeCredentials(node.id, api_key, api_secret))
         db.session.commit()

@@ -13,6 +13,8 @@ import requests
 # (method, url, headers, body) for one request from client thread ``index``; called per
 # request so signatures are fresh.
 RequestFactory = Callable[[int], tuple[str, str, dict, bytes | None]]
+# Told (thread index, status, body) of every measured response, e.g. to keep leases granted.
+ResponseHook = Callable[[int, int, bytes], None]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
@@ -76,12 +78,14 @@ def run_load(
     time_cap: float,
     warmup_per_thread: int,
     warmup_factory: RequestFactory | None = None,
+    on_response: ResponseHook | None = None,
 ) -> LoadResult:
     """Warm every thread's connection up, then send ``count`` requests or stop at ``time_cap``.
 
     Each thread warms up on its own Session first, so the measured phase starts with open
     keep-alive connections and warm workers. ``warmup_factory`` (default: ``factory``) lets
     an expensive scenario warm its connections up with a cheap request to the same server.
+    ``on_response`` sees every measured response (not the warm-up ones).
     """
     threads = max(1, min(threads, count))
     result = LoadResult(name=name, threads=threads, planned=count)
@@ -133,6 +137,8 @@ def run_load(
                         stop_early.set()  # the server is gone; do not spin
                     continue
                 local_statuses[status] += 1
+                if on_response is not None:
+                    on_response(index, status, content)
                 if status == expected_status:
                     local_latencies.append(latency)
                     local_bytes += len(content)

@@ -134,3 +134,43 @@ def probe_hot_paths(database_url: str, secret_key: str, creds) -> list[dict]:
             db.session.remove()
             db.engine.dispose()
     return results
+
+
+def probe_work_paths(database_url: str, secret_key: str, creds) -> list[dict]:
+    """Run one claim (1 lease) and its complete through the real app, as a child sends them."""
+    import uuid
+
+    from parent import create_app
+    from parent.extensions import db
+    from shared.envelope import IDEMPOTENCY_HEADER
+
+    app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
+    client = app.test_client()
+    claim_path = CASCADE_PREFIX + "/claim"
+    claim_body = json.dumps({"max": 1, "wait": 0}).encode()
+
+    def post(path: str, body: bytes):
+        headers = {"Authorization": signing.signed_authorization(
+            creds.api_key, creds.api_secret, "POST", path, "", body),
+            "Content-Type": "application/json", IDEMPOTENCY_HEADER: str(uuid.uuid4())}
+        return lambda: client.post(path, data=body, headers=headers)
+
+    results = []
+    with app.app_context():
+        recorder = StatementRecorder(db.engine)
+    try:
+        response, statements, elapsed = recorder.capture(post(claim_path, claim_body))
+        results.append(_summarise("claim (1 lease)", response, statements, elapsed))
+        leases = (response.get_json(silent=True) or {}).get("data", {}).get("leases") or []
+        if leases:
+            lease = leases[0]
+            path = f"{CASCADE_PREFIX}/leases/{lease['lease_id']}/complete"
+            body = json.dumps({"results": [{"mp_id": lease["feeds"][0]["id"],
+                                            "success": True}]}).encode()
+            results.append(_summarise("complete", *recorder.capture(post(path, body))))
+    finally:
+        recorder.close()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    return results

@@ -62,8 +62,25 @@ def _fmt_ratio(value) -> str:
     return f"{value:.3f}" if value >= 0.01 else f"{value:.1e}"
 
 
-def render_table(results: dict) -> str:
-    """The human summary printed at the end of a run."""
+def _ratio_row(label: str, run: dict, r: dict) -> str:
+    base = r["baseline"]
+    flag = " !" if run["errors"] or run["hit_time_cap"] or drifted(base) else ""
+    return (
+        f"{label:26} {run['ok']:>5} {run['errors']:>4} {_fmt(run['rps']):>8} "
+        f"{_fmt(run['p50_ms'], 2):>9} {_fmt(run['p99_ms'], 2):>9} "
+        f"{_fmt(base['rps']):>10} {_fmt(base['p50_ms'], 2):>8}  "
+        f"{_fmt_ratio(r['rps_ratio']):>9} {_fmt_ratio(r['p50_ratio']):>9} "
+        f"{_fmt_ratio(r['p99_ratio']):>9}{flag}"
+    )
+
+
+_RATIO_HEADER = (f"{'scenario':26} {'ok':>5} {'err':>4} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9}"
+                 f" {'base req/s':>10} {'base p50':>8}  {'rps ratio':>9} {'p50 ratio':>9}"
+                 f" {'p99 ratio':>9}")
+
+
+def render_http(results: dict) -> list[str]:
+    """Section 0: heartbeats and feed pulls against the bare app (8 clients)."""
     meta = results["setup"]
     gunicorn = meta["gunicorn"]
     lines = [
@@ -72,22 +89,12 @@ def render_table(results: dict) -> str:
         f"{meta['nodes']} nodes; gunicorn {gunicorn['worker_class']} {gunicorn['workers']} "
         f"workers × {gunicorn['threads']} threads for subject and baseline; "
         f"client {meta['client_threads']} threads; {meta['cpu_count']} CPUs",
-        "",
-        f"{'scenario':26} {'ok':>5} {'err':>4} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9}"
-        f" {'base req/s':>10} {'base p50':>8}  {'rps ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}",
-        "-" * WIDTH,
     ]
+    if not results["ratios"]:
+        return lines
+    lines += ["", _RATIO_HEADER, "-" * WIDTH]
     for key, r in results["ratios"].items():
-        run = results["runs"][key]
-        base = r["baseline"]
-        flag = " !" if run["errors"] or run["hit_time_cap"] or drifted(base) else ""
-        lines.append(
-            f"{run['label']:26} {run['ok']:>5} {run['errors']:>4} {_fmt(run['rps']):>8} "
-            f"{_fmt(run['p50_ms'], 2):>9} {_fmt(run['p99_ms'], 2):>9} "
-            f"{_fmt(base['rps']):>10} {_fmt(base['p50_ms'], 2):>8}  "
-            f"{_fmt_ratio(r['rps_ratio']):>9} {_fmt_ratio(r['p50_ratio']):>9} "
-            f"{_fmt_ratio(r['p99_ratio']):>9}{flag}"
-        )
+        lines.append(_ratio_row(results["runs"][key]["label"], results["runs"][key], r))
     baselines = [run for key, run in results["runs"].items() if key.startswith("baseline_")]
     speed = results["feeds_304_vs_200"]
     lines += [
@@ -107,6 +114,185 @@ def render_table(results: dict) -> str:
             f"  {probe['request']:24} HTTP {probe['status']} {probe['in_process_ms']:>8.1f} ms  "
             f"{probe['reads']} reads, {probe['writes']} writes: {', '.join(probe['statements'])}"
         )
+    return lines
+
+
+def render_leasing(section: dict) -> list[str]:
+    """Section 1: claims/s and completes/s from many clients, and the double-lease check."""
+    check = section["check"]
+    statuses = ", ".join(f"{count:,} {status}" for status, count in
+                         sorted(check["allocation_statuses"].items()))
+    lines = [
+        "",
+        f"Leasing throughput — {section['clients']} clients ({section['nodes']} nodes × "
+        f"{section['threads_per_node']} threads, node capacity {section['node_capacity']}), "
+        f"{section['seeded']:,} pending allocations; each claim asks for 1 lease (wait 0)",
+        "",
+        _RATIO_HEADER,
+        "-" * WIDTH,
+    ]
+    for key, r in section["ratios"].items():
+        lines.append(_ratio_row(section["runs"][key]["label"], section["runs"][key], r))
+    lines += [
+        "-" * WIDTH,
+        f"base = the bare app with the same {section['clients']} clients, just before and after",
+        f"double-lease check ({'OK' if check['ok'] else 'FAILED'}): the database holds "
+        f"{check['leases']:,} leases for the {check['leases_granted_to_clients']:,} the clients "
+        f"were granted; {check['allocations_leased_twice']} allocations leased more than once; "
+        f"{check['client_seen_duplicates']} duplicates seen by clients; allocations now "
+        f"{statuses}; {check['completes_ok']:,} completes answered 200",
+        "",
+        "SQL per request (one of each, in-process, signed, with an Idempotency-Key):",
+    ]
+    for probe in section.get("db_statements", []):
+        lines.append(
+            f"  {probe['request']:16} HTTP {probe['status']} {probe['in_process_ms']:>6.1f} ms  "
+            f"{probe['reads']} reads, {probe['writes']} writes: {', '.join(probe['statements'])}")
+    return lines
+
+
+def render_queue(section: dict) -> list[str]:
+    """Section 2: single-client claim latency as the pending queue grows."""
+    runs = section["runs"]
+    lines = [
+        "",
+        f"Claim cost vs pending queue — 1 client, {section['claims_per_size']} claims per size "
+        "(max 1, wait 0), one node per size",
+        "",
+        f"{'pending':30} {'ok':>5} {'err':>4} {'p50 ms':>9} {'p99 ms':>9} {'base p50':>9} "
+        f"{'p50 vs base':>11} {'in-proc ms':>10} {'seed s':>7} {'after':>9}",
+        "-" * WIDTH,
+    ]
+    for row in section["rows"]:
+        run = runs[row["key"]]
+        flag = " !" if run["errors"] or run["hit_time_cap"] else ""
+        lines.append(
+            f"{row['label']:30} {run['ok']:>5} {run['errors']:>4} {_fmt(run['p50_ms'], 2):>9} "
+            f"{_fmt(run['p99_ms'], 2):>9} {_fmt(row['baseline']['p50_ms'], 2):>9} "
+            f"{_fmt_ratio(row['p50_vs_baseline']):>11} "
+            f"{_fmt(row['probe']['in_process_ms'], 1):>10} {_fmt(row['seed_seconds'], 1):>7} "
+            f"{row['pending_after']:>9,}{flag}")
+    growth = section["growth"]
+    lines += [
+        "-" * WIDTH,
+        f"claim {growth['to']:,} vs {growth['from']:,} pending: p50 ×"
+        f"{_fmt_ratio(growth['p50_ratio'])}, p99 ×{_fmt_ratio(growth['p99_ratio'])} "
+        "(1.0 = flat)",
+    ]
+    if "analyzed_p50_ratio" in growth:
+        analyzed = [row["autoanalyzed"] for row in section["rows"] if row["autoanalyzed"]]
+        lines.append(f"  after ANALYZE: p50 ×{_fmt_ratio(growth['analyzed_p50_ratio'])}, "
+                     f"p99 ×{_fmt_ratio(growth['analyzed_p99_ratio'])}; this server's "
+                     f"autovacuum is {section.get('autovacuum')}, last autoanalyze of "
+                     f"allocations: {analyzed[-1] if analyzed else 'none during the run'}")
+    rows = section["rows"]
+    lines.append(f"SQL of leasing.claim_once (in-process, 1 lease): "
+                 f"{', '.join(rows[0]['probe']['statements'])}")
+    for row in rows:
+        if row["pending"] == growth["to"] or row is rows[0]:
+            plan = "; ".join(line.strip() for line in row["probe"]["plan"]
+                             if "Filter" not in line and "Cond" not in line)
+            lines.append(f"  plan at {row['label']}: {plan}")
+    return lines
+
+
+def _mib(sample: dict) -> str:
+    return f"{sample['rss_mib']:.1f}"
+
+
+def render_children(section: dict) -> list[str]:
+    """Sections 3 and 4: the idle agent, and dispatch-to-results with 1 and 4 children."""
+    if "error" in section:
+        return ["", f"Child agents — not measured: {section['error'].splitlines()[0]}"]
+    idle, four = section["idle"], section["idle_four"]
+    child, bare = idle["child"], idle["bare"]
+    defaults = ", ".join(f"{key} {value}" for key, value in section["child_defaults"].items())
+    lines = [
+        "",
+        f"Child agent idle — `werss-child run` with its defaults ({defaults}), connected "
+        f"in {idle['connect_s']:.1f} s, then idle {idle['window_s']:.0f} s",
+        "",
+        f"{'process':34} {'VmRSS MiB':>9} {'VmHWM MiB':>9} {'threads':>7} {'CPU s':>6} "
+        f"{'CPU %':>6}",
+        "-" * 78,
+    ]
+    for label, sample in (("werss-child run", child),
+                          ("python -c 'time.sleep(60)'", bare)):
+        lines.append(f"{label:34} {_mib(sample):>9} {sample['hwm_mib']:>9.1f} "
+                     f"{sample['threads']:>7} {sample['cpu_s']:>6.2f} {sample['cpu_pct']:>6.2f}")
+    others = [value for key, value in four.items() if key.startswith("child-")]
+    lines += [
+        "-" * 78,
+        f"child vs bare interpreter: RSS ×{_fmt_ratio(ratio(child['rss_kib'], bare['rss_kib']))}"
+        f" (+{(child['rss_kib'] - bare['rss_kib']) / 1024:.1f} MiB); CPU resolution "
+        f"{100 * 0.01 / idle['window_s']:.2f}% (1 tick over the window)",
+        f"4 other idle children: RSS {', '.join(_mib(s) for s in others)} MiB; parent workers' "
+        f"CPU while idle: {idle['parent_workers_cpu_pct']:.1f}% with 1 child, "
+        f"{four['parent_workers_cpu_pct']:.1f}% with 4",
+    ]
+    runs = section["runs"]
+    lines += [
+        "",
+        f"Dispatch to results — POST /dispatch of a task over {section['feeds']} local RSS feeds "
+        "(1 feed per allocation, webhook push) until every allocation is completed",
+        "",
+        f"{'children':>8} {'seconds':>8} {'1st lease':>9} {'last lease':>10} {'claims':>6} "
+        f"{'leases/node':>14} {'fetches':>7} {'pushes':>6} {'completes':>9} {'uploads':>7}",
+        "-" * 92,
+    ]
+    for run in runs:
+        requests_ = run.get("parent_requests", {})
+        lines.append(
+            f"{run['children']:>8} {run['seconds']:>8.2f} {_fmt(run['first_lease_s'], 2):>9} "
+            f"{_fmt(run['last_lease_s'], 2):>10} {run['claim_batches']:>6} "
+            f"{'/'.join(str(n) for n in run['leases_per_node']):>14} {run['feed_fetches']:>7} "
+            f"{run['webhook_pushes']:>6} "
+            f"{requests_.get('complete', {}).get('requests', 0):>9} "
+            f"{requests_.get('articles', {}).get('requests', 0):>7}")
+    lines += [
+        "-" * 92,
+        f"4 children vs 1: ×{_fmt(section['speedup'], 2)} faster; lease times are from the "
+        "parent's clock, relative to the run; claims = groups of leases granted together; "
+        "completes / uploads = requests the parent logged for the run",
+        "graceful stop of the single child (first SIGTERM): "
+        + (f"{section['graceful_stop_s']:.1f} s" if section["graceful_stop_s"] is not None
+           else "not within 40 s"),
+    ]
+    return lines
+
+
+def work_warnings(leasing: dict | None, queue: dict | None, children: dict | None) -> list[str]:
+    """What the leasing and child sections found that a reader must not miss."""
+    warnings = []
+    if leasing:
+        check = leasing["check"]
+        if not check["ok"]:
+            warnings.append(f"double-lease check FAILED: {check}")
+        for key, r in leasing["ratios"].items():
+            if drifted(r["baseline"]):
+                warnings.append(f"leasing {key}: the baselines around it differ by "
+                                f"{abs(r['baseline']['drift_rps'] - 1):.0%}; rerun")
+    if children and "runs" in children:
+        for run in children["runs"]:
+            if run["allocations_leased_twice"] or run["dead"]:
+                warnings.append(f"{run['children']} child(ren): {run['allocations_leased_twice']} "
+                                f"allocations leased twice, {run['dead']} dead")
+            if run["feed_fetches"] != run["allocations"]:
+                warnings.append(f"{run['children']} child(ren): {run['feed_fetches']} feed fetches "
+                                f"for {run['allocations']} one-feed allocations")
+    return warnings
+
+
+def render_table(results: dict) -> str:
+    """The human summary printed at the end of a run: one table per section."""
+    lines = render_http(results)
+    if results.get("leasing"):
+        lines += render_leasing(results["leasing"])
+    if results.get("claim_queue"):
+        lines += render_queue(results["claim_queue"])
+    if results.get("children"):
+        lines += render_children(results["children"])
+    lines.append("")
     for warning in results["warnings"]:
         lines.append(f"WARNING: {warning}")
     lines.append(f"\nresults: {results['results_file']}")

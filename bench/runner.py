@@ -2,7 +2,10 @@
 
 Every subject scenario is bracketed by two baseline runs (B S B S B ...), and its ratios
 are taken against the mean of the two baselines around it, so a noisy neighbour that
-slows the machine for a while moves both sides of a ratio.
+slows the machine for a while moves both sides of a ratio. Sections, in order: http
+(heartbeats, feed pulls), leasing (claims/completes from 50 clients, double-lease check),
+queue (claim latency at 1k/10k/100k pending), children (real agents: idle footprint,
+dispatch-to-results with 1 and 4 children).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import requests
 
@@ -22,30 +24,24 @@ from shared import signing
 from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
 
 from . import report
-from .baseline import APP_HOOKS, BASELINE_PATH, describe_options, gunicorn_options
+from .baseline import APP_HOOKS, describe_options, gunicorn_options
 from .database import (
     DEFAULT_PG_URL, BenchDatabase, BenchSetupError, create_nodes, make_workdir, parent_env,
     remove_workdir, run_parent_cli, seed_feeds,
 )
-from .load import run_load
+from .children import ChildBenchError
+from .leasing import WorkStore
+from .phases import (
+    LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, lease_throughput,
+    measure,
+)
 from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .servers import ServerStartError, baseline_server, subject_server
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
 EXIT_SETUP = 2
-
-
-@dataclass
-class Scenario:
-    key: str
-    label: str
-    factory: object
-    expected_status: int
-    count: int
-    time_cap: float
-    warmup_per_thread: int
-    warmup_factory: object = None
+SECTIONS = ("http", "leasing", "queue", "children")
 
 
 def _serve_defaults() -> dict:
@@ -59,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = _serve_defaults()
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Authenticated heartbeats and 10k-feed pulls vs a bare Flask endpoint, "
-                    "reported as ratios measured in the same run.",
+        description="Authenticated heartbeats, 10k-feed pulls, leasing under load and real "
+                    "child agents, reported as ratios measured in the same run.",
     )
     parser.add_argument("--pg", nargs="?", const=DEFAULT_PG_URL, default=os.environ.get(PG_ENV),
                         metavar="URL",
@@ -83,29 +79,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="wall-clock cap for the full-pull scenario, seconds [%(default)s]")
     parser.add_argument("--warmup", type=int, default=200,
                         help="warm-up requests per small-response scenario [%(default)s]")
+    leasing = parser.add_argument_group("leasing and children")
+    leasing.add_argument("--lease-nodes", type=int, default=10,
+                         help="nodes claiming at once, capacity %d each [%%(default)s]"
+                              % LEASE_CAPACITY)
+    leasing.add_argument("--lease-threads", type=int, default=5,
+                         help="client threads per claiming node [%(default)s]")
+    leasing.add_argument("--claims", type=int, default=1500,
+                         help="measured claims (then as many completes) [%(default)s]")
+    leasing.add_argument("--lease-time-cap", type=float, default=20.0,
+                         help="wall-clock cap of the claim and complete phases, s [%(default)s]")
+    leasing.add_argument("--queue-sizes", default="1000,10000,100000",
+                         help="pending allocations to measure single-client claims at "
+                              "[%(default)s]")
+    leasing.add_argument("--queue-claims", type=int, default=200,
+                         help="measured claims per queue size [%(default)s]")
+    leasing.add_argument("--queue-time-cap", type=float, default=12.0,
+                         help="wall-clock cap per queue size, s [%(default)s]")
+    leasing.add_argument("--child-feeds", type=int, default=64,
+                         help="local RSS feeds in the dispatch-to-results runs [%(default)s]")
+    leasing.add_argument("--idle-settle", type=float, default=5.0,
+                         help="seconds a started child idles before it is measured [%(default)s]")
+    leasing.add_argument("--idle-window", type=float, default=10.0,
+                         help="seconds idle CPU is measured over [%(default)s]")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="which sections to run, comma-separated [%(default)s]")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: a tenth of the requests and feeds")
+                        help="a smoke run: a tenth of the requests and feeds, no 100k queue")
     args = parser.parse_args(argv)
+    try:
+        args.queue_sizes = sorted({int(size) for size in args.queue_sizes.split(",") if size})
+    except ValueError:
+        parser.error("--queue-sizes: comma-separated whole numbers")
+    args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown or not args.sections:
+        parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
     if args.quick:
         args.requests = max(50, args.requests // 10)
         args.full_requests = max(4, args.full_requests // 10)
         args.feeds = max(100, args.feeds // 10)
         args.warmup = max(16, args.warmup // 10)
-    for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds"):
+        args.claims = max(100, args.claims // 10)
+        args.queue_sizes = [size for size in args.queue_sizes if size < 100_000] or [1000]
+        args.queue_claims = max(30, args.queue_claims // 4)
+        args.child_feeds = max(8, args.child_feeds // 4)
+        args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
+    for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
+                 "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.time_cap <= 0 or args.full_time_cap <= 0:
-        parser.error("time caps must be positive")
+    if not args.queue_sizes or args.queue_sizes[0] < 1:
+        parser.error("--queue-sizes: at least one positive size")
+    if min(args.time_cap, args.full_time_cap, args.lease_time_cap, args.queue_time_cap,
+           args.idle_window) <= 0 or args.idle_settle < 0:
+        parser.error("time caps and windows must be positive")
     return args
-
-
-def _baseline_factory(base_url: str):
-    url = base_url + BASELINE_PATH
-
-    def make(_index: int):
-        return "GET", url, {}, None
-
-    return make
 
 
 def _heartbeat_factory(base_url: str, fleet: list, mode: str):
@@ -213,20 +242,6 @@ def _scenarios(args, subject_url: str, fleet: list, etag: str) -> list[Scenario]
     ]
 
 
-def _measure(scenario: Scenario, threads: int) -> dict:
-    print(f"bench: {scenario.label} ...", end=" ", flush=True)
-    result = run_load(scenario.key, scenario.factory, scenario.expected_status,
-                      count=scenario.count, threads=threads, time_cap=scenario.time_cap,
-                      warmup_per_thread=scenario.warmup_per_thread,
-                      warmup_factory=scenario.warmup_factory)
-    print(f"{result.rps:,.1f} req/s, p50 {1000 * (result.percentile(0.5) or 0):.1f} ms, "
-          f"{result.errors} errors", flush=True)
-    if result.ok == 0:
-        raise ServerStartError(f"{scenario.label}: no successful request "
-                               f"({result.first_error or 'no response'})")
-    return {"label": scenario.label, **result.to_dict()}
-
-
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     workdir = make_workdir()
@@ -234,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
     servers = []
     secret_key = secrets.token_urlsafe(32)
     load_before = _loadavg()
+    sections = args.sections
+    runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
+    leasing = queue = children = None
+    warnings: list[str] = []
     try:
         url = database.create()
         print(f"bench: {database.backend} database {database.describe()}", flush=True)
@@ -245,30 +264,61 @@ def run(args: argparse.Namespace) -> int:
         seed_seconds = seed_feeds(url, secret_key, args.feeds)
         print(f"bench: migrated; {len(fleet)} nodes; {args.feeds:,} feeds seeded in "
               f"{seed_seconds:.1f} s", flush=True)
-        probes = probe_hot_paths(url, secret_key, fleet[0])
+        if "http" in sections:
+            probes = probe_hot_paths(url, secret_key, fleet[0])
 
-        subject = subject_server(env, args.workers, args.server_threads, workdir / "subject.log")
-        baseline = baseline_server(env, args.workers, args.server_threads,
-                                   workdir / "baseline.log")
-        for server in (subject, baseline):
-            servers.append(server)
-            server.start()
-        print(f"bench: subject on {subject.base_url}, baseline on {baseline.base_url}", flush=True)
-        etag, full_bytes = check_feeds(subject.base_url, fleet[0], args.feeds)
+        if {"http", "leasing", "queue"} & set(sections):
+            subject = subject_server(env, args.workers, args.server_threads,
+                                     workdir / "subject.log")
+            baseline = baseline_server(env, args.workers, args.server_threads,
+                                       workdir / "baseline.log")
+            for server in (subject, baseline):
+                servers.append(server)
+                server.start()
+            print(f"bench: subject on {subject.base_url}, baseline on {baseline.base_url}",
+                  flush=True)
 
-        def baseline_scenario(index: int) -> Scenario:
-            return Scenario(f"baseline_{index}", f"baseline #{index}",
-                            _baseline_factory(baseline.base_url), 200, count=args.requests,
-                            time_cap=args.time_cap,
-                            warmup_per_thread=max(1, args.warmup // args.threads))
+        if "http" in sections:
+            etag, full_bytes = check_feeds(subject.base_url, fleet[0], args.feeds)
 
-        runs = {"baseline_0": _measure(baseline_scenario(0), args.threads)}
-        brackets = {}
-        for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):
-            runs[scenario.key] = _measure(scenario, args.threads)
-            runs[f"baseline_{index}"] = _measure(baseline_scenario(index), args.threads)
-            brackets[scenario.key] = (f"baseline_{index - 1}", f"baseline_{index}")
+            def baseline_scenario(index: int) -> Scenario:
+                return Scenario(f"baseline_{index}", f"baseline #{index}",
+                                baseline_factory(baseline.base_url), 200, count=args.requests,
+                                time_cap=args.time_cap,
+                                warmup_per_thread=max(1, args.warmup // args.threads))
+
+            runs = {"baseline_0": measure(baseline_scenario(0), args.threads)}
+            for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):
+                runs[scenario.key] = measure(scenario, args.threads)
+                runs[f"baseline_{index}"] = measure(baseline_scenario(index), args.threads)
+                brackets[scenario.key] = (f"baseline_{index - 1}", f"baseline_{index}")
+
+        if {"leasing", "queue"} & set(sections):
+            store = WorkStore(url, secret_key)
+            try:
+                if "leasing" in sections:
+                    lease_fleet = create_nodes(url, secret_key, args.lease_nodes,
+                                               prefix="bench-claimer", capacity=LEASE_CAPACITY)
+                    leasing = lease_throughput(args, subject.base_url, baseline.base_url,
+                                               store, lease_fleet, url, secret_key)
+                if "queue" in sections:
+                    queue_nodes = create_nodes(url, secret_key, len(args.queue_sizes) + 1,
+                                               prefix="bench-queue", capacity=LEASE_CAPACITY)
+                    queue = claim_queue(args, subject.base_url, baseline.base_url, store,
+                                        queue_nodes, database.backend)
+            finally:
+                store.close()
         worker_counts = {server.name: len(server.worker_pids()) for server in servers}
+        for server in servers:  # the children's idle figures need a quiet machine
+            server.stop()
+
+        if "children" in sections:
+            try:
+                children = child_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                print(f"\nbench: children: {exc}", file=sys.stderr)
+                children = {"error": str(exc)}
+                warnings.append(f"children: {exc}".splitlines()[0])
     except (BenchSetupError, ServerStartError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -282,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
         database.drop()
         remove_workdir(workdir)
 
-    ratios, warnings = {}, design_warnings(probes)
+    ratios = {}
+    warnings = design_warnings(probes) + warnings
     for key, (before, after) in brackets.items():
         reference = report.combine_baselines(runs[before], runs[after])
         ratios[key] = {**report.ratios(runs[key], reference), "baseline": reference,
@@ -291,18 +342,22 @@ def run(args: argparse.Namespace) -> int:
             warnings.append(f"{runs[key]['label']}: the baselines around it differ by "
                             f"{abs(reference['drift_rps'] - 1):.0%}; the machine was noisy, "
                             "rerun before trusting this ratio")
-    for run_data in runs.values():
+    all_runs = list(runs.values()) + [run_data for section in (leasing, queue) if section
+                                      for run_data in section["runs"].values()]
+    for run_data in all_runs:
         if run_data["errors"]:
             warnings.append(f"{run_data['label']}: {run_data['errors']} unexpected responses "
                             f"({run_data['statuses']}); first: {run_data['first_error']}")
         if run_data["hit_time_cap"]:
             warnings.append(f"{run_data['label']}: stopped by the time cap after "
                             f"{run_data['ok']} requests")
+    warnings += report.work_warnings(leasing, queue, children)
     options = gunicorn_options("127.0.0.1:0", args.workers, args.server_threads)
     results = {
         "setup": {
             "backend": database.backend,
             "database": database.describe(),
+            "sections": sections,
             "feeds": args.feeds,
             "nodes": len(fleet),
             "client_threads": args.threads,
@@ -326,15 +381,22 @@ def run(args: argparse.Namespace) -> int:
         },
         "runs": runs,
         "ratios": ratios,
-        "feeds_304_vs_200": report.speedup(runs["feeds_304"], runs["feeds_200"], full_bytes),
+        "feeds_304_vs_200": (report.speedup(runs["feeds_304"], runs["feeds_200"], full_bytes)
+                             if "feeds_200" in runs else None),
         "db_statements": probes,
+        "leasing": leasing,
+        "claim_queue": queue,
+        "children": children,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
     report.write_results(results)
     print(report.render_table(results))
     print(f"bench: finished in {results['duration_s']:.0f} s")
-    return EXIT_ERRORS if any(run_data["errors"] for run_data in runs.values()) else 0
+    failed = any(run_data["errors"] for run_data in all_runs)
+    failed = failed or bool(leasing and not leasing["check"]["ok"])
+    failed = failed or bool(children and "error" in children)
+    return EXIT_ERRORS if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,299 @@
+"""Leasing under load: claims and completes from many clients, and claim cost as the queue grows.
+
+Work is seeded the way a dispatch leaves it (a task, a run, one pending allocation per
+feed), but bulk-inserted with Core in chunks, so 100,000 pending rows take seconds. After
+the load, the database itself is asked whether any allocation was ever leased twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import event, text
+
+from shared import signing
+from shared.envelope import IDEMPOTENCY_HEADER
+from shared.paths import CASCADE_PREFIX, WHOAMI
+
+CLAIM_PATH = CASCADE_PREFIX + "/claim"
+# What a child sends with no wait: one lease per request, so claims/s = leases/s.
+CLAIM_BODY = json.dumps({"max": 1, "wait": 0}).encode()
+SEED_CHUNK = 5000
+NEVER_DUE = "0 0 1 1 *"  # a cron slot before the task exists: the scheduler leaves it alone
+
+
+def _signed_headers(creds, method: str, path: str, body: bytes = b"",
+                    idempotent: bool = False) -> dict:
+    headers = {"Authorization": signing.signed_authorization(
+        creds.api_key, creds.api_secret, method, path, "", body)}
+    if body:
+        headers["Content-Type"] = "application/json"
+    if idempotent:  # a child sends one key per logical write
+        headers[IDEMPOTENCY_HEADER] = str(uuid.uuid4())
+    return headers
+
+
+def whoami_factory(base_url: str, fleet: list):
+    """A cheap signed read: warms connections up without taking any lease."""
+    path = CASCADE_PREFIX + WHOAMI
+
+    def make(index: int):
+        return "GET", base_url + path, _signed_headers(fleet[index % len(fleet)], "GET", path), None
+
+    return make
+
+
+class LeaseLedger:
+    """Every lease the clients were granted, as (node index, lease id, allocation id, feed id)."""
+
+    def __init__(self, threads_per_node: int):
+        self.threads_per_node = threads_per_node
+        self.granted: list[tuple[int, str, str, str]] = []
+        self.malformed = 0
+        self._lock = threading.Lock()
+
+    def node_of(self, thread_index: int) -> int:
+        return thread_index // self.threads_per_node
+
+    def record(self, thread_index: int, status: int, content: bytes) -> None:
+        if status != 200:
+            return
+        try:
+            leases = json.loads(content)["data"]["leases"]
+            entries = [(self.node_of(thread_index), lease["lease_id"], lease["allocation_id"],
+                        lease["feeds"][0]["id"]) for lease in leases]
+        except (ValueError, KeyError, IndexError, TypeError):
+            with self._lock:
+                self.malformed += 1
+            return
+        with self._lock:
+            self.granted.extend(entries)
+
+    def duplicates(self) -> int:
+        """Allocations the clients saw granted more than once."""
+        allocation_ids = [entry[2] for entry in self.granted]
+        return len(allocation_ids) - len(set(allocation_ids))
+
+
+def claim_factory(base_url: str, fleet: list, ledger: LeaseLedger):
+    """Client thread i claims as node i // threads_per_node (10 nodes × 5 threads)."""
+    url = base_url + CLAIM_PATH
+
+    def make(index: int):
+        creds = fleet[ledger.node_of(index)]
+        return "POST", url, _signed_headers(creds, "POST", CLAIM_PATH, CLAIM_BODY, True), CLAIM_BODY
+
+    return make
+
+
+def complete_factory(base_url: str, fleet: list, ledger: LeaseLedger):
+    """Each request completes the next granted lease, as the node that holds it."""
+    queue = deque(ledger.granted)
+
+    def make(_index: int):
+        node, lease_id, _, feed_id = queue.popleft()  # one ticket per granted lease
+        path = f"{CASCADE_PREFIX}/leases/{lease_id}/complete"
+        body = json.dumps({"results": [{"mp_id": feed_id, "success": True, "article_count": 0,
+                                        "new_count": 0, "pushed_count": 0}]}).encode()
+        return ("POST", base_url + path,
+                _signed_headers(fleet[node], "POST", path, body, True), body)
+
+    return make
+
+
+class _ClaimQueryCapture:
+    """Keep the candidate SELECT of a claim (with its parameters) to EXPLAIN it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[tuple[str, object]] = []
+        event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append((statement, parameters))
+
+    def close(self):
+        event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+
+class WorkStore:
+    """The bench database seen through the parent's models: seed work, probe, check leases."""
+
+    def __init__(self, database_url: str, secret_key: str):
+        from parent import create_app
+
+        self.app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
+
+    def rss_feed_ids(self, limit: int) -> list[str]:
+        from parent.extensions import db
+        from parent.models import Feed
+
+        with self.app.app_context():
+            try:
+                return list(db.session.execute(
+                    db.select(Feed.id).where(Feed.source_type == "rss").order_by(Feed.id)
+                    .limit(limit)).scalars())
+            finally:
+                db.session.remove()
+
+    def create_run(self, name: str) -> tuple[str, str]:
+        """A message task (never due on its own) and one manual run of it: (task id, run id)."""
+        from parent.extensions import db
+        from parent.models import TaskRun
+        from parent.models.base import new_uuid
+        from parent.services import message_tasks
+
+        with self.app.app_context():
+            try:
+                task = message_tasks.create_task({"name": name, "cron_exp": NEVER_DUE})
+                run_id = new_uuid()
+                db.session.add(TaskRun(id=run_id, task_id=task.id, slot=datetime.now(timezone.utc),
+                                       trigger="manual", allocation_count=0,
+                                       created_at=datetime.now(timezone.utc)))
+                db.session.commit()
+                return task.id, run_id
+            finally:
+                db.session.remove()
+
+    def add_pending(self, task_id: str, run_id: str, feed_ids: list[str], count: int) -> float:
+        """Insert ``count`` pending one-feed allocations in chunks; return the seconds it took."""
+        from parent.extensions import db
+        from parent.models import Allocation
+        from parent.models.base import new_uuid
+
+        started = time.perf_counter()
+        table = Allocation.__table__
+        base = datetime.now(timezone.utc)
+        with self.app.app_context():
+            try:
+                for start in range(0, count, SEED_CHUNK):
+                    rows = []
+                    for index in range(start, min(count, start + SEED_CHUNK)):
+                        moment = base + timedelta(microseconds=index)  # a dispatch's order
+                        rows.append({
+                            "id": new_uuid(), "run_id": run_id, "task_id": task_id,
+                            "feed_ids": [feed_ids[index % len(feed_ids)]], "status": "pending",
+                            "priority": 0, "labels": [], "label_key": "", "needs_wechat": False,
+                            "attempt": 0, "max_attempts": 3, "created_at": moment,
+                            "updated_at": moment,
+                        })
+                    db.session.execute(table.insert(), rows)
+                db.session.commit()
+            finally:
+                db.session.remove()
+        return time.perf_counter() - started
+
+    def pending(self) -> int:
+        from parent.extensions import db
+
+        with self.app.app_context():
+            try:
+                return db.session.execute(text(
+                    "SELECT count(*) FROM allocations WHERE status = 'pending'")).scalar_one()
+            finally:
+                db.session.remove()
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics of the allocations table, as autovacuum would."""
+        from parent.extensions import db
+
+        with self.app.app_context():
+            with db.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE allocations")
+                connection.commit()
+
+    def autoanalyzed(self) -> str | None:
+        """When autovacuum last analyzed the allocations table (PostgreSQL; None elsewhere)."""
+        from parent.extensions import db
+
+        with self.app.app_context():
+            if db.engine.dialect.name != "postgresql":
+                return None
+            with db.engine.connect() as connection:
+                moment = connection.exec_driver_sql(
+                    "SELECT last_autoanalyze FROM pg_stat_user_tables "
+                    "WHERE relname = 'allocations'").scalar()
+            return moment.isoformat() if moment else None
+
+    def autovacuum(self) -> str | None:
+        """The server's autovacuum setting (PostgreSQL; None elsewhere)."""
+        from parent.extensions import db
+
+        with self.app.app_context():
+            if db.engine.dialect.name != "postgresql":
+                return None
+            with db.engine.connect() as connection:
+                return connection.exec_driver_sql("SHOW autovacuum").scalar()
+
+    def check_leases(self, task_id: str) -> dict:
+        """Ask the database how many leases each allocation of the task ever had."""
+        from parent.extensions import db
+
+        scoped = "FROM leases l JOIN allocations a ON a.id = l.allocation_id WHERE a.task_id = :t"
+        with self.app.app_context():
+            try:
+                leases = db.session.execute(text(f"SELECT count(*) {scoped}"),
+                                            {"t": task_id}).scalar_one()
+                twice = db.session.execute(text(
+                    f"SELECT count(*) FROM (SELECT l.allocation_id {scoped} "
+                    "GROUP BY l.allocation_id HAVING count(*) > 1) AS twice"),
+                    {"t": task_id}).scalar_one()
+                statuses = dict(db.session.execute(text(
+                    "SELECT status, count(*) FROM allocations WHERE task_id = :t GROUP BY status"),
+                    {"t": task_id}).all())
+                return {"leases": leases, "allocations_leased_twice": twice,
+                        "allocation_statuses": statuses}
+            finally:
+                db.session.remove()
+
+    def probe_claim(self, node_id: str) -> dict:
+        """Run one claim in-process: the SQL it issues and the plan of its candidate query."""
+        from parent.extensions import db
+        from parent.models import Node
+        from parent.services import leasing
+
+        from .probe import describe_statement
+
+        with self.app.app_context():
+            capture = _ClaimQueryCapture(db.engine)
+            try:
+                node = db.session.get(Node, node_id)
+                capture.statements.clear()
+                started = time.perf_counter()
+                claimed = leasing.claim_once(node, 1)
+                db.session.commit()
+                elapsed = time.perf_counter() - started
+                statements = list(capture.statements)
+            finally:
+                capture.close()
+                db.session.remove()
+            candidate = next((s for s in statements
+                              if "FROM allocations" in s[0] and "ORDER BY" in s[0]), None)
+            plan = []
+            if candidate:
+                sql, parameters = candidate
+                prefix = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else "EXPLAIN "
+                with db.engine.connect() as connection:
+                    rows = connection.exec_driver_sql(prefix + sql, parameters).all()
+                    connection.rollback()
+                plan = [str(row[-1]) for row in rows]
+        return {
+            "claimed": len(claimed),
+            "in_process_ms": round(elapsed * 1000, 2),
+            "statements": [describe_statement(sql) for sql, _ in statements],
+            "candidate_sql": " ".join(candidate[0].split()) if candidate else None,
+            "plan": plan,
+        }
+
+    def close(self) -> None:
+        from parent.extensions import db
+
+        with self.app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
