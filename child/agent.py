@@ -81,6 +81,7 @@ class Agent:
         self.fatal: FatalError | None = None
         self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
         self._claim_backoff = 0.0
+        self._room_freed = threading.Event()
 
     # -- parent calls, each logged and classified ----------------------------------------------
     def _guard(self, name: str, call: Callable, *args):
@@ -190,6 +191,7 @@ class Agent:
             with self._active_lock:
                 self.active.pop(work.lease["lease_id"], None)
             self.cache.drop_lease(work.lease["lease_id"])
+            self._room_freed.set()
 
     def _collector(self, source_type: str):
         if self._collector_factory:
@@ -308,7 +310,9 @@ class Agent:
     def _claim_loop(self) -> None:
         while not self.stop_event.is_set() and not self.draining.is_set():
             if self.room() <= 0:
-                self.stop_event.wait(1)
+                self._room_freed.clear()
+                if self.room() <= 0:
+                    self._room_freed.wait(1)  # woken as soon as a lease finishes
                 continue
             try:
                 started = time.monotonic()

@@ -8,6 +8,7 @@ which keeps a lease's article uploads ahead of its completion.
 from __future__ import annotations
 
 import logging
+import threading
 
 from . import errors
 from .cache import LocalCache
@@ -22,6 +23,9 @@ class Outbox:
     def __init__(self, cache: LocalCache, client: ParentClient):
         self.cache = cache
         self.client = client
+        # Lease threads and the flush job all drain: one at a time, or each would send the
+        # same pending entries (harmless thanks to Idempotency-Key, but paid for twice).
+        self._draining = threading.Lock()
 
     def add(self, kind: str, method: str, route: str, body, key: str) -> None:
         self.cache.enqueue(kind, method, route, body, key)
@@ -36,6 +40,10 @@ class Outbox:
 
         :raises errors.AuthenticationError | errors.PermissionDeniedError: fatal for the agent.
         """
+        with self._draining:
+            return self._drain(limit)
+
+    def _drain(self, limit: int) -> int:
         settled = 0
         for entry in self.cache.pending_outbox(limit):
             try:

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -43,9 +43,14 @@ class Allocation(TimestampMixin, db.Model):
     """A slice of a run (feeds_per_allocation feeds) that one node collects under a lease."""
 
     __tablename__ = "allocations"
+    # Partial indexes: the claim reads pending rows in exactly this order, and expiry scans
+    # only leased rows. (A full index on status first let PostgreSQL, before ANALYZE,
+    # pick the expiry index and sort every pending row on each claim.)
     __table_args__ = (
-        Index("ix_allocations_claim_order", "status", "priority", "created_at"),
-        Index("ix_allocations_status_expires", "status", "lease_expires_at"),
+        Index("ix_allocations_pending_order", "priority", "created_at", "id",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_allocations_leased_expiry", "lease_expires_at",
+              postgresql_where=text("status = 'leased'"), sqlite_where=text("status = 'leased'")),
         Index("ix_allocations_leased_to_status", "leased_to", "status"),
     )
 

@@ -50,6 +50,10 @@ def requeue_expired(moment: datetime | None = None) -> int:
     """Return expired leases' allocations to pending (or dead after max attempts)."""
     moment = moment or now()
     expired = and_(Allocation.status == ALLOC_LEASED, Allocation.lease_expires_at <= moment)
+    # Look first (the partial expiry index makes this cheap): most claims find nothing
+    # expired, and then they write nothing.
+    if db.session.execute(db.select(Allocation.id).where(expired).limit(1)).first() is None:
+        return 0
     db.session.execute(
         db.update(Lease)
         .where(Lease.status == LEASE_ACTIVE,
@@ -95,10 +99,34 @@ def _held(node: Node) -> int:
 
 
 def _maybe_schedule(moment: datetime) -> None:
-    # Claims are frequent; materialising runs once a few seconds per process is plenty.
+    # Claims are frequent; materialising runs once a few seconds per process is plenty,
+    # and so is looking for expired leases (housekeeping also does both).
     if time.monotonic() - _last_schedule_check[0] >= 5:
         _last_schedule_check[0] = time.monotonic()
         schedule_due_runs(moment)
+
+
+def _candidate_conditions(node: Node, moment: datetime):
+    conditions = [
+        Allocation.status == ALLOC_PENDING,
+        or_(Allocation.not_before.is_(None), Allocation.not_before <= moment),
+    ]
+    if not _wechat_ready(node, moment):
+        conditions.append(Allocation.needs_wechat.is_(False))
+    subsets = _label_subsets(node.labels)
+    if subsets is not None:
+        conditions.append(Allocation.label_key.in_(subsets))
+    return conditions, subsets
+
+
+def _anything_claimable(node: Node) -> bool:
+    """One read, no write: whether a claim could find work for this node now."""
+    moment = now()
+    conditions, _ = _candidate_conditions(node, moment)
+    expired = and_(Allocation.status == ALLOC_LEASED, Allocation.lease_expires_at <= moment)
+    return db.session.execute(
+        db.select(Allocation.id).where(or_(and_(*conditions), expired)).limit(1)
+    ).first() is not None
 
 
 def claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
@@ -112,15 +140,7 @@ def claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
     room = min(max_count, capacity - _held(node))
     if room <= 0:
         return []
-    conditions = [
-        Allocation.status == ALLOC_PENDING,
-        or_(Allocation.not_before.is_(None), Allocation.not_before <= moment),
-    ]
-    if not _wechat_ready(node, moment):
-        conditions.append(Allocation.needs_wechat.is_(False))
-    subsets = _label_subsets(node.labels)
-    if subsets is not None:
-        conditions.append(Allocation.label_key.in_(subsets))
+    conditions, subsets = _candidate_conditions(node, moment)
     candidates = db.session.execute(
         db.select(Allocation).where(*conditions)
         .order_by(Allocation.priority, Allocation.created_at, Allocation.id)
@@ -170,14 +190,18 @@ def claim(node: Node, max_count: int, wait: int) -> list[dict]:
         return lease_payloads(claim_once(node, max_count))
     try:
         deadline = time.monotonic() + wait
-        while True:
-            claimed = claim_once(node, max_count)
-            if claimed or time.monotonic() >= deadline:
-                return lease_payloads(claimed)
+        claimed = claim_once(node, max_count)
+        while not claimed and time.monotonic() < deadline:
             # Never hold a transaction (SQLite: the write lock) while waiting.
             db.session.commit()
             time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
             db.session.refresh(node)
+            if not node.is_active or node.deleted_at is not None:
+                raise ApiError(codes.NODE_DISABLED)  # disabled while it waited
+            # Look before writing: an idle fleet's long-polls stay read-only.
+            if _anything_claimable(node):
+                claimed = claim_once(node, max_count)
+        return lease_payloads(claimed)
     finally:
         slot.release()
 

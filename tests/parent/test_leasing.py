@@ -514,3 +514,53 @@ def test_a_monthly_tasks_last_run_survives_retention(app, admin, work, clock):
         run_maintenance()
         assert runs() == first, "the 1 January slot was neither forgotten nor run again"
     assert first[0][1] == datetime(2027, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_node_disabled_during_its_long_poll_is_refused(app, admin, client, node, clock):
+    import threading
+
+    caller = NodeCaller(app.test_client(), node, clock=clock)
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(
+        caller.post("/claim", json={"max": 1, "wait": 5})))
+    waiting.start()
+    threading.Event().wait(0.5)
+    admin.put(f"/api/v1/cascade/nodes/{node.node_id}", json={"is_active": False})
+    make_feeds(admin, 1, prefix="late")
+    dispatch(admin, make_task(admin))
+    waiting.join(timeout=20)
+    assert_error(answers[0], 403, "node_disabled")
+
+
+def test_claims_read_the_queue_in_index_order(app, admin, work):
+    """The claim reads pending work in index order (flat cost as the queue grows), never
+    sorting every pending row. On PostgreSQL that takes fresh statistics, which
+    housekeeping refreshes after a big dispatch even with autovacuum off."""
+    import time
+
+    from sqlalchemy import text as sql
+
+    from parent.models.base import new_uuid
+
+    query = ("SELECT id FROM allocations WHERE status = 'pending' AND label_key = '' "
+             "ORDER BY priority, created_at, id LIMIT 5")
+    with app.app_context():
+        db.session.execute(db.insert(Allocation), [
+            {"id": new_uuid(), "run_id": "r", "task_id": work["task_id"], "feed_ids": [],
+             "status": "pending", "priority": i % 100, "labels": [], "label_key": "",
+             "needs_wechat": False, "attempt": 0, "max_attempts": 3}
+            for i in range(3000)])
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # The statistics collector updates its counters asynchronously.
+            for _ in range(50):
+                if run_maintenance().get("statistics"):
+                    break
+                time.sleep(0.2)
+            plan = "\n".join(row[0] for row in db.session.execute(
+                sql(f"EXPLAIN {query} FOR UPDATE SKIP LOCKED")))
+            assert "Index Scan using ix_allocations_pending_order" in plan, plan
+        else:
+            plan = "\n".join(str(row[-1]) for row in db.session.execute(
+                sql(f"EXPLAIN QUERY PLAN {query}")))
+            assert "ix_allocations_pending_order" in plan and "TEMP B-TREE" not in plan, plan
