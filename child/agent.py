@@ -193,12 +193,13 @@ class Agent:
             self.cache.drop_lease(work.lease["lease_id"])
             self._room_freed.set()
 
-    def _collector(self, source_type: str):
+    def _collector(self, source_type: str, task_id: str):
         if self._collector_factory:
             return self._collector_factory(source_type)
         from .collectors import collector_for
 
-        return collector_for(source_type, self.cache, self.source_session)
+        return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
+                             self.source_session)
 
     def _notifier(self, task: dict):
         if self._notifier_factory:
@@ -220,14 +221,17 @@ class Agent:
                 log.warning("lease %s lost; stopping its work without reporting", lease_id)
                 return
             try:
-                articles = self._collector(feed.get("source_type", "rss")).collect(feed)
+                articles = self._collector(feed.get("source_type", "rss"), task["id"]).collect(feed)
             except CollectError as exc:
                 if exc.rate_limited_until:
                     self._hand_back_rate_limited(work, str(exc), exc.rate_limited_until)
                     return
                 results.append(_result(feed, error=str(exc)))
                 continue
-            unseen = self.cache.unseen(feed["id"], [a.id for a in articles])
+            # Seen per task: two tasks on one feed each push its new articles to their own
+            # webhook.
+            scope = seen_scope(task["id"], feed["id"])
+            unseen = self.cache.unseen(scope, [a.id for a in articles])
             new_articles = [a for a in articles if a.id in unseen]
             pushed, error = 0, None
             try:
@@ -240,11 +244,12 @@ class Agent:
                                 {"lease_id": lease_id, "articles": batch}, new_idempotency_key())
             if error is None:
                 # Only once pushed: a push that failed is retried by the next run.
-                self.cache.mark_seen(feed["id"], unseen)
+                self.cache.mark_seen(scope, unseen)
             elif feed.get("source_url"):
                 # Forget the source's validators, or the next run's conditional GET would
                 # answer 304 and the unpushed articles would wait for the feed to change.
-                self.cache.set_validators(feed["source_url"], None, None)
+                TaskScopedValidators(self.cache, task["id"]).set_validators(
+                    feed["source_url"], None, None)
             results.append(_result(feed, articles=len(articles), new=len(new_articles),
                                    pushed=pushed, error=error))
         if work.lost.is_set():
@@ -399,6 +404,25 @@ class Agent:
     def close(self) -> None:
         self.executor.shutdown(wait=False)
         self.cache.close()
+
+
+def seen_scope(task_id: str, feed_id: str) -> str:
+    return f"{task_id}/{feed_id}"
+
+
+class TaskScopedValidators:
+    """The cache's HTTP validators, kept per task: a source that answered one task's
+    conditional GET must still give another task (with its own webhook) its articles."""
+
+    def __init__(self, cache: LocalCache, task_id: str):
+        self._cache = cache
+        self._prefix = f"task:{task_id} "
+
+    def validators(self, url: str):
+        return self._cache.validators(self._prefix + url)
+
+    def set_validators(self, url: str, etag, last_modified) -> None:
+        self._cache.set_validators(self._prefix + url, etag, last_modified)
 
 
 def _result(feed: dict, articles: int = 0, new: int = 0, pushed: int = 0,

@@ -55,8 +55,15 @@ class Outbox:
             except errors.ConflictError as exc:
                 settled += self._on_conflict(entry, exc)
                 continue
-            except (errors.AuthenticationError, errors.PermissionDeniedError):
-                raise
+            except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+                if errors.is_fatal(exc):
+                    raise
+                # e.g. 403 for a lease of another node (the data directory outlived its
+                # node): it will never be accepted, and must not block what follows.
+                log.error("parent refused %s %s for good: %s", entry["kind"], entry["route"], exc)
+                self.cache.outbox_reject(entry["id"], str(exc))
+                settled += 1
+                continue
             except errors.ParentError as exc:
                 # 4xx other than the above: it will never be accepted as it is.
                 log.error("parent rejected %s %s for good: %s", entry["kind"], entry["route"], exc)

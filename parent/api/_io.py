@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import g, jsonify, make_response, request
 from marshmallow import Schema, ValidationError
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
@@ -105,6 +106,7 @@ def idempotent(view):
             )
         request_hash = _route_identity()
         node_id = g.node.id
+        _serialise_same_key(node_id, key)
         replay = _replay(node_id, key, request_hash)
         if replay is not None:
             return replay
@@ -130,6 +132,19 @@ def idempotent(view):
         return response
 
     return wrapper
+
+
+def _serialise_same_key(node_id: str, key: str) -> None:
+    """Make a retry that arrives while the original still runs wait for its answer.
+
+    SQLite transactions are already serialised (BEGIN IMMEDIATE); on PostgreSQL a
+    transaction-scoped advisory lock on (node, key) does it across workers and hosts.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{node_id}\n{key}".encode("utf-8")).digest()
+    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def _replay(node_id: str, key: str, request_hash: str):

@@ -67,7 +67,9 @@ def pending_task(node: Node) -> dict | None:
         return task_package(leasing.lease_payloads([tuple(row) for row in held])[0])
     savepoint = db.session.begin_nested()
     try:
-        preview = leasing.lease_payloads(leasing.claim_once(node, 1))
+        # No scheduling in here: the savepoint is rolled back, and a run created inside it
+        # would be lost while the once-per-5 s scheduling timer counted it as done.
+        preview = leasing.lease_payloads(leasing.claim_once(node, 1, schedule=False))
     finally:
         savepoint.rollback()
     return task_package(preview[0], claimed=False) if preview else None

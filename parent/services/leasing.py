@@ -129,11 +129,13 @@ def _anything_claimable(node: Node) -> bool:
     ).first() is not None
 
 
-def claim_once(node: Node, max_count: int) -> list[tuple[Allocation, Lease]]:
+def claim_once(node: Node, max_count: int,
+               schedule: bool = True) -> list[tuple[Allocation, Lease]]:
     cfg = settings()
     moment = now()
     requeue_expired(moment)
-    _maybe_schedule(moment)
+    if schedule:
+        _maybe_schedule(moment)
     capacity = node.capacity
     if node.reported_capacity is not None:
         capacity = min(capacity, node.reported_capacity)

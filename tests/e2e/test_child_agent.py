@@ -303,3 +303,24 @@ def test_a_health_port_in_use_is_a_configuration_error(children, tmp_path):
                          CASCADE_HEALTH_LISTEN=f"127.0.0.1:{port}")
         assert child.process.wait(timeout=30) == 2
     assert "CASCADE_HEALTH_LISTEN" in child.log_text() and "Traceback" not in child.log_text()
+
+
+def test_two_tasks_on_one_feed_each_push_to_their_own_webhook(live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    feed = admin.post("/api/v1/feeds/import", json={"feeds": [
+        {"mp_name": "shared", "source_type": "rss", "source_url": services.feed_url("shared")}]}
+    ).json()["data"]["created_ids"][0]
+    runs = []
+    for hook in ("a", "b"):
+        task = admin.post("/api/v1/message-tasks", json={
+            "name": f"task {hook}", "message_type": 1, "message_template": TEMPLATE,
+            "web_hook_url": f"{services.base_url}/hook-{hook}", "cron_exp": "0 0 1 1 *",
+            "mps_id": [{"id": feed, "mp_name": "shared"}]}).json()["data"]
+        runs.append(_dispatch(admin, task["id"]))
+    creds = admin.create_node_with_credentials("both")
+    children(parent.base_url, creds, name="both", CASCADE_CAPACITY="1")
+    for run_id in runs:
+        wait_for(lambda run_id=run_id: _all_completed(admin, run_id, 1), what="both runs")
+    assert sorted(push["path"] for push in services.pushes) == ["/hook-a", "/hook-b"]
+    assert admin.get("/api/v1/articles").json()["data"]["total"] == 3

@@ -564,3 +564,54 @@ def test_claims_read_the_queue_in_index_order(app, admin, work):
             plan = "\n".join(str(row[-1]) for row in db.session.execute(
                 sql(f"EXPLAIN QUERY PLAN {query}")))
             assert "ix_allocations_pending_order" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_retry_arriving_while_the_original_runs_gets_the_same_answer(app, admin, node, clock,
+                                                                        monkeypatch):
+    """The same Idempotency-Key twice at once: one completion, two identical answers."""
+    import threading
+
+    from parent.services import leasing
+
+    feed = make_feeds(admin, 1)[0]
+    dispatch(admin, make_task(admin, cron_exp="0 0 1 1 *"))
+    lease = claim(NodeCaller(app.test_client(), node, clock=clock))[0]
+    original = leasing._record_feed_results
+    first_inside = threading.Event()
+
+    def slow(*args, **kwargs):
+        original(*args, **kwargs)
+        first_inside.set()
+        threading.Event().wait(1.0)  # hold the first request inside its transaction
+
+    monkeypatch.setattr(leasing, "_record_feed_results", slow)
+    answers = []
+
+    def send():
+        caller = NodeCaller(app.test_client(), node, clock=clock)
+        response = caller.post(f"/leases/{lease['lease_id']}/complete",
+                               json={"results": [{"mp_id": feed}]},
+                               headers={"Idempotency-Key": "same-key"})
+        answers.append((response.status_code, response.get_json()))
+
+    first = threading.Thread(target=send)
+    first.start()
+    first_inside.wait(10)
+    second = threading.Thread(target=send)
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert answers[0][1] == answers[1][1]
+
+
+def test_a_pending_tasks_preview_does_not_lose_a_due_run(app, admin, node_caller, clock):
+    from parent.services import leasing
+
+    make_feeds(admin, 1)
+    make_task(admin, cron_exp="* * * * *")
+    clock.advance(61)
+    leasing._last_schedule_check[0] = 0.0
+    preview = node_caller.get("/pending-tasks")
+    assert preview.status_code == 200
+    assert node_caller.post("/claim", json={"max": 1, "wait": 0}).status_code == 200
