@@ -104,7 +104,8 @@ class ParentClient:
                     prepared, timeout=(min(10.0, self.config.request_timeout),
                                        timeout or self.config.request_timeout),
                     verify=self.config.ca_bundle or True, allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except requests.RequestException as exc:
+                # Connection errors, timeouts, and answers cut off mid-body alike.
                 error = errors.ParentUnavailableError(
                     f"cannot reach the parent at {self.config.parent_api_url}: "
                     f"{type(exc).__name__}")

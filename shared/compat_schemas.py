@@ -50,7 +50,8 @@ class LooseInt(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs) -> int:
         if isinstance(value, bool):
             raise ValidationError("Not a valid integer.")
-        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 20:
+        text = value.strip() if isinstance(value, str) else ""
+        if text.isascii() and text.isdigit() and len(text) <= 20:
             value = int(value.strip())
         elif isinstance(value, float) and value.is_integer():
             value = int(value)

@@ -136,7 +136,7 @@ class RssCollector:
 
     def _read(self, response: requests.Response, url: str, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
             raise CollectError(f"{_describe(url)} is larger than {self.max_bytes} bytes",
                                retryable=False)
         raw = response.raw
@@ -181,7 +181,7 @@ def _retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         until = now + timedelta(seconds=int(value[:9]))
     else:
         try:

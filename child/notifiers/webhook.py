@@ -10,7 +10,7 @@ import json
 import logging
 from datetime import datetime
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -44,7 +44,10 @@ class WebhookNotifier:
                               retryable=False)
         body, content_type = self._body(task, feed, articles)
         headers, secrets = _headers(task)
-        secrets += [parts.path, parts.query]  # error pages sometimes echo the URL
+        # Error pages sometimes echo the URL, or just the token from it.
+        secrets += [parts.path, parts.query]
+        secrets += [segment for segment in parts.path.split("/") if len(segment) >= 8]
+        secrets += [value for _, value in parse_qsl(parts.query) if len(value) >= 8]
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
         try:

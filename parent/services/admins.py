@@ -20,8 +20,16 @@ from ..models import Admin, AdminToken, LoginFailure
 
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt 5 refuses) anything longer
 MIN_PASSWORD_LENGTH = 8
-# Compared against when the username is unknown, so both cases cost one bcrypt check.
-_DUMMY_HASH = bcrypt.hashpw(b"werss-cascade-dummy", bcrypt.gensalt(rounds=4))
+_DUMMY_HASHES: dict[int, bytes] = {}
+
+
+def _dummy_hash() -> bytes:
+    """A hash at the configured cost, checked when the username is unknown, so that an
+    unknown user takes as long as a wrong password (no username enumeration)."""
+    rounds = settings().bcrypt_rounds
+    if rounds not in _DUMMY_HASHES:
+        _DUMMY_HASHES[rounds] = bcrypt.hashpw(b"werss-cascade-dummy", bcrypt.gensalt(rounds))
+    return _DUMMY_HASHES[rounds]
 
 
 class PasswordPolicyError(ValueError):
@@ -40,7 +48,7 @@ def hash_password(password: str, rounds: int) -> str:
 def _check_password(password: str, password_hash: bytes) -> bool:
     encoded = password.encode("utf-8")
     if len(encoded) > MAX_PASSWORD_BYTES:
-        bcrypt.checkpw(b"x", _DUMMY_HASH)
+        bcrypt.checkpw(b"x", _dummy_hash())
         return False
     return bcrypt.checkpw(encoded, password_hash)
 
@@ -75,7 +83,11 @@ def _throttle_keys(username: str, client_ip: str | None) -> list[str]:
     return keys
 
 
-def _check_throttle(keys: list[str]) -> None:
+def _check_throttle(keys: list[str], allowance: int = 0) -> None:
+    """Refuse when a key has more than its limit of recent attempts.
+
+    ``allowance``: how many of the counted rows are the current attempt itself.
+    """
     cfg = settings()
     moment = now()
     window_start = moment - timedelta(seconds=cfg.login_window_seconds)
@@ -85,10 +97,10 @@ def _check_throttle(keys: list[str]) -> None:
         recent = db.session.execute(
             db.select(LoginFailure.failed_at)
             .where(LoginFailure.throttle_key == key, LoginFailure.failed_at > window_start)
-            .order_by(LoginFailure.failed_at.desc())
-            .limit(limit)
+            .order_by(LoginFailure.failed_at.desc(), LoginFailure.id.desc())
+            .limit(limit + allowance)
         ).scalars().all()
-        if len(recent) >= limit:
+        if len(recent) >= limit + allowance:
             # Locked until the oldest of the last `limit` failures leaves the window.
             unlock_at = recent[-1] + timedelta(seconds=cfg.login_window_seconds)
             retry_after = max(1, math.ceil((unlock_at - moment).total_seconds()))
@@ -101,34 +113,43 @@ def _check_throttle(keys: list[str]) -> None:
 
 
 def login(username: str, password: str, client_ip: str | None) -> tuple[str, int]:
-    """Check a password and issue a bearer token; commits the token or the failure.
+    """Check a password and issue a bearer token.
+
+    The attempt is recorded (and committed) before the password is checked, and the
+    throttle counts attempts including this one: parallel guesses cannot slip in
+    between a check and a write. bcrypt runs outside any transaction, so on SQLite a
+    login never holds the write lock while hashing.
 
     :raises ApiError: 401 invalid_login, 429 too_many_attempts.
     """
     keys = _throttle_keys(username, client_ip)
-    _check_throttle(keys)
+    moment = now()
+    attempts = [LoginFailure(throttle_key=key, failed_at=moment) for key in keys]
+    db.session.add_all(attempts)
+    db.session.commit()
+    attempt_ids = [attempt.id for attempt in attempts]
+    _check_throttle(keys, allowance=1)
     admin = db.session.execute(
         db.select(Admin).where(Admin.username == username.strip())
     ).scalar_one_or_none()
-    stored = admin.password_hash.encode("ascii") if admin else _DUMMY_HASH
-    if not _check_password(password, stored) or admin is None:
-        moment = now()
-        db.session.add_all(LoginFailure(throttle_key=key, failed_at=moment) for key in keys)
-        # A failed login must still count, even though the request fails.
-        db.session.commit()
-        raise ApiError(codes.INVALID_LOGIN)
+    stored = admin.password_hash.encode("ascii") if admin else _dummy_hash()
+    admin_id = admin.id if admin else None
+    db.session.commit()  # end the read transaction before the slow hash
+    if not _check_password(password, stored) or admin_id is None:
+        raise ApiError(codes.INVALID_LOGIN)  # the attempt stays recorded as a failure
 
     moment = now()
     ttl = settings().admin_token_ttl
     token = secrets.token_urlsafe(32)
     db.session.add(
         AdminToken(
-            admin_id=admin.id, token_hash=cipher().token_digest(token), created_at=moment,
+            admin_id=admin_id, token_hash=cipher().token_digest(token), created_at=moment,
             expires_at=moment + timedelta(seconds=ttl),
         )
     )
-    admin.last_login_at = moment
-    db.session.execute(db.delete(LoginFailure).where(LoginFailure.throttle_key == keys[0]))
+    db.session.execute(db.update(Admin).where(Admin.id == admin_id).values(last_login_at=moment))
+    db.session.execute(db.delete(LoginFailure).where(
+        (LoginFailure.throttle_key == keys[0]) | LoginFailure.id.in_(attempt_ids)))
     db.session.commit()
     return token, ttl
 

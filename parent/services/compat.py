@@ -145,6 +145,10 @@ def report_completion(node: Node, values: dict) -> dict:
                        details={"task_id": [
                            f"This allocation belongs to task {allocation.task_id!r}."]})
     results = values["results"]
+    outside = sorted({r["mp_id"] for r in results} - set(allocation.feed_ids))
+    if outside:
+        raise ApiError(codes.VALIDATION_FAILED, "Results name feeds outside this lease.",
+                       details={"results": {"mp_id": [f"not in this lease: {', '.join(outside)}"]}})
     already = lease.status == LEASE_COMPLETED and allocation.status == ALLOC_COMPLETED
     if not already:
         leasing.complete(node, lease.id, results)

@@ -199,3 +199,15 @@ def test_endless_loops_stop_at_the_time_limit():
                  "{% endfor %}{% endfor %}")
 
     assert time.monotonic() - started < RENDER_SECONDS + 1
+
+
+def test_templates_cannot_print_the_webhook_token():
+    from datetime import datetime, timezone
+
+    from child.templates import render
+
+    task = {"id": "t", "name": "n", "web_hook_url": "https://hook.example/send?key=SECRET-TOKEN-1",
+            "headers": {"Authorization": "Bearer x"}, "cookies": "a=b"}
+    text = render("{{ task|tojson }} {{ task.web_hook_url }}", feed={"id": "f"}, articles=[],
+                  task=task, now=datetime.now(timezone.utc))
+    assert "SECRET-TOKEN-1" not in text

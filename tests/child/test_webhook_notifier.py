@@ -241,3 +241,24 @@ def test_notifier_for_webhook_task_posts_to_it(receiver, session):
 
     assert notifier_for(task, session, timeout=5).push(task, FEED, ARTICLES) == 2
     assert len(receiver.requests_to("/hook")) == 1
+
+
+@pytest.mark.parametrize("url_tail,echo,secret", [
+    ("/robot/send?access_token=dd0123456789abcdef", "invalid access_token: dd0123456789abcdef",
+     "dd0123456789abcdef"),
+    ("/open-apis/bot/v2/hook/6f1c2b7e-aaaa-bbbb-cccc-0123456789ab",
+     "hook 6f1c2b7e-aaaa-bbbb-cccc-0123456789ab not found",
+     "6f1c2b7e-aaaa-bbbb-cccc-0123456789ab"),
+])
+def test_a_token_echoed_on_its_own_is_blanked_from_the_error(url_tail, echo, secret):
+    import requests
+
+    from child.notifiers.base import NotifyError
+    from child.notifiers.webhook import WebhookNotifier
+    from tests.child import LocalServer, Reply
+
+    with LocalServer() as server:
+        server.serve(url_tail.split("?")[0], Reply(400, echo.encode()))
+        with pytest.raises(NotifyError) as caught:
+            WebhookNotifier(requests.Session()).push(task_for(server.url(url_tail)), FEED, ARTICLES)
+    assert secret not in str(caught.value)

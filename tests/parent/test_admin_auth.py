@@ -122,3 +122,27 @@ def test_throttle_uses_the_forwarded_client_address_behind_a_proxy(client, admin
     same = client.post(LOGIN, json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD},
                        headers={"X-Forwarded-For": "203.0.113.7"})
     assert_error(same, 429, "too_many_attempts")
+
+
+@pytest.mark.parametrize("cascade_settings", [{"bcrypt_rounds": 10, "login_max_failures": 5}])
+def test_parallel_guesses_cannot_slip_past_the_throttle(app, admin_user, cascade_settings):
+    import threading
+
+    statuses = []
+    barrier = threading.Barrier(20)
+
+    def guess(index):
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(LOGIN, json={"username": ADMIN_USERNAME,
+                                            "password": f"guess-{index:04d}"},
+                               environ_base={"REMOTE_ADDR": f"192.0.2.{index}"})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert set(statuses) <= {401, 429} and len(statuses) == 20
+    assert statuses.count(401) <= 5, f"{statuses.count(401)} passwords were checked"

@@ -331,3 +331,20 @@ class TestIdempotentRetries:
         assert ok(first) == ok(retry)
         reports = admin.get("/api/v1/cascade/reports").get_json()["data"]["total"]
         assert reports == (1 if route == "/report-completion" else 0)
+
+
+def test_a_non_ascii_digit_count_is_a_validation_error(werss, work):
+    package = claimed(werss)
+    article = {**werss_article("a1", package["feeds"][0]["id"]), "publish_time": "²"}
+    response = werss.upload_articles(package["allocation_id"], [article])
+    assert response.status_code == 422
+
+
+def test_a_late_report_may_not_name_feeds_outside_the_lease(werss, work):
+    package = claimed(werss)
+    ok(werss.update_task_status(package["allocation_id"], "completed"))
+    results = [{"feed_id": "MP_WXS_not_in_lease", "mp_name": "x", "success": True,
+                "article_count": 9}]
+    response = werss.report_task_completion(package["allocation_id"], package["task_id"],
+                                            results, 9)
+    assert response.status_code == 422
