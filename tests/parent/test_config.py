@@ -91,3 +91,15 @@ def test_secret_key_file_from_the_environment_beats_the_yaml_key(tmp_path):
     path = _yaml(tmp_path, "secret_key: from-the-yaml-0123456789\n")
     settings = load_settings(environ={"WERSS_CONFIG": path, "WERSS_SECRET_KEY_FILE": str(key_file)})
     assert settings.secret_key == "from-the-env-file-0123456789"
+
+
+def test_the_shipped_config_example_loads_and_states_the_defaults():
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from parent.config import CascadeSettings
+
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    settings = load_settings(environ={"WERSS_CONFIG": str(example)})
+    assert asdict(settings.cascade) == asdict(CascadeSettings()), \
+        "config.example.yaml and the defaults in parent/config.py disagree"
