@@ -24,8 +24,3 @@ def error_body(
         "details": details,
         "request_id": request_id,
     }
-
-
-def is_error_body(body: Any) -> bool:
-    """Tell whether a decoded body is an error envelope."""
-    return isinstance(body, dict) and isinstance(body.get("error"), str) and body.get("code") != 0

@@ -21,8 +21,3 @@ MESSAGE_TASKS = "/message-tasks"
 MESSAGE_TASK_CHANGES = "/message-tasks/changes"
 REPORT_RESULT = "/report-result"
 WHOAMI = "/whoami"
-
-
-def cascade_url(base_url: str, route: str, prefix: str = CASCADE_PREFIX) -> str:
-    """Join a parent base URL and a node route into an absolute URL."""
-    return base_url.rstrip("/") + prefix + route

@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from flask import g, jsonify, make_response, request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -157,7 +157,3 @@ def _replay(node_id: str, key: str, request_hash: str):
     response.mimetype = "application/json"
     response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def validation_error(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})

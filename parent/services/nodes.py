@@ -216,7 +216,3 @@ def sweep_presence(moment: datetime | None = None) -> int:
                  finished_at=last_heartbeat_at + offline_after)
     db.session.flush()
     return len(changed)
-
-
-def touch_last_sync(node: Node) -> None:
-    node.last_sync_at = now()

@@ -17,6 +17,7 @@ from ..auth import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Feed, MessageTask, TaskRun
+from ..models.base import new_uuid
 from ..models.feed import SOURCE_WECHAT
 from ..models.work import ALLOC_LEASED, ALLOC_PENDING, TRIGGER_CRON, TRIGGER_MANUAL
 from .message_tasks import STATUS_ENABLED, get_task
@@ -64,16 +65,10 @@ def _feeds_already_queued(task_id: str) -> set[str]:
 def _insert_run(task: MessageTask, slot: datetime, trigger: str) -> str | None:
     """Insert the run for (task, slot); return its id, or None if it already exists."""
     statement = insert_ignoring_conflicts(TaskRun, ["task_id", "slot"]).values(
-        id=_uuid(), task_id=task.id, slot=slot, trigger=trigger, allocation_count=0,
+        id=new_uuid(), task_id=task.id, slot=slot, trigger=trigger, allocation_count=0,
         created_at=now(),
     ).returning(TaskRun.id)
     return db.session.execute(statement).scalar()
-
-
-def _uuid() -> str:
-    from ..models.base import new_uuid
-
-    return new_uuid()
 
 
 def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
