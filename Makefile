@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up demo test bench install clean
+.PHONY: up demo test bench install clean compose-test
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 ## The test suite on SQLite; also on PostgreSQL when WERSS_TEST_DATABASE_URL is set.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## docker-compose.yml for real (root; minutes): installs docker.io and docker-compose if
+## missing, starts a private dockerd if none runs, builds the image, drives parent + child.
+compose-test: $(STAMP)
+	WERSS_COMPOSE_TEST=1 $(BIN)/python -m pytest tests/deploy -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
