@@ -13,11 +13,11 @@ import time
 import pytest
 
 from tests.deploy import engine as deploy
-from tests.deploy.stack import build_image
+from tests.deploy.stack import build_image, ensure_postgres_image
 
 ENABLED = bool(os.environ.get("WERSS_COMPOSE_TEST"))
 collect_ignore_glob = [] if ENABLED else ["test_compose_*.py"]
-TIMINGS = deploy.Timings()
+TIMINGS = deploy.TIMINGS
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +46,12 @@ def built_image(docker_engine, composes) -> str:
     image = build_image(composes["v1"])
     TIMINGS.record("image build", started, f"docker-compose build ({image})")
     return image
+
+
+@pytest.fixture(scope="session")
+def postgres_image(docker_engine) -> None:
+    started = time.monotonic()
+    TIMINGS.record("postgres image", started, ensure_postgres_image(docker_engine))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -7,13 +7,16 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 import yaml
 
-from tests.deploy.engine import REPO, Compose, DeployTestError, run
+from tests.deploy.engine import (
+    HERE, REPO, TIMINGS, Compose, DeployTestError, Engine, dockerfile_base_image, run,
+)
 from tests.e2e.child_support import rss_document
 from tests.helpers import free_port
 
@@ -23,6 +26,21 @@ HTTP_TIMEOUT = 30
 
 def compose_image() -> str:
     return yaml.safe_load(COMPOSE_FILE.read_text())["services"]["parent"]["image"]
+
+
+def ensure_postgres_image(engine: Engine) -> str:
+    """Build a stand-in under the compose file's postgres tag unless the real image is there.
+
+    An earlier stand-in is rebuilt (from the build cache when nothing changed).
+    """
+    tag = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["postgres"]["image"]
+    label = engine.docker("image", "inspect", tag, "--format",
+                          '{{index .Config.Labels "org.werss-cascade.stand-in"}}', check=False)
+    if label.returncode != 0 or label.stdout.strip():
+        engine.docker("build", "--build-arg", f"BASE={dockerfile_base_image()}", "-t", tag,
+                      str(HERE / "postgres-standin"), timeout=1800)
+        return f"built the stand-in {tag}"
+    return f"{tag} present (not a stand-in)"
 
 
 def build_image(compose: Compose) -> str:
@@ -97,6 +115,13 @@ class Stack:
         """Write the project's .env; `more` is appended, as the docs have users do."""
         self.settings.update(more)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.settings.items()))
+
+    @contextmanager
+    def phase(self, name: str):
+        """Time a step of the flow for the summary (cold vs warm runs)."""
+        started = time.monotonic()
+        yield
+        TIMINGS.record(f"[{self.compose_cli.name}] {name}", started)
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True,
                 input: bytes | None = None) -> subprocess.CompletedProcess:
