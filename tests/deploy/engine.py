@@ -70,7 +70,7 @@ class Timings:
         self.steps.append((name, time.monotonic() - started, note))
 
     def lines(self) -> list[str]:
-        return [f"{name:<46} {seconds:7.1f} s  {note}" for name, seconds, note in self.steps]
+        return [f"{name:<50} {seconds:7.1f} s  {note}" for name, seconds, note in self.steps]
 
 
 TIMINGS = Timings()
