@@ -9,6 +9,8 @@ case "${1:-}" in
   werss-child|werss-parent) exec "$@" ;;
 esac
 
+# As PID 1 the shell ignores SIGTERM unless told: `docker stop` must not wait out the retries.
+trap 'exit 143' TERM INT
 wait_limit=${WERSS_DB_WAIT:-60}
 started=$(date +%s)
 until werss-parent db upgrade; do
