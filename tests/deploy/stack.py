@@ -138,6 +138,11 @@ class Stack:
         self.compose("--profile", "child", "--profile", "postgres", "down", "-v",
                      "--remove-orphans", check=False, timeout=300)
 
+    def running_services(self) -> list[str]:
+        listed = self.compose("--profile", "child", "--profile", "postgres", "ps",
+                              "--services", "--filter", "status=running")
+        return sorted(listed.stdout.decode().split())
+
     def gateway(self) -> str:
         """The host's address on the project's network, as the containers see it."""
         result = run(["docker", "network", "inspect", f"{self.project}_default", "--format",

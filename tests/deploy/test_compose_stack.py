@@ -79,6 +79,7 @@ def test_parent_and_child_containers_run_the_seed_flow(stack, host_services):
     with stack.phase("parent up and healthy"):
         stack.compose("up", "-d")                   # the parent alone, as the README starts
         stack.wait_healthy()
+    assert stack.running_services() == ["parent"]
     stack.login()
     node, creds = _create_child_node(stack)
     stack.write_env(CASCADE_API_KEY=creds["api_key"], CASCADE_API_SECRET=creds["api_secret"])
@@ -86,6 +87,7 @@ def test_parent_and_child_containers_run_the_seed_flow(stack, host_services):
         stack.compose("--profile", "child", "up", "-d")
         stack.wait_for(lambda: stack.api("GET", f"/api/v1/cascade/nodes/{node['node_id']}")
                        ["status"] == "online", 120, "the child to come online")
+    assert stack.running_services() == ["child", "parent"]
 
     host = f"http://{stack.gateway()}:{host_services.port}"
     feed = stack.api("POST", "/api/v1/feeds", 201, json={
@@ -140,6 +142,7 @@ def test_postgres_profile_keeps_the_parent_data_in_postgres(postgres_stack):
     with stack.phase("postgres profile up and healthy"):
         stack.compose("up", "-d")                   # COMPOSE_PROFILES=postgres, from .env
         stack.wait_healthy()
+    assert stack.running_services() == ["parent", "postgres"]
     stack.login()
     node, _ = _create_child_node(stack)
 
