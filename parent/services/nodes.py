@@ -18,6 +18,7 @@ from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
+from . import node_sources
 from .leasing import release_node_leases
 from .sync_logs import log_sync
 
@@ -43,6 +44,7 @@ def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
         "hostname": node.hostname,
         "running": node.running,
         "capabilities": node.capabilities or {},
+        **node_sources.describe(node),
         "callback_url": node.callback_url,
         "api_key": node.api_key,
         "has_credentials": node.api_key is not None,

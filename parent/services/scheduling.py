@@ -71,6 +71,12 @@ def _insert_run(task: MessageTask, slot: datetime, trigger: str) -> str | None:
     return db.session.execute(statement).scalar()
 
 
+def _by_source(feeds: list[Feed]) -> list[list[Feed]]:
+    wechat = [feed for feed in feeds if feed.source_type == SOURCE_WECHAT]
+    others = [feed for feed in feeds if feed.source_type != SOURCE_WECHAT]
+    return [group for group in (others, wechat) if group]
+
+
 def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
                         coalesce: bool) -> list[Allocation]:
     cfg = settings()
@@ -80,8 +86,10 @@ def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
         feeds = [feed for feed in feeds if feed.id not in queued]
     size = cfg.feeds_per_allocation
     allocations = []
-    for start in range(0, len(feeds), size):
-        chunk = feeds[start:start + size]
+    # One source per allocation, so a node is only handed sources it runs.
+    chunks = [group[start:start + size]
+              for group in _by_source(feeds) for start in range(0, len(group), size)]
+    for chunk in chunks:
         labels = sorted(set(task.labels or []).union(*(set(f.labels or []) for f in chunk)))
         allocations.append(Allocation(
             run_id=run_id, task_id=task.id, feed_ids=[feed.id for feed in chunk],
