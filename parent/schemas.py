@@ -13,6 +13,7 @@ from shared.schemas import (
 )
 
 from .models.feed import SOURCE_TYPES
+from .paging import PagedQuerySchema
 
 # \Z, not $: "$" also matches before a trailing newline.
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}\Z")
@@ -59,13 +60,12 @@ class LoginSchema(_AdminInput):
     password = SafeStr(required=True, min_length=1, max_length=1024)
 
 
-class PageQuerySchema(_AdminInput):
-    page = QueryInt(load_default=1, minimum=1, maximum=1_000_000)
-    page_size = QueryInt(load_default=20, minimum=1, maximum=200)
+class PageQuerySchema(PagedQuerySchema):
+    default_page_size = 20
 
 
 class NodeListQuerySchema(PageQuerySchema):
-    node_type = NodeType(load_default=None)
+    node_type = NodeType(query=True, load_default=None)
     status = fields.String(validate=validate.OneOf(["online", "offline", "disabled"]),
                            load_default=None)
 
@@ -115,12 +115,12 @@ class TestConnectionSchema(_AdminInput):
     api_secret = SafeStr(max_length=128, allow_none=True, load_default=None)
 
 
-class SyncLogQuerySchema(_AdminInput):
+class SyncLogQuerySchema(PagedQuerySchema):
+    default_page_size = 50
+
     node_id = SafeStr(max_length=36, load_default=None)
     operation = SafeStr(max_length=32, load_default=None)
     status = SafeStr(max_length=16, load_default=None)
-    limit = QueryInt(load_default=50, minimum=1, maximum=200)
-    offset = QueryInt(load_default=0, minimum=0, maximum=10_000_000)
 
 
 class ReportQuerySchema(SyncLogQuerySchema):

@@ -84,21 +84,26 @@ class QueryInt(fields.Integer):
 NODE_TYPE_WORDS = {"parent": 0, "child": 1}
 
 
-class NodeType(fields.Integer):
-    """0 / 1, or the guide's words parent / child in any case (JSON or query string)."""
+class NodeType(fields.Field):
+    """0 / 1, or the guide's words parent / child in any case.
+
+    In a JSON body a number must be a JSON number; in a query string it is text.
+    """
+
+    def __init__(self, *args, query: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.query = query
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and value.strip().lower() in NODE_TYPE_WORDS:
-            return NODE_TYPE_WORDS[value.strip().lower()]
-        if isinstance(value, bool) or (isinstance(value, str) and len(value) > 20):
-            raise ValidationError("Expected parent (0) or child (1).")
-        try:
-            number = super()._deserialize(value, attr, data, **kwargs)
-        except ValidationError:
-            raise ValidationError("Expected parent (0) or child (1).") from None
-        if number not in (0, 1):
-            raise ValidationError("Expected parent (0) or child (1).")
-        return number
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in NODE_TYPE_WORDS:
+                return NODE_TYPE_WORDS[text]
+            if self.query and text in ("0", "1"):
+                return int(text)
+        elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return value
+        raise ValidationError("Expected parent (0) or child (1).")
 
 
 class FlexibleTime(fields.Field):

@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..schemas import MessageTaskCreateSchema, MessageTaskListQuerySchema, MessageTaskUpdateSchema
 from ..services import message_tasks
 from ._io import load_body, load_query, respond
@@ -21,9 +22,9 @@ def create_task():
 @admin_required
 def list_tasks():
     query = load_query(MessageTaskListQuerySchema())
-    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"])
-    return respond({"items": [message_tasks.task_to_wire(t) for t in rows], "total": total,
-                    "page": query["page"], "page_size": query["page_size"]})
+    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"],
+                                           query["offset"])
+    return respond(page_body([message_tasks.task_to_wire(t) for t in rows], total, query))
 
 
 @bp.get("/message-tasks/<task_id>")
