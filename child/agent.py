@@ -372,10 +372,12 @@ class Agent:
                 log.info("connected to %s: %d feeds, %d tasks cached", self.config.parent_api_url,
                          summary["cached_feeds"], summary["cached_tasks"])
                 return
-            except errors.NotFoundError as exc:
-                # Our parent answers every node route; a 404 here is the wrong URL.
-                self._fail_with_wrong_parent(exc)
-                return
+            except errors.InvalidRequestError as exc:
+                if exc.status in (404, 405):
+                    # A WeRSS parent answers every node route: 404 or 405 is the wrong URL.
+                    self._fail_with_wrong_parent(exc)
+                    return
+                log.warning("start-up refused: %s", exc)
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 if errors.is_fatal(exc):
                     self._fail_fatally(exc)
@@ -389,8 +391,8 @@ class Agent:
     def _fail_with_wrong_parent(self, exc: errors.ParentError) -> None:
         url = self.config.parent_api_url
         message = (f"{url} is not a WeRSS parent: {paths.CASCADE_PREFIX}{paths.HEARTBEAT} "
-                   f"answered 404 ({exc.code or 'not found'}). Set CASCADE_PARENT_URL "
-                   "(cascade.parent_api_url) to the parent's root URL, e.g. "
+                   f"answered HTTP {exc.status} ({exc.code or 'no such route'}). Set "
+                   "CASCADE_PARENT_URL (cascade.parent_api_url) to the parent's root URL, e.g. "
                    "http://parent-server:8001, without /api/v1")
         log.error(message)
         self.fatal = WrongParentError(message)
