@@ -73,6 +73,11 @@ TEMPLATE = ("{{ feed.mp_name }}: {{ articles|length }} new\n"
             "{% for a in articles %}- {{ a.title }} {{ a.url }}\n{% endfor %}")
 
 
+def set_ports(feed_port: int, hook_port: int) -> None:
+    global RSS_PORT, HOOK_PORT
+    RSS_PORT, HOOK_PORT = feed_port, hook_port
+
+
 def demo_task(api: requests.Session, parent: str, feed_id: str) -> dict:
     """The demo's one task: found by name, created by the first run."""
     listed = api.get(f"{parent}/api/v1/message-tasks", params={"page_size": 200}).json()
@@ -91,7 +96,10 @@ def main() -> int:
     parser.add_argument("--parent", default=f"http://127.0.0.1:{os.environ.get('PORT', '8001')}")
     parser.add_argument("--password", default=os.environ.get("WERSS_ADMIN_PASSWORD"))
     parser.add_argument("--timeout", type=float, default=90)
+    parser.add_argument("--feed-port", type=int, default=RSS_PORT)
+    parser.add_argument("--hook-port", type=int, default=HOOK_PORT)
     args = parser.parse_args()
+    set_ports(args.feed_port, args.hook_port)
     password = args.password
     if not password:
         if not sys.stdin.isatty():

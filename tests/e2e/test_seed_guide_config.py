@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import threading
+from pathlib import Path
 
 import pytest
 
-from tests.e2e import AdminHttp, clean_env
+from tests.e2e import ADMIN_PASSWORD, AdminHttp, clean_env
+from tests.helpers import free_port
 from tests.e2e.child_support import LocalServices, start_child, wait_for, werss_child_executable
 
 pytestmark = pytest.mark.e2e
@@ -207,3 +210,72 @@ def test_a_child_pointed_at_a_server_that_is_not_a_werss_parent_exits_2(tmp_path
         child.stop()
         server.shutdown()
         server.server_close()
+
+
+DEMO = str(Path(__file__).resolve().parents[2] / "deploy" / "demo.py")
+
+
+def _demo(parent_url: str, feed_port: int, hook_port: int, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, DEMO, "--parent", parent_url, "--feed-port", str(feed_port),
+         "--hook-port", str(hook_port), "--timeout", "60"],
+        env=clean_env(**env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120)
+
+
+def test_make_demo_pushes_once_and_a_second_run_pushes_nothing(live_parent, tmp_path):
+    parent = live_parent()
+    admin = AdminHttp.login(parent.base_url)
+    creds = admin.create_node_with_credentials("local-child")
+    child = start_child(parent.base_url, creds, workdir=tmp_path, name="local-child")
+    feed_port, hook_port = free_port(), free_port()
+    try:
+        first = _demo(parent.base_url, feed_port, hook_port, WERSS_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        second = _demo(parent.base_url, feed_port, hook_port, WERSS_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    finally:
+        child.stop()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "webhook deliveries this run: 1" in first.stdout
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "webhook deliveries this run: 0" in second.stdout
+    assert "[webhook] received" not in second.stdout
+
+
+def test_make_demo_without_a_terminal_or_password_says_what_to_set(tmp_path):
+    result = _demo("http://127.0.0.1:9", free_port(), free_port())
+    assert result.returncode == 2
+    assert "WERSS_ADMIN_PASSWORD" in result.stderr and "Traceback" not in result.stderr
+
+
+def _child_md_snippets() -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "CHILD.md").read_text("utf-8")
+    section = text.split("## Manual sync from Python", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_the_guides_manual_sync_snippet_works_with_its_import_line_changed(live_parent,
+                                                                            tmp_path):
+    guide_snippet = ("import asyncio\nfrom jobs.cascade_sync import cascade_sync_service\n\n"
+                     "async def manual_sync():\n    cascade_sync_service.initialize()\n"
+                     "    await cascade_sync_service.full_sync()\n\nasyncio.run(manual_sync())\n")
+    async_form, sync_form = _child_md_snippets()
+    assert async_form == guide_snippet.replace("from jobs.cascade_sync",
+                                               "from child.cascade_sync")
+    parent = live_parent()
+    admin = AdminHttp.login(parent.base_url)
+    admin.post("/api/v1/feeds", json={"mp_name": "one", "source_type": "rss",
+                                      "source_url": "http://127.0.0.1:9/one.xml"})
+    creds = admin.create_node_with_credentials("manual")
+    env = clean_env(CASCADE_PARENT_URL=parent.base_url, CASCADE_API_KEY=creds.api_key,
+                    CASCADE_API_SECRET=creds.api_secret,
+                    CASCADE_DATA_DIR=str(tmp_path / "cache"))
+    for snippet in (async_form, sync_form):
+        result = subprocess.run([sys.executable, "-c", snippet], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert "'cached_feeds': 1" in result.stdout
+    node = admin.get(f"/api/v1/cascade/nodes/{creds.node_id}").json()["data"]
+    assert node["last_heartbeat_at"] is not None
+    pulls = admin.get("/api/v1/cascade/sync-logs", params={
+        "node_id": creds.node_id, "operation": "sync_feeds"}).json()["data"]["items"]
+    assert len(pulls) == 2
