@@ -83,3 +83,29 @@ def test_child_help_describes_every_command_and_option():
         assert "--config FILE" in sub.stdout
         described = sub.stdout.split("options:")[0]
         assert len(described.splitlines()) > 3, sub.stdout
+
+
+def test_make_up_on_a_taken_port_stops_with_the_reason_and_never_says_it_is_up(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    # A copy of the layout make up runs in: deploy/make-up.sh and .venv at the root.
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "make-up.sh").write_bytes((repo / "deploy" / "make-up.sh").read_bytes())
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (tmp_path / "data").mkdir()
+    env = clean_env(WERSS_CASCADE_BCRYPT_ROUNDS="4", WERSS_ADMIN_PASSWORD="a-long-password-1")
+    assert run_cli("init", env=env, cwd=tmp_path).returncode == 0
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        result = subprocess.run(["bash", "deploy/make-up.sh"], cwd=tmp_path,
+                                env={**env, "PORT": str(port)}, capture_output=True, text=True,
+                                timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        holder.close()
+    assert result.returncode != 0
+    assert "Address already in use" in result.stderr
+    assert "is up" not in result.stdout
