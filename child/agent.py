@@ -86,6 +86,7 @@ class Agent:
         self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
         self._claim_backoff = 0.0
         self._room_freed = threading.Event()
+        self._started_up = False
 
     # -- parent calls, each logged and classified ----------------------------------------------
     def _guard(self, name: str, call: Callable, *args):
@@ -355,7 +356,14 @@ class Agent:
             self.cache.drop_lease(lease["lease_id"])
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
-        """Sleep, but return at once when a stop was asked for (a SIGTERM in start-up)."""
+        """The client's pause between retries; in start-up a stop cuts it short.
+
+        Once running, retries keep their backoff, so a stopping child still gives the
+        parent time to take the results it is flushing.
+        """
+        if self._started_up:
+            time.sleep(seconds)
+            return
         deadline = time.monotonic() + seconds
         while not self.stop_event.is_set() and not self.draining.is_set():
             remaining = deadline - time.monotonic()
@@ -371,6 +379,7 @@ class Agent:
                 summary = self.sync_once()
                 log.info("connected to %s: %d feeds, %d tasks cached", self.config.parent_api_url,
                          summary["cached_feeds"], summary["cached_tasks"])
+                self._started_up = True
                 return
             except errors.InvalidRequestError as exc:
                 if exc.status in (404, 405):
