@@ -139,3 +139,33 @@ def test_werss_timezone_is_configurable(admin, client, node, cascade_settings):
     assert werss.post("/report-result", json=body).status_code == 200
     reports = admin.get("/api/v1/cascade/reports").get_json()["data"]["items"]
     assert reports[0]["reported_at"] == "2026-03-01T08:00:00Z"
+
+
+def test_claim_cancel_ends_the_nodes_waiting_claim_at_once(app, node):
+    import threading
+    import time
+
+    from tests.helpers import NodeCaller
+
+    results = {}
+
+    def long_poll():
+        caller = NodeCaller(app.test_client(), node, mode="plain")
+        started = time.monotonic()
+        results["status"] = caller.post("/claim", json={"max": 1, "wait": 20}).status_code
+        results["seconds"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=long_poll)
+    waiter.start()
+    time.sleep(1.0)
+    cancelled = NodeCaller(app.test_client(), node, mode="plain").post("/claim/cancel")
+    waiter.join(timeout=10)
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["data"]["node_id"] == node.node_id
+    assert results == {"status": 204, "seconds": results["seconds"]}
+    assert results["seconds"] < 3, "the long-poll ran on after the cancel"
+
+
+def test_claim_cancel_needs_node_credentials(client, admin):
+    assert_error(client.post("/api/v1/cascade/claim/cancel"), 401, "authentication_required")
+    assert admin.post("/api/v1/cascade/claim/cancel").status_code == 401
