@@ -28,6 +28,7 @@ COPY shared ./shared
 COPY parent ./parent
 COPY child ./child
 RUN pip install --no-deps . && rm -rf /src
+COPY deploy/docker-entrypoint.sh /usr/local/bin/werss-entrypoint
 
 RUN useradd --system --create-home --home-dir /home/werss --shell /usr/sbin/nologin werss \
     && mkdir -p /app/data \
@@ -49,5 +50,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # stop with "no secret key". WERSS_ADMIN_PASSWORD sets the first admin's password; without it
 # a random one is printed once in the log.
 # Child: the CASCADE_* variables of deploy/child.env.example.
-ENTRYPOINT ["/bin/sh", "-c", "case \"$1\" in werss-child|werss-parent) exec \"$@\";; esac; werss-parent db upgrade && exec werss-parent serve --bind 0.0.0.0:8001 \"$@\"", "werss"]
+# WERSS_DB_WAIT (60): seconds `db upgrade` is retried while the database is not reachable.
+ENTRYPOINT ["/usr/local/bin/werss-entrypoint"]
 CMD []

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up demo test bench install clean
+.PHONY: up demo test bench install clean compose-test lint typecheck format
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,26 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## docker-compose.yml for real (root; minutes): installs docker.io and docker-compose if
+## missing, starts a private dockerd if none runs, builds the image, drives parent + child.
+compose-test: $(STAMP)
+	WERSS_COMPOSE_TEST=1 $(BIN)/python -m pytest tests/deploy -p no:cacheprovider $(PYTEST_ARGS)
+
+## ruff: pycodestyle, pyflakes and bugbear findings (the rules and why: pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## mypy on shared/, parent/ and child/ (not clean yet, so not run by .ci/run).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## ruff format, for the files named (the codebase has not been reformatted as a whole).
+format: $(STAMP)
+	@test -n "$(FILES)" || { echo "name the files: make format FILES='path ...'" >&2; exit 2; }
+	$(BIN)/ruff format $(FILES)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache build *.egg-info

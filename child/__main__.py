@@ -1,7 +1,8 @@
 """`werss-child`: run | sync | check | status.
 
-Exit codes: 0 clean stop, 1 parent unreachable (check), 2 bad configuration,
-3 credentials rejected or node disabled.
+Exit codes: 0 clean stop, 1 parent unreachable (check, sync) or a crash, 2 bad
+configuration (including a parent URL that is not a WeRSS parent), 3 credentials
+rejected or node disabled.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import logging
 import os
 import signal
 import sys
-
-import requests
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -33,7 +32,7 @@ def _config(args):
 
 
 def cmd_run(args) -> int:
-    from .agent import Agent, FatalError
+    from .agent import Agent, FatalError, WrongParentError
     from .health import serve_health
 
     config = _config(args)
@@ -50,6 +49,8 @@ def cmd_run(args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if _STOP_REQUESTED:
+        agent.begin_drain()  # the signal came while the agent was being built
     try:
         server = serve_health(agent, config.health_listen) if config.health_listen else None
     except OSError as exc:
@@ -62,6 +63,9 @@ def cmd_run(args) -> int:
         config.parent_api_url, config.auth_mode, config.capacity, config.data_dir)
     try:
         agent.run()
+    except WrongParentError as exc:
+        print(f"werss-child: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except FatalError as exc:
         print(f"werss-child: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -92,6 +96,8 @@ def cmd_sync(args) -> int:
 
 
 def cmd_check(args) -> int:
+    import requests
+
     from . import errors
     from .agent import explain_fatal
     from .client import ParentClient, RetryPolicy
@@ -142,22 +148,60 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+_STOP_REQUESTED = False
+
+
+def _stop_during_start_up(signum, _frame):
+    """SIGTERM before the agent's own handler is in place: stop cleanly once it is."""
+    global _STOP_REQUESTED
+    _STOP_REQUESTED = True
+
+
+COMMANDS = (
+    ("run", cmd_run, "run the agent until stopped",
+     "Run the agent: heartbeat, sync feeds and tasks, claim work, collect, push, report. "
+     "The first SIGTERM or Ctrl-C stops it: no new work, leases in hand are finished or "
+     "handed back; a second one exits at once."),
+    ("sync", cmd_sync, "one full sync now: heartbeat, feeds, tasks",
+     "One full sync now, as the seed guide's manual sync: a heartbeat, then every feed and "
+     "message task pulled into the local cache. Exit 1 if the parent cannot be reached."),
+    ("check", cmd_check, "check configuration, reachability and credentials",
+     "Check the configuration, that the parent answers, and that it accepts the "
+     "credentials; one line each, non-zero exit on the first failure."),
+    ("status", cmd_status, "show the local state: last contact, outbox, leases",
+     "Show the local state from the cache: last contact with the parent, cached feeds and "
+     "tasks, results waiting in the outbox, leases held. Does not contact the parent."),
+)
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="werss-child", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML file with a cascade: section "
-                                         "(default: $CASCADE_CONFIG or ./config.yaml)")
-    parser.add_argument("--log-level", default=os.environ.get("CASCADE_LOG_LEVEL", "INFO"))
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, text in (
-        ("run", cmd_run, "run the agent until stopped"),
-        ("sync", cmd_sync, "one full sync now: heartbeat, feeds, tasks"),
-        ("check", cmd_check, "check configuration, reachability and credentials"),
-        ("status", cmd_status, "show the local state: last contact, outbox, leases"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--config", dest="config_sub", help="same as --config")
+    from . import __version__
+
+    # Until `run` installs the agent's handler, a SIGTERM is remembered rather than fatal.
+    signal.signal(signal.SIGTERM, _stop_during_start_up)
+    parser = argparse.ArgumentParser(prog="werss-child", description=__doc__.splitlines()[0],
+                                     epilog="Exit codes: 0 clean stop, 1 parent unreachable "
+                                            "or a crash, 2 bad configuration, 3 credentials "
+                                            "rejected or node disabled.")
+    parser.add_argument("--version", action="version", version=f"werss-child {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML file with a cascade: section "
+                             "(default: $CASCADE_CONFIG or ./config.yaml)")
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        default=os.environ.get("CASCADE_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING or ERROR (default: $CASCADE_LOG_LEVEL "
+                             "or INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, handler, text, description in COMMANDS:
+        sub = commands.add_parser(name, help=text, description=description)
+        sub.add_argument("--config", dest="config_sub", metavar="FILE",
+                         help="same as werss-child --config FILE")
         sub.set_defaults(handler=handler)
     args = parser.parse_args(argv)
+    if args.handler is not cmd_run:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # one-shot commands just end
+        if _STOP_REQUESTED:
+            sys.exit(EXIT_OK)
     args.config = getattr(args, "config_sub", None) or args.config
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -36,6 +36,10 @@ class FatalError(Exception):
     """The parent refuses this node for good (exit code 3)."""
 
 
+class WrongParentError(FatalError):
+    """parent_api_url does not lead to a WeRSS parent (exit code 2: fix the configuration)."""
+
+
 @dataclass
 class LeaseWork:
     lease: dict
@@ -66,7 +70,7 @@ class Agent:
         self.clock = clock
         self.cache = cache or LocalCache(config.data_dir)
         self.client = client or ParentClient(config, user_agent=f"werss-child/{__version__}",
-                                             clock=clock)
+                                             clock=clock, sleep=self._sleep_unless_stopping)
         self.outbox = Outbox(self.cache, self.client)
         self.source_session = session or requests.Session()
         self.source_session.headers["User-Agent"] = f"werss-child/{__version__}"
@@ -82,6 +86,7 @@ class Agent:
         self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
         self._claim_backoff = 0.0
         self._room_freed = threading.Event()
+        self._started_up = False
 
     # -- parent calls, each logged and classified ----------------------------------------------
     def _guard(self, name: str, call: Callable, *args):
@@ -350,6 +355,22 @@ class Agent:
                             new_idempotency_key())
             self.cache.drop_lease(lease["lease_id"])
 
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        """The client's pause between retries; in start-up a stop cuts it short.
+
+        Once running, retries keep their backoff, so a stopping child still gives the
+        parent time to take the results it is flushing.
+        """
+        if self._started_up:
+            time.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and not self.draining.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.stop_event.wait(min(0.2, remaining))
+
     def start_up(self) -> None:
         """The seed workflow at start: heartbeat, pull feeds, pull tasks; retried until it works."""
         delay = 1.0
@@ -358,7 +379,14 @@ class Agent:
                 summary = self.sync_once()
                 log.info("connected to %s: %d feeds, %d tasks cached", self.config.parent_api_url,
                          summary["cached_feeds"], summary["cached_tasks"])
+                self._started_up = True
                 return
+            except errors.InvalidRequestError as exc:
+                if exc.status in (404, 405):
+                    # A WeRSS parent answers every node route: 404 or 405 is the wrong URL.
+                    self._fail_with_wrong_parent(exc)
+                    return
+                log.warning("start-up refused: %s", exc)
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 if errors.is_fatal(exc):
                     self._fail_fatally(exc)
@@ -366,8 +394,18 @@ class Agent:
                 log.warning("start-up refused: %s", exc)
             except errors.ParentError as exc:
                 log.warning("parent not reachable yet (%s); retrying in %.0fs", exc, delay)
-            self.stop_event.wait(random.uniform(delay / 2, delay))
+            self._sleep_unless_stopping(random.uniform(delay / 2, delay))
             delay = min(60.0, delay * 2)
+
+    def _fail_with_wrong_parent(self, exc: errors.ParentError) -> None:
+        url = self.config.parent_api_url
+        message = (f"{url} is not a WeRSS parent: {paths.CASCADE_PREFIX}{paths.HEARTBEAT} "
+                   f"answered HTTP {exc.status} ({exc.code or 'no such route'}). Set "
+                   "CASCADE_PARENT_URL (cascade.parent_api_url) to the parent's root URL, e.g. "
+                   "http://parent-server:8001, without /api/v1")
+        log.error(message)
+        self.fatal = WrongParentError(message)
+        self.stop_event.set()
 
     def run(self) -> None:
         """Run until stop(); raises FatalError when the parent refuses this node."""
@@ -377,17 +415,31 @@ class Agent:
         if not self.stop_event.is_set() and not self.draining.is_set():
             claimer.start()
         scheduler = self._build_scheduler()
+        cancelled = False
         while not self.stop_event.is_set():
             scheduler.run_pending()
-            if self.draining.is_set() and self.room() >= self.config.capacity:
-                break
-            self.stop_event.wait(0.5)
+            if self.draining.is_set():
+                if not cancelled and claimer.is_alive():
+                    cancelled = self._cancel_waiting_claim()
+                if self.room() >= self.config.capacity:
+                    break
+            self.stop_event.wait(0.5 if not self.draining.is_set() else 0.1)
+        self.stop_event.set()  # wakes the claim loop's pauses
         if claimer.is_alive():
             # A long-poll in flight may still be granted work; it is released on arrival.
+            # The parent ends it at once after the cancel above (an older parent does not).
             claimer.join(timeout=self.config.claim_wait + 15)
         self._shut_down()
         if self.fatal:
             raise self.fatal
+
+    def _cancel_waiting_claim(self) -> bool:
+        """Ask the parent to end this node's long-poll now, so an idle child stops at once."""
+        try:
+            self.client.cancel_claim_wait()
+        except errors.ParentError as exc:
+            log.info("could not end the waiting claim early (%s); waiting for it", exc)
+        return True
 
     def begin_drain(self) -> None:
         """First SIGTERM: stop claiming, let current leases finish, then flush and stop."""

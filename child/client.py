@@ -189,6 +189,11 @@ class ParentClient:
                                  idempotency_key=idempotency_key, timeout=wait + 15)
         return [] if response.status == 204 else response.data["leases"]
 
+    def cancel_claim_wait(self) -> dict:
+        """End this node's waiting claim now (the agent is stopping); one quick try."""
+        return self._request("POST", paths.CLAIM_CANCEL, timeout=2.0,
+                             retry=RetryPolicy(max_attempts=1)).data
+
     def renew(self, lease_id: str) -> dict:
         return self._request("POST", f"/leases/{lease_id}/renew").data
 

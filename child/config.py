@@ -66,7 +66,12 @@ PARENT_ONLY_KEYS = {
     "claim_max_wait", "admin_token_ttl", "login_max_failures", "login_window_seconds",
     "maintenance_interval", "bcrypt_rounds", "test_connection_timeout", "schedule_timezone",
     "retry_backoff", "work_retention_days", "trusted_proxies", "long_poll_slots",
+    "werss_timezone",
 }
+# Top-level keys only a parent's config.yaml has (docs/CONFIGURATION.md).
+PARENT_TOP_LEVEL_KEYS = {"db", "secret_key", "secret_key_file", "port"}
+NODE_TYPE_WORDS = {"parent": 0, "child": 1}
+_PARENT_MARKERS = "\0parent-markers"
 _CREDENTIAL_RE = {
     "api_key": re.compile(rf"^{API_KEY_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
     "api_secret": re.compile(rf"^{API_SECRET_PREFIX}[A-Za-z0-9]{{{CREDENTIAL_BODY_LENGTH}}}$"),
@@ -100,7 +105,8 @@ def _read_yaml(path: Path) -> dict:
     unknown = sorted(set(section) - set(ENV_NAMES) - PARENT_ONLY_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown cascade key(s): {', '.join(unknown)}")
-    return section
+    markers = sorted(set(loaded) & PARENT_TOP_LEVEL_KEYS)
+    return {**section, _PARENT_MARKERS: markers} if markers else section
 
 
 def load_config(config_file: str | None = None, environ=None) -> ChildConfig:
@@ -112,6 +118,7 @@ def load_config(config_file: str | None = None, environ=None) -> ChildConfig:
     path = config_file or environ.get("CASCADE_CONFIG")
     values: dict[str, Any] = {}
     source = "environment"
+    from_env: set[str] = set()
     if path:
         values.update(_read_yaml(Path(path)))
         source = str(path)
@@ -121,8 +128,42 @@ def load_config(config_file: str | None = None, environ=None) -> ChildConfig:
     for key, env_name in ENV_NAMES.items():
         if environ.get(env_name, "").strip() != "":
             values[key] = environ[env_name]
+            from_env.add(key)
+    markers = values.pop(_PARENT_MARKERS, None)
     values = {key: _clean(value) for key, value in values.items()}
+    _refuse_parent_role(values, source, from_env)
+    if markers and not values.get("parent_api_url"):
+        raise ConfigError(
+            f"{source} configures a parent (it sets {', '.join(markers)} and no "
+            "cascade.parent_api_url): give werss-child its own file with node_type: child, "
+            "parent_api_url, api_key and api_secret (docs/CHILD.md#configuration)")
     return _validate(values, source)
+
+
+def node_type_number(raw: Any) -> int | None:
+    """The guide's words (parent, child; any case) or the API's numbers (0, 1); else None."""
+    if isinstance(raw, bool):
+        return None
+    text = str(raw).strip().lower()
+    if text in NODE_TYPE_WORDS:
+        return NODE_TYPE_WORDS[text]
+    return int(text) if text in ("0", "1") else None
+
+
+def _refuse_parent_role(values: dict, source: str, from_env: set[str]) -> None:
+    """Say plainly when the configuration given is a parent's, before anything else."""
+    raw = values.get("node_type", 1)
+    number = node_type_number(raw)
+    if number is None:
+        raise ConfigError(f"{_label('node_type')}: expected child (or 1), got {raw!r}")
+    if number == 1:
+        return
+    where = (f"the environment ({ENV_NAMES['node_type']}={raw})" if "node_type" in from_env
+             else f"{source} (cascade.node_type: {raw})")
+    raise ConfigError(
+        f"{where} configures a parent, not a child: werss-child needs node_type: child "
+        f"(or 1), with parent_api_url, api_key and api_secret; the parent is run with "
+        f"werss-parent")
 
 
 def _label(key: str) -> str:
@@ -156,9 +197,7 @@ def _bool(values: dict, key: str, default: bool) -> bool:
 
 def _validate(values: dict, source: str) -> ChildConfig:
     enabled = _bool(values, "enabled", True)
-    node_type = _int(values, "node_type", 1, 0, 1)
-    if node_type != 1:
-        raise ConfigError(f"{_label('node_type')}: a child agent runs with node_type 1, got 0")
+    node_type = node_type_number(values.get("node_type", 1))
     url = str(values.get("parent_api_url") or "").rstrip("/")
     if not url:
         raise ConfigError(f"{_label('parent_api_url')}: required (e.g. http://parent:8001)")
@@ -167,6 +206,12 @@ def _validate(values: dict, source: str) -> ChildConfig:
         raise ConfigError(f"{_label('parent_api_url')}: expected an http(s) URL, got {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError(f"{_label('parent_api_url')}: must not carry a query or fragment")
+    api_path = re.search(r"/api(/v1)?(/wx)?(/cascade)?$", parts.path)
+    if api_path:
+        root = url[: len(url) - len(api_path.group(0))]
+        raise ConfigError(
+            f"{_label('parent_api_url')}: give the parent's root URL ({root}), not its API "
+            f"path ({api_path.group(0)} is added by the child)")
     credentials = {}
     for key in ("api_key", "api_secret"):
         value = str(values.get(key) or "")

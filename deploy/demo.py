@@ -2,7 +2,9 @@
 
 A local RSS feed (served here) -> the local child collects it -> a local webhook (served
 here) receives the rendered message -> the parent shows the articles and the results.
-Admin password: --password, else WERSS_ADMIN_PASSWORD, else asked for.
+Admin password: --password, else WERSS_ADMIN_PASSWORD, else asked for in a terminal.
+Every run dispatches the same task, "WeRSS demo": the child pushes each article once per
+task, so a second run collects the three articles again and pushes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 RSS_PORT, HOOK_PORT = 8090, 8091
+TASK_NAME = "WeRSS demo"
 received: list[dict] = []
 
 
@@ -70,13 +73,40 @@ TEMPLATE = ("{{ feed.mp_name }}: {{ articles|length }} new\n"
             "{% for a in articles %}- {{ a.title }} {{ a.url }}\n{% endfor %}")
 
 
+def set_ports(feed_port: int, hook_port: int) -> None:
+    global RSS_PORT, HOOK_PORT
+    RSS_PORT, HOOK_PORT = feed_port, hook_port
+
+
+def demo_task(api: requests.Session, parent: str, feed_id: str) -> dict:
+    """The demo's one task: found by name, created by the first run."""
+    listed = api.get(f"{parent}/api/v1/message-tasks", params={"page_size": 200}).json()
+    for task in listed["data"]["items"]:
+        if task["name"] == TASK_NAME:
+            return task
+    return api.post(f"{parent}/api/v1/message-tasks", json={
+        "name": TASK_NAME, "message_type": 1,
+        "web_hook_url": f"http://127.0.0.1:{HOOK_PORT}/hook", "message_template": TEMPLATE,
+        "mps_id": [{"id": feed_id, "mp_name": "WeRSS demo feed"}], "cron_exp": "0 0 1 1 *",
+    }).json()["data"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parent", default=f"http://127.0.0.1:{os.environ.get('PORT', '8001')}")
     parser.add_argument("--password", default=os.environ.get("WERSS_ADMIN_PASSWORD"))
     parser.add_argument("--timeout", type=float, default=90)
+    parser.add_argument("--feed-port", type=int, default=RSS_PORT)
+    parser.add_argument("--hook-port", type=int, default=HOOK_PORT)
     args = parser.parse_args()
-    password = args.password or getpass.getpass("admin password: ")
+    set_ports(args.feed_port, args.hook_port)
+    password = args.password
+    if not password:
+        if not sys.stdin.isatty():
+            print("make demo: no admin password: set WERSS_ADMIN_PASSWORD (or pass "
+                  "--password), or run it in a terminal to be asked", file=sys.stderr)
+            return 2
+        password = getpass.getpass("admin password: ")
     api = requests.Session()
     try:
         login = api.post(f"{args.parent}/api/v1/auth/login",
@@ -97,11 +127,7 @@ def main() -> int:
     feed_id = (imported["data"]["created_ids"] or [None])[0] or next(
         f["id"] for f in api.get(f"{args.parent}/api/v1/feeds?page_size=200").json()["data"]["items"]
         if f["source_url"] == feed_url)
-    task = api.post(f"{args.parent}/api/v1/message-tasks", json={
-        "name": f"demo {datetime.now():%H:%M:%S}", "message_type": 1,
-        "web_hook_url": f"http://127.0.0.1:{HOOK_PORT}/hook", "message_template": TEMPLATE,
-        "mps_id": [{"id": feed_id, "mp_name": "WeRSS demo feed"}], "cron_exp": "0 0 1 1 *",
-    }).json()["data"]
+    task = demo_task(api, args.parent, feed_id)
     run = api.post(f"{args.parent}/api/v1/cascade/dispatch", json={"task_id": task["id"]}).json()
     print(f"task {task['id']} dispatched: run {run['data']['run_id']}; waiting for the child...")
 
@@ -126,7 +152,7 @@ def main() -> int:
     print(f"articles stored on the parent: {articles['data']['total']}")
     print(f"subscribe: {args.parent}/feed/{feed_id}.rss")
     print("webhook deliveries this run:", len(received),
-          "(0 when the articles were already pushed by an earlier demo run)")
+          "(0 when an earlier demo run already pushed these articles)")
     return 0
 
 

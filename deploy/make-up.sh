@@ -35,17 +35,37 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Refuse a taken port before anything starts: a probe would reach whatever holds it.
+"$BIN/python" - "127.0.0.1:${PORT}" <<'PY' || exit 1
+import sys
+from parent.gunicorn_app import BindError, check_bind
+try:
+    check_bind(sys.argv[1])
+except BindError as exc:
+    sys.exit(f"werss-parent: {exc}")
+PY
 "$BIN/werss-parent" serve --bind "127.0.0.1:${PORT}" &
-pids+=($!)
-"$BIN/python" - "$PORT" <<'PY'
-import sys, time, urllib.request
-for _ in range(150):
+parent_pid=$!
+pids+=($parent_pid)
+if ! "$BIN/python" - "$PORT" "$parent_pid" <<'PY'
+import os, sys, time, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2])
+for _ in range(300):
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
-        break
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)  # serve exited: its reason is printed above
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        sys.exit(0)
     except OSError:
         time.sleep(0.2)
+sys.exit(f"the parent did not answer http://127.0.0.1:{port}/healthz within 60 s")
 PY
+then
+  echo "make up: the parent did not start (see above)" >&2
+  exit 1
+fi
 
 set -a; . "$CHILD_ENV"; set +a
 # This child is a child whatever a shared config.yaml says about node_type; its
@@ -60,8 +80,8 @@ cat <<MSG
 WeRSS Cascade is up:
   parent  http://127.0.0.1:${PORT}   (database ${WERSS_DATABASE_URL})
   child   local-child, health at http://${CHILD_HEALTH}/healthz
-Log in as 'admin' (the password was printed above the first time; reset it with
-  .venv/bin/werss-parent create-admin --username admin).
+Log in as 'admin' (the password was printed above the first time; reset it, from
+  this directory, with .venv/bin/werss-parent create-admin --username admin).
 See a task flow end to end:  make demo   (in another terminal)
 Stop with Ctrl-C.
 

@@ -127,7 +127,10 @@ def node_required(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
+        from .services.node_sources import note_route_family
+
         g.node = authenticate_node()
+        note_route_family(g.node)
         response = view(*args, **kwargs)
         db.session.commit()
         return response

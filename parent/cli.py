@@ -13,6 +13,8 @@ import click
 from .config import ConfigError
 
 EXIT_CONFIG = 2
+# Where `werss-parent init` (and so `make up`) keeps the secret key it generates.
+DEFAULT_SECRET_KEY_FILE = "data/secret_key"
 
 
 def _fail(message: str, code: int = EXIT_CONFIG):
@@ -26,10 +28,28 @@ def _app():
     try:
         return create_app()
     except ConfigError as exc:
+        if not _use_generated_secret_key():
+            _fail(str(exc))
+    try:
+        return create_app()
+    except ConfigError as exc:
         _fail(str(exc))
 
 
+def _use_generated_secret_key() -> bool:
+    """With no key configured, use the one `werss-parent init` wrote under data/, so the
+    commands README and `make up` print work as printed from the repository root."""
+    if os.environ.get("WERSS_SECRET_KEY") or os.environ.get("WERSS_SECRET_KEY_FILE"):
+        return False
+    if not Path(DEFAULT_SECRET_KEY_FILE).is_file():
+        return False
+    os.environ["WERSS_SECRET_KEY_FILE"] = DEFAULT_SECRET_KEY_FILE
+    return True
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="werss-cascade", prog_name="werss-parent",
+                      message="%(prog)s %(version)s")
 def cli():
     """WeRSS Cascade parent. Configuration: WERSS_CONFIG, WERSS_DATABASE_URL, WERSS_SECRET_KEY."""
 
@@ -221,7 +241,7 @@ def list_nodes():
 
 
 @cli.command("init")
-@click.option("--secret-key-file", default="data/secret_key", show_default=True)
+@click.option("--secret-key-file", default=DEFAULT_SECRET_KEY_FILE, show_default=True)
 def init(secret_key_file):
     """First start on this machine: secret key file, schema, first admin (make up uses it)."""
     from flask_migrate import upgrade
@@ -263,10 +283,38 @@ def serve(bind, workers, threads):
 
     with app.app_context():
         database.engine.dispose()  # never share connections with forked workers
-    from .gunicorn_app import run_gunicorn
+    from .gunicorn_app import BindError, check_bind, run_gunicorn
 
-    run_gunicorn(bind or f"127.0.0.1:{settings.port}", workers, threads)
+    address = bind or f"127.0.0.1:{settings.port}"
+    try:
+        check_bind(address)
+    except BindError as exc:
+        _fail(str(exc), 1)
+    run_gunicorn(address, workers, threads)
 
 
 def main():
-    cli(prog_name="werss-parent")
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        cli(prog_name="werss-parent")
+    except DBAPIError as exc:
+        # One line instead of a driver traceback: which database, and why.
+        _fail(f"cannot use the database {_configured_url()}: {_reason(exc)}", 1)
+
+
+def _configured_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    from .config import load_settings
+
+    try:
+        url = load_settings().database_url
+    except ConfigError:
+        return "(unreadable configuration)"
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _reason(exc) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

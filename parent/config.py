@@ -43,7 +43,9 @@ class CascadeSettings:
     maintenance_interval: int = 15
     bcrypt_rounds: int = 12
     test_connection_timeout: float = 5.0
-    schedule_timezone: str = "UTC"
+    schedule_timezone: str = field(default_factory=lambda: host_timezone())
+    # Times without a zone from WeRSS nodes (they send local datetime.now()) are read here.
+    werss_timezone: str = "Asia/Shanghai"
     retry_backoff: int = 60
     work_retention_days: int = 30
     trusted_proxies: int = 0
@@ -178,14 +180,14 @@ def _build_cascade(values: dict) -> CascadeSettings:
         elif name == "offline_after":
             parsed[name] = None if value in (None, "") else _as_int(key, value, minimum=1)
         elif name == "node_type":
-            parsed[name] = _as_int(key, value, minimum=0, maximum=1)
+            parsed[name] = _as_node_type(key, value)
         elif name == "claim_max_wait":
             parsed[name] = _as_int(key, value, minimum=0, maximum=30)
         elif name == "bcrypt_rounds":
             parsed[name] = _as_int(key, value, minimum=4, maximum=16)
         elif name == "trusted_proxies":
             parsed[name] = _as_int(key, value, minimum=0, maximum=5)
-        elif name == "schedule_timezone":
+        elif name in ("schedule_timezone", "werss_timezone"):
             parsed[name] = _as_timezone(key, value)
         elif name == "test_connection_timeout":
             parsed[name] = _as_float(key, value, minimum=0.1, maximum=60)
@@ -205,6 +207,19 @@ def _as_int(key: str, value: Any, minimum: int | None = None, maximum: int | Non
         raise ConfigError(f"{key}: must be at least {minimum}, got {number}")
     if maximum is not None and number > maximum:
         raise ConfigError(f"{key}: must be at most {maximum}, got {number}")
+    return number
+
+
+def _as_node_type(key: str, value: Any) -> int:
+    """The guide's words (parent, child; any case) or the API's numbers (0, 1)."""
+    text = "" if isinstance(value, bool) else str(value).strip().lower()
+    number = {"parent": 0, "0": 0, "child": 1, "1": 1}.get(text)
+    if number is None:
+        raise ConfigError(f"{key}: expected parent (or 0), got {value!r}")
+    if number == 1:
+        raise ConfigError(
+            f"{key}: {value!r} configures a child; this is the parent (werss-parent), which "
+            "runs with node_type: parent. Give a child's file to werss-child instead.")
     return number
 
 
@@ -238,6 +253,33 @@ def _as_bool(key: str, value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def host_timezone(environ=None) -> str:
+    """The host's time zone, as cron reads it: ``TZ``, else /etc/localtime, else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    environ = os.environ if environ is None else environ
+    candidates = [environ.get("TZ", "").strip().lstrip(":")]
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    try:
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        return "UTC" if name in ("Etc/UTC", "Etc/Universal", "Universal", "Zulu") else name
+    return "UTC"
 
 
 def normalize_database_url(url: str) -> str:

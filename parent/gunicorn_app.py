@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 
 from gunicorn.app.base import BaseApplication
 
@@ -59,6 +61,34 @@ def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
     }
+
+
+class BindError(Exception):
+    """The address `serve` was asked to listen on cannot be used."""
+
+
+def check_bind(bind: str) -> None:
+    """Fail at once, with the reason, when the address is taken or invalid.
+
+    gunicorn would retry for five seconds and then exit, while a probe of the port
+    reached whatever else holds it.
+    """
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if bind.startswith(("unix:", "fd://")):
+        return
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except ValueError:
+        raise BindError(f"--bind {bind!r}: expected HOST:PORT") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = (" (another process is listening there: stop it, or set PORT / --bind)"
+                if exc.errno == errno.EADDRINUSE else "")
+        raise BindError(f"cannot listen on {bind}: {reason}{hint}") from None
 
 
 def run_gunicorn(bind: str, workers: int, threads: int) -> None:

@@ -8,7 +8,12 @@ import re
 from croniter import croniter
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from shared.schemas import HttpUrl, MpRefSchema, QueryInt, SafeStr, StrictInt, is_utf8_text
+from shared.schemas import (
+    HttpUrl, MpRefSchema, NodeType, QueryInt, SafeStr, StrictInt, is_utf8_text,
+)
+
+from .models.feed import SOURCE_TYPES
+from .paging import PagedQuerySchema
 
 # \Z, not $: "$" also matches before a trailing newline.
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}\Z")
@@ -55,24 +60,30 @@ class LoginSchema(_AdminInput):
     password = SafeStr(required=True, min_length=1, max_length=1024)
 
 
-class PageQuerySchema(_AdminInput):
-    page = QueryInt(load_default=1, minimum=1, maximum=1_000_000)
-    page_size = QueryInt(load_default=20, minimum=1, maximum=200)
+class PageQuerySchema(PagedQuerySchema):
+    default_page_size = 20
 
 
 class NodeListQuerySchema(PageQuerySchema):
-    node_type = QueryInt(minimum=0, maximum=1, load_default=None)
+    node_type = NodeType(query=True, load_default=None)
     status = fields.String(validate=validate.OneOf(["online", "offline", "disabled"]),
                            load_default=None)
 
 
+def sources_field(**kwargs):
+    """The sources a node runs (null: work it out; see services/node_sources.py)."""
+    return fields.List(fields.String(validate=validate.OneOf(SOURCE_TYPES)), allow_none=True,
+                       validate=validate.Length(max=len(SOURCE_TYPES)), **kwargs)
+
+
 class NodeCreateSchema(_AdminInput):
-    node_type = StrictInt(minimum=0, maximum=1, load_default=1)
+    node_type = NodeType(load_default=1)
     name = SafeStr(required=True, min_length=1, max_length=100)
     description = SafeStr(max_length=2000, load_default="")
     api_url = HttpUrl(max_length=NODE_URL_MAX, allow_none=True, load_default=None)
     labels = labels_field(load_default=list)
     capacity = StrictInt(minimum=1, maximum=1000, load_default=4)
+    sources = sources_field(load_default=None)
 
     @pre_load
     def _strip_name(self, data, **kwargs):
@@ -80,14 +91,21 @@ class NodeCreateSchema(_AdminInput):
             data = {**data, "name": data["name"].strip()}
         return data
 
+    @validates_schema
+    def _sources_once_each(self, data, **kwargs):
+        sources = data.get("sources")
+        if sources is not None and len(set(sources)) != len(sources):
+            raise ValidationError("Name each source once.", "sources")
+
 
 class NodeUpdateSchema(NodeCreateSchema):
-    node_type = StrictInt(minimum=0, maximum=1)
+    node_type = NodeType()
     name = SafeStr(min_length=1, max_length=100)
     description = SafeStr(max_length=2000)
     api_url = HttpUrl(max_length=NODE_URL_MAX, allow_none=True)
     labels = labels_field()
     capacity = StrictInt(minimum=1, maximum=1000)
+    sources = sources_field()
     is_active = fields.Boolean()
 
 
@@ -97,12 +115,12 @@ class TestConnectionSchema(_AdminInput):
     api_secret = SafeStr(max_length=128, allow_none=True, load_default=None)
 
 
-class SyncLogQuerySchema(_AdminInput):
+class SyncLogQuerySchema(PagedQuerySchema):
+    default_page_size = 50
+
     node_id = SafeStr(max_length=36, load_default=None)
     operation = SafeStr(max_length=32, load_default=None)
     status = SafeStr(max_length=16, load_default=None)
-    limit = QueryInt(load_default=50, minimum=1, maximum=200)
-    offset = QueryInt(load_default=0, minimum=0, maximum=10_000_000)
 
 
 class ReportQuerySchema(SyncLogQuerySchema):

@@ -5,14 +5,11 @@ from marshmallow import RAISE, Schema, fields, validate
 from shared.schemas import QueryInt, SafeStr
 
 from .models.work import ALLOCATION_STATUSES
+from .paging import PagedQuerySchema
 
 
-class _Query(Schema):
-    class Meta:
-        unknown = RAISE
-
-    page = QueryInt(load_default=1, minimum=1, maximum=1_000_000)
-    page_size = QueryInt(load_default=50, minimum=1, maximum=200)
+class _Query(PagedQuerySchema):
+    default_page_size = 50
 
 
 class AllocationQuerySchema(_Query):

@@ -21,3 +21,5 @@ MESSAGE_TASKS = "/message-tasks"
 MESSAGE_TASK_CHANGES = "/message-tasks/changes"
 REPORT_RESULT = "/report-result"
 WHOAMI = "/whoami"
+# Ends the caller's waiting claim (long-poll) at once: a stopping child calls it.
+CLAIM_CANCEL = "/claim/cancel"

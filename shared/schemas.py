@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from .timeutil import from_unix, parse_iso
+from .timeutil import from_unix, naive_time_zone, parse_iso
 
 MAX_INT = 2**31 - 1
 MAX_UNIX = 2**33  # far beyond any real date, inside every backend's range
@@ -81,6 +81,31 @@ class QueryInt(fields.Integer):
         return number
 
 
+NODE_TYPE_WORDS = {"parent": 0, "child": 1}
+
+
+class NodeType(fields.Field):
+    """0 / 1, or the guide's words parent / child in any case.
+
+    In a JSON body a number must be a JSON number; in a query string it is text.
+    """
+
+    def __init__(self, *args, query: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.query = query
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in NODE_TYPE_WORDS:
+                return NODE_TYPE_WORDS[text]
+            if self.query and text in ("0", "1"):
+                return int(text)
+        elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return value
+        raise ValidationError("Expected parent (0) or child (1).")
+
+
 class FlexibleTime(fields.Field):
     """A time given as Unix seconds (int or float) or an ISO 8601 string."""
 
@@ -93,7 +118,7 @@ class FlexibleTime(fields.Field):
             return from_unix(value)
         if isinstance(value, str) and 0 < len(value) <= 64:
             try:
-                parsed = parse_iso(value.strip())
+                parsed = parse_iso(value.strip(), naive_time_zone.get())
             except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted to UTC
                 raise ValidationError("Expected Unix seconds or an ISO 8601 time.") from None
             if not 1970 <= parsed.year <= 2200:

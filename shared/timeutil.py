@@ -1,6 +1,11 @@
 """Times on the wire: ISO 8601 UTC with a trailing Z, or Unix seconds."""
 
-from datetime import datetime, timezone
+from contextvars import ContextVar
+from datetime import datetime, timezone, tzinfo
+
+# The zone a time without one is read in. UTC, except while the parent answers a WeRSS
+# node, whose clocks write local times (parent: cascade.werss_timezone).
+naive_time_zone: ContextVar[tzinfo] = ContextVar("naive_time_zone", default=timezone.utc)
 
 
 def utcnow() -> datetime:
@@ -20,11 +25,11 @@ def isoformat_z(value: datetime | None) -> str | None:
     )
 
 
-def parse_iso(value: str) -> datetime:
-    """Parse an ISO 8601 time (Z or offset) into an aware UTC datetime."""
+def parse_iso(value: str, naive_zone: tzinfo = timezone.utc) -> datetime:
+    """Parse an ISO 8601 time (Z or offset; without one, in ``naive_zone``) into aware UTC."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=naive_zone)
     return parsed.astimezone(timezone.utc)
 
 

@@ -6,7 +6,7 @@ from shared.paths import API_PREFIX, CASCADE_PREFIXES
 
 from . import (
     auth, compat, feeds, health, message_tasks, node_routes, nodes, outputs, sync_logs, views,
-    work,
+    werss_shapes, work,
 )
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
@@ -28,6 +28,7 @@ BLUEPRINTS = [
 
 
 def init_app(app: Flask) -> None:
+    werss_shapes.init_app(app)
     for blueprint, prefixes in BLUEPRINTS:
         for index, prefix in enumerate(prefixes):
             name = blueprint.name if index == 0 else f"{blueprint.name}_wx"

@@ -12,6 +12,7 @@ from shared.compat_schemas import (
 
 from ..auth import node_required
 from ..services import compat
+from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
 
 bp = Blueprint("compat", __name__)
@@ -25,6 +26,7 @@ NOTHING_TO_DO = "暂无待处理任务"
 def claim_task():
     load_body(ClaimTaskSchema(), required=False)
     package = compat.claim_task(g.node)
+    package = werss_shapes.task(package) if package else None
     # WeRSS children read "no work" as 200 with data null, never as 204.
     return respond(package, "认领任务成功" if package else NOTHING_TO_DO)
 
@@ -34,6 +36,7 @@ def claim_task():
 def pending_tasks():
     load_query(PendingTasksQuerySchema())
     package = compat.pending_task(g.node)
+    package = werss_shapes.task(package) if package else None
     return respond(package, "获取任务成功" if package else NOTHING_TO_DO)
 
 

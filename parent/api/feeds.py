@@ -5,6 +5,7 @@ from flask import Blueprint, request
 from shared import errors as codes
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..errors import ApiError
 from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
 from ..services import feeds
@@ -27,9 +28,8 @@ def create_feed():
 @admin_required
 def list_feeds():
     query = load_query(FeedListQuerySchema())
-    rows, total = feeds.list_feeds(query, query["page"], query["page_size"])
-    return respond({"items": [feeds.feed_to_admin(f) for f in rows], "total": total,
-                    "page": query["page"], "page_size": query["page_size"]})
+    rows, total = feeds.list_feeds(query, query["page"], query["page_size"], query["offset"])
+    return respond(page_body([feeds.feed_to_admin(f) for f in rows], total, query))
 
 
 @bp.get("/feeds/<feed_id>")

@@ -3,40 +3,46 @@
 from flask import Blueprint
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..schemas import MessageTaskCreateSchema, MessageTaskListQuerySchema, MessageTaskUpdateSchema
-from ..services import message_tasks
+from ..services import message_tasks, scheduling
 from ._io import load_body, load_query, respond
 
 bp = Blueprint("message_tasks", __name__)
+
+
+def _admin_view(task) -> dict:
+    """The task as nodes see it, plus when it runs next (admins only: it moves with time)."""
+    return {**message_tasks.task_to_wire(task), **scheduling.schedule_view(task)}
 
 
 @bp.post("/message-tasks")
 @admin_required
 def create_task():
     task = message_tasks.create_task(load_body(MessageTaskCreateSchema()))
-    return respond(message_tasks.task_to_wire(task), "任务创建成功", status=201)
+    return respond(_admin_view(task), "任务创建成功", status=201)
 
 
 @bp.get("/message-tasks")
 @admin_required
 def list_tasks():
     query = load_query(MessageTaskListQuerySchema())
-    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"])
-    return respond({"items": [message_tasks.task_to_wire(t) for t in rows], "total": total,
-                    "page": query["page"], "page_size": query["page_size"]})
+    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"],
+                                           query["offset"])
+    return respond(page_body([_admin_view(t) for t in rows], total, query))
 
 
 @bp.get("/message-tasks/<task_id>")
 @admin_required
 def get_task(task_id):
-    return respond(message_tasks.task_to_wire(message_tasks.get_task(task_id)))
+    return respond(_admin_view(message_tasks.get_task(task_id)))
 
 
 @bp.put("/message-tasks/<task_id>")
 @admin_required
 def update_task(task_id):
     task = message_tasks.update_task(task_id, load_body(MessageTaskUpdateSchema(partial=True)))
-    return respond(message_tasks.task_to_wire(task), "任务更新成功")
+    return respond(_admin_view(task), "任务更新成功")
 
 
 @bp.delete("/message-tasks/<task_id>")

@@ -8,6 +8,7 @@ from shared.schemas import ChangesQuerySchema, HeartbeatSchema, ReportResultSche
 from ..auth import node_required
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from ..services import node_sync, nodes
+from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
 
 bp = Blueprint("node_routes", __name__)
@@ -38,18 +39,25 @@ def _full_pulls() -> dict[str, tuple[int, int, bytes]]:
 
 
 def _pull(entity: str):
-    held = _full_pulls().get(entity)
-    result = node_sync.pull_all(g.node, entity, request.headers.get("If-None-Match"),
+    # Tasks on the WeRSS prefix have another shape (werss_shapes), cached apart.
+    werss = entity == ENTITY_MESSAGE_TASK and werss_shapes.on_werss_prefix()
+    key = entity + ":werss" if werss else entity
+    held = _full_pulls().get(key)
+    if_none_match = request.headers.get("If-None-Match")
+    result = node_sync.pull_all(g.node, entity,
+                                werss_shapes.their_etag(if_none_match) if werss else if_none_match,
                                 cached=held[:2] if held else None)
-    headers = {"ETag": result.etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
+    etag = werss_shapes.etag(result.etag) if werss else result.etag
+    headers = {"ETag": etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
     if result.not_modified:
         response = make_response("", 304)
     elif result.reuse_cached:
         response = make_response(held[2], 200)
         response.mimetype = "application/json"
     else:
-        response = respond(result.items, headers=headers)
-        _full_pulls()[entity] = (result.cursor, len(result.items), response.get_data())
+        response = respond(werss_shapes.tasks(result.items) if werss else result.items,
+                           headers=headers)
+        _full_pulls()[key] = (result.cursor, len(result.items), response.get_data())
     response.headers.update(headers)
     return response
 
@@ -77,9 +85,8 @@ def feed_changes():
 @node_required
 def message_task_changes():
     query = load_query(ChangesQuerySchema())
-    return respond(
-        node_sync.pull_changes(g.node, ENTITY_MESSAGE_TASK, query["since"], query["limit"])
-    )
+    page = node_sync.pull_changes(g.node, ENTITY_MESSAGE_TASK, query["since"], query["limit"])
+    return respond({**page, "items": werss_shapes.tasks(page["items"])})
 
 
 @bp.post("/report-result")

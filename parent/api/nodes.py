@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..clock import now
 from ..schemas import NodeCreateSchema, NodeListQuerySchema, NodeUpdateSchema, TestConnectionSchema
 from ..services import connectivity, nodes
@@ -22,12 +23,9 @@ def create_node():
 @admin_required
 def list_nodes():
     query = load_query(NodeListQuerySchema())
-    rows, total = nodes.list_nodes(query, query["page"], query["page_size"])
+    rows, total = nodes.list_nodes(query, query["page"], query["page_size"], query["offset"])
     moment = now()
-    return respond({
-        "items": [nodes.node_to_dict(node, moment) for node in rows],
-        "total": total, "page": query["page"], "page_size": query["page_size"],
-    })
+    return respond(page_body([nodes.node_to_dict(node, moment) for node in rows], total, query))
 
 
 @bp.get("/nodes/<node_id>")

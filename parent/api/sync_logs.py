@@ -5,6 +5,7 @@ from flask import Blueprint
 from shared.timeutil import isoformat_z
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..schemas import ReportQuerySchema, SyncLogQuerySchema
 from ..services import node_sync, sync_logs
 from ._io import load_query, respond
@@ -31,8 +32,7 @@ def _log_to_dict(entry) -> dict:
 def list_sync_logs():
     query = load_query(SyncLogQuerySchema())
     rows, total = sync_logs.list_sync_logs(query, query["limit"], query["offset"])
-    return respond({"items": [_log_to_dict(r) for r in rows], "total": total,
-                    "limit": query["limit"], "offset": query["offset"]})
+    return respond(page_body([_log_to_dict(r) for r in rows], total, query))
 
 
 @bp.get("/reports")
@@ -40,5 +40,4 @@ def list_sync_logs():
 def list_reports():
     query = load_query(ReportQuerySchema())
     rows, total = node_sync.list_reports(query, query["limit"], query["offset"])
-    return respond({"items": [node_sync.report_to_dict(r) for r in rows], "total": total,
-                    "limit": query["limit"], "offset": query["offset"]})
+    return respond(page_body([node_sync.report_to_dict(r) for r in rows], total, query))

@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from ..auth import admin_required
+from ..paging import page_body
 from ..services import articles, views
 from ..work_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
 from ._io import load_query, respond
@@ -11,15 +12,15 @@ cascade_bp = Blueprint("work_views", __name__)
 articles_bp = Blueprint("articles", __name__)
 
 
-def _page(items, total, query):
-    return {"items": items, "total": total, "page": query["page"], "page_size": query["page_size"]}
+_page = page_body
 
 
 @cascade_bp.get("/allocations")
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
-    rows, total = views.list_allocations(query, query["page"], query["page_size"])
+    rows, total = views.list_allocations(query, query["page"], query["page_size"],
+                                           query["offset"])
     return respond(_page([views.allocation_to_dict(a) for a in rows], total, query))
 
 
@@ -27,7 +28,7 @@ def list_allocations():
 @admin_required
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
-    items, total = views.feed_status(query, query["page"], query["page_size"])
+    items, total = views.feed_status(query, query["page"], query["page_size"], query["offset"])
     return respond(_page(items, total, query))
 
 
@@ -41,5 +42,6 @@ def stats():
 @admin_required
 def list_articles():
     query = load_query(ArticleQuerySchema())
-    rows, total = articles.list_articles(query, query["page"], query["page_size"])
+    rows, total = articles.list_articles(query, query["page"], query["page_size"],
+                                           query["offset"])
     return respond(_page([articles.article_to_dict(a) for a in rows], total, query))

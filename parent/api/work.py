@@ -6,6 +6,7 @@ from shared.lease_schemas import ArticleBatchSchema, ClaimSchema, CompleteSchema
 from ..auth import admin_required, node_required
 from ..services import articles, leasing, scheduling
 from ..work_schemas import DispatchSchema
+from . import werss_shapes
 from ._io import idempotent, load_body, respond
 
 bp = Blueprint("work", __name__)
@@ -19,7 +20,14 @@ def claim():
     leases = leasing.claim(g.node, values["max"], values["wait"])
     if not leases:
         return make_response("", 204)
-    return respond({"leases": leases})
+    return respond({"leases": werss_shapes.leases(leases)})
+
+
+@bp.post("/claim/cancel")
+@node_required
+def cancel_claim_wait():
+    """A stopping child ends its long-poll now instead of waiting it out."""
+    return respond(leasing.cancel_claim_wait(g.node), "等待中的认领已结束")
 
 
 @bp.post("/leases/<lease_id>/renew")

@@ -50,6 +50,13 @@ class Node(TimestampMixin, db.Model):
     callback_url: Mapped[str | None] = mapped_column(String(500))
     # Set by a lease failure carrying rate_limited_until: no WeChat work until then.
     wechat_blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The sources (wechat, rss) an admin says this node runs; NULL: work it out
+    # (services/node_sources.py).
+    sources: Mapped[list | None] = mapped_column(JSON)
+    # Which routes the node has called: "werss" (only /api/v1/wx/cascade) or "native".
+    route_family: Mapped[str | None] = mapped_column(String(10))
+    # A stopping child asked for its waiting claims to end (POST /cascade/claim/cancel).
+    claim_cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def status_at(self, moment: datetime, offline_after: int) -> str:
         """Return online/offline/disabled as seen at ``moment``."""

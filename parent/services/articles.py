@@ -12,6 +12,7 @@ from ..errors import ApiError
 from ..extensions import db
 from ..models import Article, Feed, Node
 from .sqlutil import insert_ignoring_conflicts
+from ..paging import first_row as _first
 
 MAX_BATCH = 500
 
@@ -85,7 +86,8 @@ def article_to_dict(article: Article) -> dict:
     }
 
 
-def list_articles(filters: dict, page: int, page_size: int) -> tuple[list[Article], int]:
+def list_articles(filters: dict, page: int, page_size: int,
+                  offset: int | None = None) -> tuple[list[Article], int]:
     conditions = []
     if filters.get("feed_id"):
         conditions.append(Article.feed_id == filters["feed_id"])
@@ -98,6 +100,6 @@ def list_articles(filters: dict, page: int, page_size: int) -> tuple[list[Articl
     rows = db.session.execute(
         db.select(Article).where(*conditions)
         .order_by(Article.publish_time.desc(), Article.id.desc())
-        .limit(page_size).offset((page - 1) * page_size)
+        .limit(page_size).offset(_first(page, page_size, offset))
     ).scalars().all()
     return list(rows), total

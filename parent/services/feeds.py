@@ -19,6 +19,7 @@ from ..models import Feed
 from ..models.replication import ENTITY_FEED
 from ..schemas import FeedCreateSchema
 from . import replication
+from ..paging import first_row as _first
 
 MAX_IMPORT_ROWS = 5000
 
@@ -124,7 +125,8 @@ def get_feed(feed_id: str) -> Feed:
     return feed
 
 
-def list_feeds(filters: dict, page: int, page_size: int) -> tuple[list[Feed], int]:
+def list_feeds(filters: dict, page: int, page_size: int,
+               offset: int | None = None) -> tuple[list[Feed], int]:
     conditions = []
     if filters.get("source_type"):
         conditions.append(Feed.source_type == filters["source_type"])
@@ -137,7 +139,7 @@ def list_feeds(filters: dict, page: int, page_size: int) -> tuple[list[Feed], in
     ).scalar_one()
     rows = db.session.execute(
         db.select(Feed).where(*conditions).order_by(Feed.created_at, Feed.id)
-        .limit(page_size).offset((page - 1) * page_size)
+        .limit(page_size).offset(_first(page, page_size, offset))
     ).scalars().all()
     return list(rows), total
 

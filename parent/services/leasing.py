@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, or_
 
 from shared import errors as codes
-from shared.timeutil import isoformat_z, parse_iso
+from shared.timeutil import isoformat_z
 
 from ..auth import settings
 from ..clock import now
@@ -27,6 +27,7 @@ from ..models.work import (
     LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
 )
 from ..models.base import new_uuid
+from . import node_sources
 from .feeds import feed_to_wire
 from .message_tasks import task_to_wire
 from .scheduling import schedule_due_runs
@@ -73,13 +74,7 @@ def requeue_expired(moment: datetime | None = None) -> int:
 
 
 def _wechat_ready(node: Node, moment: datetime) -> bool:
-    if node.wechat_blocked_until and node.wechat_blocked_until > moment:
-        return False
-    wechat = (node.capabilities or {}).get("wechat") or {}
-    if not wechat.get("session_valid"):
-        return False
-    expires = wechat.get("expires_at")
-    return not expires or parse_iso(expires) > moment
+    return node_sources.wechat_ready(node, moment)
 
 
 def _label_subsets(labels: list[str]) -> list[str] | None:
@@ -113,6 +108,9 @@ def _candidate_conditions(node: Node, moment: datetime):
     ]
     if not _wechat_ready(node, moment):
         conditions.append(Allocation.needs_wechat.is_(False))
+    if not node_sources.runs_rss(node):
+        # Allocations are never mixed (scheduling chunks per source): WeChat work only.
+        conditions.append(Allocation.needs_wechat.is_(True))
     subsets = _label_subsets(node.labels)
     if subsets is not None:
         conditions.append(Allocation.label_key.in_(subsets))
@@ -192,6 +190,7 @@ def claim(node: Node, max_count: int, wait: int) -> list[dict]:
         return lease_payloads(claim_once(node, max_count))
     try:
         deadline = time.monotonic() + wait
+        started_at = now()
         claimed = claim_once(node, max_count)
         while not claimed and time.monotonic() < deadline:
             # Never hold a transaction (SQLite: the write lock) while waiting.
@@ -200,6 +199,8 @@ def claim(node: Node, max_count: int, wait: int) -> list[dict]:
             db.session.refresh(node)
             if not node.is_active or node.deleted_at is not None:
                 raise ApiError(codes.NODE_DISABLED)  # disabled while it waited
+            if node.claim_cancelled_at and node.claim_cancelled_at >= started_at:
+                break  # the node is stopping (POST /cascade/claim/cancel)
             # Look before writing: an idle fleet's long-polls stay read-only.
             if _anything_claimable(node):
                 claimed = claim_once(node, max_count)
@@ -308,16 +309,22 @@ def _record_feed_results(node: Node, allocation: Allocation, results: list[dict]
         .where(Article.feed_id.in_(allocation.feed_ids)).group_by(Article.feed_id)
     ).all())
     feeds = db.session.execute(
-        db.select(Feed.id, Feed.sync_time, Feed.update_time)
+        db.select(Feed.id, Feed.sync_time, Feed.update_time, Feed.source_type)
         .where(Feed.id.in_(allocation.feed_ids))).all()
-    for feed_id, sync_time, update_time in feeds:
+    for feed_id, sync_time, update_time, source_type in feeds:
         result = by_feed.get(feed_id)
         ok = bool(result and result.get("success", True))
+        status = "success" if ok else ("failed" if result else "not_reported")
+        error = (result or {}).get("error")
+        if ok and not node_sources.supports(node, source_type):
+            # It cannot have collected this feed: "success" here is not freshness.
+            ok, status = False, "unsupported"
+            error = f"node {node.name!r} does not run {source_type} sources"
         db.session.execute(
             db.update(Feed).where(Feed.id == feed_id).values(
                 last_run_at=moment, last_run_node_id=node.id,
-                last_run_status="success" if ok else ("failed" if result else "not_reported"),
-                last_run_error=(result or {}).get("error"),
+                last_run_status=status,
+                last_run_error=error,
                 sync_time=int(moment.timestamp()) if ok else sync_time,
                 update_time=max(update_time or 0, latest.get(feed_id) or 0),
                 # Bookkeeping, not an admin change: updated_at (on the wire) stays put.
@@ -380,3 +387,13 @@ def release_node_leases(node_id: str, moment: datetime | None = None) -> int:
             leased_to=None, lease_expires_at=None, last_error="node removed", updated_at=moment,
         ).execution_options(synchronize_session=False)
     ).rowcount
+
+
+def cancel_claim_wait(node: Node) -> dict:
+    """End the node's waiting claims: they answer "no work" within one poll interval."""
+    moment = now()
+    db.session.execute(
+        db.update(Node).where(Node.id == node.id)
+        .values(claim_cancelled_at=moment, updated_at=Node.updated_at)
+        .execution_options(synchronize_session=False))
+    return {"node_id": node.id, "cancelled_at": isoformat_z(moment)}

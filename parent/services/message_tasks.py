@@ -14,6 +14,7 @@ from ..models import Allocation, MessageTask
 from ..models.work import ALLOC_DEAD, ALLOC_PENDING
 from ..models.replication import ENTITY_MESSAGE_TASK
 from . import replication
+from ..paging import first_row as _first
 
 STATUS_ENABLED = 1
 
@@ -61,7 +62,8 @@ def get_task(task_id: str) -> MessageTask:
     return task
 
 
-def list_tasks(filters: dict, page: int, page_size: int) -> tuple[list[MessageTask], int]:
+def list_tasks(filters: dict, page: int, page_size: int,
+               offset: int | None = None) -> tuple[list[MessageTask], int]:
     conditions = []
     if filters.get("status") is not None:
         conditions.append(MessageTask.status == filters["status"])
@@ -70,7 +72,7 @@ def list_tasks(filters: dict, page: int, page_size: int) -> tuple[list[MessageTa
     ).scalar_one()
     rows = db.session.execute(
         db.select(MessageTask).where(*conditions).order_by(MessageTask.created_at, MessageTask.id)
-        .limit(page_size).offset((page - 1) * page_size)
+        .limit(page_size).offset(_first(page, page_size, offset))
     ).scalars().all()
     return list(rows), total
 

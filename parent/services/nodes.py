@@ -18,8 +18,10 @@ from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
+from . import node_sources
 from .leasing import release_node_leases
 from .sync_logs import log_sync
+from ..paging import first_row as _first
 
 
 def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
@@ -43,6 +45,7 @@ def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
         "hostname": node.hostname,
         "running": node.running,
         "capabilities": node.capabilities or {},
+        **node_sources.describe(node),
         "callback_url": node.callback_url,
         "api_key": node.api_key,
         "has_credentials": node.api_key is not None,
@@ -92,7 +95,8 @@ def _status_condition(status: str, moment: datetime):
     )
 
 
-def list_nodes(filters: dict, page: int, page_size: int) -> tuple[list[Node], int]:
+def list_nodes(filters: dict, page: int, page_size: int,
+               offset: int | None = None) -> tuple[list[Node], int]:
     moment = now()
     conditions = [Node.deleted_at.is_(None)]
     if filters.get("node_type") is not None:
@@ -104,7 +108,7 @@ def list_nodes(filters: dict, page: int, page_size: int) -> tuple[list[Node], in
     ).scalar_one()
     rows = db.session.execute(
         db.select(Node).where(*conditions).order_by(Node.created_at, Node.id)
-        .limit(page_size).offset((page - 1) * page_size)
+        .limit(page_size).offset(_first(page, page_size, offset))
     ).scalars().all()
     return list(rows), total
 

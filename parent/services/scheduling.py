@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from sqlalchemy import func
 
+from shared.timeutil import isoformat_z
+
 from ..auth import settings
 from ..clock import now
 from ..extensions import db
@@ -32,6 +34,30 @@ def latest_slot(cron_exp: str, moment: datetime, tz_name: str = "UTC") -> dateti
     start = moment.replace(microsecond=0).astimezone(tz) + timedelta(seconds=1)
     slot = croniter(cron_exp, start, second_at_beginning=len(parts) == 6).get_prev(datetime)
     return slot.astimezone(timezone.utc)
+
+
+def next_slot(cron_exp: str, moment: datetime, tz_name: str = "UTC") -> datetime:
+    """Return the first due time of a cron expression after ``moment``."""
+    parts = cron_exp.split()
+    start = moment.replace(microsecond=0).astimezone(ZoneInfo(tz_name))
+    slot = croniter(cron_exp, start, second_at_beginning=len(parts) == 6).get_next(datetime)
+    return slot.astimezone(timezone.utc)
+
+
+def schedule_view(task: MessageTask, moment: datetime | None = None) -> dict:
+    """When an enabled task runs next, in UTC and in the zone its cron is read in."""
+    tz_name = settings().schedule_timezone
+    view = {"schedule_timezone": tz_name, "next_run_at": None, "next_run_local": None}
+    if task.status != STATUS_ENABLED or not task.cron_exp:
+        return view
+    try:
+        slot = next_slot(task.cron_exp, moment or now(), tz_name)
+    except (ValueError, KeyError):
+        return view
+    local = slot.astimezone(ZoneInfo(tz_name))
+    view.update(next_run_at=isoformat_z(slot),
+                next_run_local=f"{local:%Y-%m-%d %H:%M:%S} {tz_name} (UTC{local:%z})")
+    return view
 
 
 def label_key(labels) -> str:
@@ -71,6 +97,12 @@ def _insert_run(task: MessageTask, slot: datetime, trigger: str) -> str | None:
     return db.session.execute(statement).scalar()
 
 
+def _by_source(feeds: list[Feed]) -> list[list[Feed]]:
+    wechat = [feed for feed in feeds if feed.source_type == SOURCE_WECHAT]
+    others = [feed for feed in feeds if feed.source_type != SOURCE_WECHAT]
+    return [group for group in (others, wechat) if group]
+
+
 def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
                         coalesce: bool) -> list[Allocation]:
     cfg = settings()
@@ -80,8 +112,10 @@ def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
         feeds = [feed for feed in feeds if feed.id not in queued]
     size = cfg.feeds_per_allocation
     allocations = []
-    for start in range(0, len(feeds), size):
-        chunk = feeds[start:start + size]
+    # One source per allocation, so a node is only handed sources it runs.
+    chunks = [group[start:start + size]
+              for group in _by_source(feeds) for start in range(0, len(group), size)]
+    for chunk in chunks:
         labels = sorted(set(task.labels or []).union(*(set(f.labels or []) for f in chunk)))
         allocations.append(Allocation(
             run_id=run_id, task_id=task.id, feed_ids=[feed.id for feed in chunk],

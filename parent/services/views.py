@@ -14,6 +14,7 @@ from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_FAILED
+from ..paging import first_row as _first
 
 FRESHNESS = ((3600, "fresh"), (86400, "recent"), (3 * 86400, "stale"))
 
@@ -41,7 +42,8 @@ def allocation_to_dict(allocation: Allocation) -> dict:
     }
 
 
-def list_allocations(filters: dict, page: int, page_size: int):
+def list_allocations(filters: dict, page: int, page_size: int,
+                     offset: int | None = None):
     conditions = []
     for name, column in (("status", Allocation.status), ("task_id", Allocation.task_id),
                          ("node_id", Allocation.leased_to), ("run_id", Allocation.run_id)):
@@ -52,7 +54,7 @@ def list_allocations(filters: dict, page: int, page_size: int):
     rows = db.session.execute(
         db.select(Allocation).where(*conditions)
         .order_by(Allocation.created_at.desc(), Allocation.id)
-        .limit(page_size).offset((page - 1) * page_size)).scalars().all()
+        .limit(page_size).offset(_first(page, page_size, offset))).scalars().all()
     return list(rows), total
 
 
@@ -67,14 +69,16 @@ def freshness(sync_time: int | None, moment: datetime) -> str:
     return "outdated"
 
 
-def feed_status(filters: dict, page: int, page_size: int) -> tuple[list[dict], int]:
+def feed_status(filters: dict, page: int, page_size: int,
+                offset: int | None = None) -> tuple[list[dict], int]:
     moment = now()
     feeds = db.session.execute(db.select(Feed).order_by(Feed.sync_time, Feed.id)).scalars().all()
     rows = [(feed, freshness(feed.sync_time, moment)) for feed in feeds]
     if filters.get("freshness"):
         rows = [row for row in rows if row[1] == filters["freshness"]]
     total = len(rows)
-    rows = rows[(page - 1) * page_size: page * page_size]
+    first = _first(page, page_size, offset)
+    rows = rows[first:first + page_size]
     ids = [feed.id for feed, _ in rows]
     counts = dict(db.session.execute(
         db.select(Article.feed_id, func.count()).where(Article.feed_id.in_(ids))

@@ -100,3 +100,62 @@ def test_a_config_yaml_shared_with_the_parent_is_accepted(tmp_path):
         "cascade:\n  allow_plain_auth: false\n  lease_ttl: 300\n  parent_api_url: http://p:8001\n"
         f"  api_key: {KEY}\n  api_secret: {SECRET}\n", encoding="utf-8")
     assert load_config(str(path), environ={}).parent_api_url == "http://p:8001"
+
+
+@pytest.mark.parametrize("word", ["child", "Child", "CHILD", "1", 1])
+def test_node_type_takes_the_guides_word_and_the_apis_number(word, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cascade:\n  node_type: {word}\n", encoding="utf-8")
+    assert load_config(str(path), environ=GOOD).node_type == 1
+    assert load_config(environ={**GOOD, "CASCADE_NODE_TYPE": str(word)}).node_type == 1
+
+
+def test_the_guides_parent_block_given_to_the_child_says_it_configures_a_parent(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("# config.yaml\ncascade:\n  enabled: False  # 父节点不需要启用级联\n"
+                    "  node_type: parent\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    message = str(info.value)
+    assert "configures a parent" in message and str(path) in message
+    assert "CASCADE_PARENT_URL" not in message
+
+
+def test_a_parent_config_file_given_to_the_child_is_named_as_such(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("db: sqlite:///data/parent.db\nsecret_key: abcdefghijklmnopqrstuvwxyz\n"
+                    "cascade:\n  lease_ttl: 300\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert "configures a parent" in str(info.value) and "db, secret_key" in str(info.value)
+
+
+def test_node_type_parent_from_the_environment_is_blamed_on_the_environment():
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={**GOOD, "CASCADE_NODE_TYPE": "parent"})
+    assert "CASCADE_NODE_TYPE=parent" in str(info.value)
+    assert "configures a parent" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://parent:8001/api/v1", "http://parent:8001/api/v1/",
+                                 "http://parent:8001/api/v1/wx/cascade",
+                                 "http://parent:8001/api/v1/cascade"])
+def test_a_parent_url_with_the_api_path_is_refused_naming_the_root(url):
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={**GOOD, "CASCADE_PARENT_URL": url})
+    assert "http://parent:8001)" in str(info.value) and "CASCADE_PARENT_URL" in str(info.value)
+
+
+def test_a_parent_behind_a_path_prefix_is_still_accepted():
+    config = load_config(environ={**GOOD, "CASCADE_PARENT_URL": "https://example.com/werss"})
+    assert config.parent_api_url == "https://example.com/werss"
+
+
+def test_the_guides_parent_block_makes_werss_child_exit_2_with_that_message(tmp_path):
+    (tmp_path / "config.yaml").write_text("cascade:\n  enabled: False\n  node_type: parent\n",
+                                          encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "child", "run"],
+                            env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "configures a parent" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -81,7 +81,12 @@ def prefix(request):
 
 
 @pytest.fixture
-def werss(client, node, clock, prefix):
+def werss(client, admin, node, clock, prefix):
+    if prefix != "/api/v1/wx/cascade":
+        # On our own prefix the parent cannot tell a WeRSS node: its admin says what it runs.
+        response = admin.put(f"/api/v1/cascade/nodes/{node.node_id}",
+                             json={"sources": ["wechat"]})
+        assert response.status_code == 200, response.get_json()
     return WeRSSNode(client, node, clock, prefix)
 
 
@@ -89,9 +94,10 @@ def werss(client, node, clock, prefix):
 def work(admin):
     feeds = []
     for index in range(2):
+        # WeChat accounts: the work a WeRSS node runs (it has no RSS collector).
         response = admin.post("/api/v1/feeds", json={
-            "mp_name": f"feed{index}", "source_type": "rss",
-            "source_url": f"http://127.0.0.1:1/feed{index}.xml"})
+            "mp_name": f"feed{index}", "source_type": "wechat",
+            "faker_id": ["Mzk0MTYzMzMxMA==", "Mzk0MTYzMzMxMQ=="][index]})
         assert response.status_code == 201, response.get_json()
         feeds.append(response.get_json()["data"]["id"])
     response = admin.post("/api/v1/message-tasks",

@@ -103,3 +103,46 @@ def test_the_shipped_config_example_loads_and_states_the_defaults():
     settings = load_settings(environ={"WERSS_CONFIG": str(example)})
     assert asdict(settings.cascade) == asdict(CascadeSettings()), \
         "config.example.yaml and the defaults in parent/config.py disagree"
+
+
+@pytest.mark.parametrize("word", ["parent", "Parent", "PARENT", "0", 0])
+def test_node_type_takes_the_guides_word_and_the_apis_number(tmp_path, word):
+    settings = load_settings(environ={"WERSS_CONFIG": _yaml(
+        tmp_path, f"cascade:\n  enabled: False\n  node_type: {word}\n")})
+    assert settings.cascade.node_type == 0 and settings.cascade.enabled is False
+
+
+def test_the_guides_parent_block_is_valid_verbatim(tmp_path):
+    text = ("# config.yaml\ncascade:\n  enabled: False  # 父节点不需要启用级联\n"
+            "  node_type: parent\n")
+    assert load_settings(environ={"WERSS_CONFIG": _yaml(tmp_path, text)}).cascade.node_type == 0
+
+
+@pytest.mark.parametrize("word", ["child", "1"])
+def test_a_childs_node_type_given_to_the_parent_says_so(tmp_path, word):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"WERSS_CONFIG": _yaml(tmp_path, f"cascade:\n  node_type: {word}\n")})
+    assert "configures a child" in str(info.value) and "werss-child" in str(info.value)
+
+
+def test_schedule_timezone_defaults_to_the_hosts_zone_from_tz(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    assert load_settings(environ={}).cascade.schedule_timezone == "Asia/Shanghai"
+    monkeypatch.setenv("TZ", ":Europe/Berlin")
+    assert load_settings(environ={}).cascade.schedule_timezone == "Europe/Berlin"
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    explicit = load_settings(environ={"WERSS_CASCADE_SCHEDULE_TIMEZONE": "UTC"})
+    assert explicit.cascade.schedule_timezone == "UTC"
+
+
+def test_host_timezone_falls_back_to_localtime_then_utc():
+    from parent.config import host_timezone
+
+    assert host_timezone({"TZ": "Not/AZone"}) == host_timezone({})
+    assert host_timezone({"TZ": "America/New_York"}) == "America/New_York"
+
+
+def test_werss_timezone_defaults_to_shanghai_and_is_validated(tmp_path):
+    assert load_settings(environ={}).cascade.werss_timezone == "Asia/Shanghai"
+    with pytest.raises(ConfigError, match="cascade.werss_timezone"):
+        load_settings(environ={"WERSS_CASCADE_WERSS_TIMEZONE": "Mars/Base"})

@@ -1,0 +1,109 @@
+"""Quick checks of the deployment files that need no Docker (run in every `make test`)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.deploy.stack import COMPOSE_FILE
+from tests.deploy.engine import REPO
+
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.mark.parametrize("path", [".env", "child.env", "config.yaml", "data/child.env"])
+def test_files_holding_secrets_are_git_ignored(path):
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path])
+    assert ignored.returncode == 0, f"{path} is not git-ignored"
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_services_use_only_syntax_docker_compose_1_29_reads(name):
+    service = COMPOSE["services"][name]
+    # Compose 2.24+ only: env_file entries with path/required, depends_on ... required.
+    assert all(isinstance(entry, str) for entry in service.get("env_file", [])), service
+    for condition in (service.get("depends_on") or {}).values():
+        assert "required" not in condition, service
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_services_depend_only_on_services_that_are_enabled_with_them(name):
+    # Compose v2 refuses `up` when a dependency sits in a profile that is not enabled.
+    profiles = set(COMPOSE["services"][name].get("profiles", []))
+    for dependency in COMPOSE["services"][name].get("depends_on") or {}:
+        needed = set(COMPOSE["services"][dependency].get("profiles", []))
+        assert not needed or needed & profiles, (name, dependency)
+
+
+ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"
+# A stand-in werss-parent: `db upgrade` fails until the marker file exists; `serve` and any
+# other command print what they were called with.
+FAKE_PARENT = """#!/bin/sh
+if [ "$1 $2" = "db upgrade" ]; then
+  echo "upgrade attempt" >> "$WORKDIR/attempts"
+  [ -e "$WORKDIR/db-ready" ] || { echo "connection refused" >&2; exit 1; }
+  exit 0
+fi
+echo "werss-parent $*"
+"""
+
+
+@pytest.fixture
+def entrypoint_env(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "werss-parent"
+    fake.write_text(FAKE_PARENT)
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "WORKDIR": str(tmp_path)}
+
+
+def _entrypoint(env, *args, timeout=20):
+    return subprocess.run([str(ENTRYPOINT), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_entrypoint_upgrades_then_serves_with_the_arguments(entrypoint_env, tmp_path):
+    (tmp_path / "db-ready").touch()
+    done = _entrypoint(entrypoint_env, "--workers", "4")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["werss-parent serve --bind 0.0.0.0:8001 --workers 4"]
+
+
+def test_entrypoint_runs_a_werss_command_as_it_is(entrypoint_env, tmp_path):
+    done = _entrypoint(entrypoint_env, "werss-parent", "list-nodes")
+    assert done.stdout.splitlines() == ["werss-parent list-nodes"]
+    assert not (tmp_path / "attempts").exists()
+
+
+def test_entrypoint_waits_for_the_database(entrypoint_env, tmp_path):
+    process = subprocess.Popen([str(ENTRYPOINT)], env=entrypoint_env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    (tmp_path / "db-ready").touch()
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "the database upgrade failed; retrying in 2 s" in err
+    assert out.splitlines() == ["werss-parent serve --bind 0.0.0.0:8001"]
+    assert len((tmp_path / "attempts").read_text().splitlines()) >= 2
+
+
+def test_entrypoint_gives_up_after_werss_db_wait(entrypoint_env):
+    done = _entrypoint({**entrypoint_env, "WERSS_DB_WAIT": "0"})
+    assert done.returncode == 1
+    assert "connection refused" in done.stderr
+    assert "failed for 0 s (WERSS_DB_WAIT); giving up" in done.stderr
+
+
+def test_entrypoint_stops_at_once_on_sigterm_while_waiting(entrypoint_env):
+    process = subprocess.Popen([str(ENTRYPOINT)], env=entrypoint_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 143
+    assert time.monotonic() - started < 5
