@@ -33,3 +33,16 @@ def test_metrics_show_nodes_feeds_and_requests(admin, client, node, clock):
     assert "werss_feeds 1.0" in text
     assert 'werss_http_requests_total{method="POST",route="/api/v1/cascade/heartbeat",status="200"}' in text
     assert node.api_secret not in text and node.api_key not in text
+
+
+def test_made_up_methods_and_routes_do_not_grow_metrics(client):
+    """Issue 8 item 6: each invented method used to become a new series."""
+    for i in range(50):
+        client.open("/healthz", method=f"BREW{i}")
+        client.get(f"/no/such/route/{i}")
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert "BREW" not in text
+    assert text.count('method="OTHER"') == 1
+    assert "/no/such/route" not in text
+    assert 'route="unmatched"' in text
