@@ -43,6 +43,6 @@ def test_made_up_methods_and_routes_do_not_grow_metrics(client):
     text = client.get("/metrics").get_data(as_text=True)
 
     assert "BREW" not in text
-    assert text.count('method="OTHER"') == 1
+    assert text.count('werss_http_requests_total{method="OTHER"') == 1
     assert "/no/such/route" not in text
     assert 'route="unmatched"' in text
