@@ -50,6 +50,7 @@ class CascadeSettings:
     work_retention_days: int = 30
     trusted_proxies: int = 0
     long_poll_slots: int = 4
+    max_rate_limit_wait: int = 86400
 
     @property
     def offline_after_seconds(self) -> int:
@@ -163,7 +164,7 @@ _POSITIVE_INTS = {
     "heartbeat_interval", "sync_interval", "max_body_bytes", "sync_log_retention_days",
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
-    "retry_backoff", "work_retention_days", "long_poll_slots",
+    "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
 }
 
 
