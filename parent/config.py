@@ -51,6 +51,7 @@ class CascadeSettings:
     trusted_proxies: int = 0
     long_poll_slots: int = 4
     max_rate_limit_wait: int = 86400
+    min_cron_interval: int = 60
 
     @property
     def offline_after_seconds(self) -> int:
@@ -165,6 +166,7 @@ _POSITIVE_INTS = {
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
     "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
+    "min_cron_interval",
 }
 
 

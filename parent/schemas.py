@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from croniter import croniter
+from datetime import datetime, timezone
+
+from croniter import CroniterBadDateError, croniter
+from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from shared.schemas import (
@@ -53,6 +56,35 @@ def validate_cron(expression: str) -> None:
         raise ValidationError("A cron expression has 5 fields (or 6 with seconds first).")
     if not ok:
         raise ValidationError(f"{expression!r} is not a valid cron expression.")
+    _check_cron_fires(expression, seconds_first=len(parts) == 6)
+
+
+CRON_SAMPLES = 24  # consecutive firings checked against the minimum interval
+
+
+def _check_cron_fires(expression: str, seconds_first: bool) -> None:
+    """Refuse a cron that never fires (``0 0 31 2 *``) or fires more often than allowed."""
+    minimum = _min_cron_interval()
+    iterator = croniter(expression, datetime(2026, 1, 1, tzinfo=timezone.utc),
+                        second_at_beginning=seconds_first)
+    try:
+        previous = iterator.get_next(float)
+        for _ in range(CRON_SAMPLES):
+            following = iterator.get_next(float)
+            if following - previous < minimum:
+                raise ValidationError(
+                    f"{expression!r} fires every {following - previous:g} s; the shortest "
+                    f"interval allowed is {minimum} s (cascade.min_cron_interval).")
+            previous = following
+    except CroniterBadDateError:
+        raise ValidationError(f"{expression!r} never fires (no such date).") from None
+
+
+def _min_cron_interval() -> int:
+    try:
+        return current_app.config["WERSS_SETTINGS"].cascade.min_cron_interval
+    except (RuntimeError, KeyError, AttributeError):  # outside an app: the default
+        return 60
 
 
 class LoginSchema(_AdminInput):
