@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -167,9 +168,13 @@ def _refuse_impossible_paths():
         raise ApiError(codes.NOT_FOUND)
 
 
+# Echoed into the access log and responses: no quotes, spaces or '=' that could forge fields.
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/-]{1,128}\Z")
+
+
 def _assign_request_id():
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    if incoming and len(incoming) <= 128 and incoming.isprintable() and incoming.isascii():
+    if _REQUEST_ID_RE.match(incoming):
         g.request_id = incoming
     else:
         g.request_id = uuid.uuid4().hex
