@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import io
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -69,6 +70,11 @@ class RssCollector:
             log.debug("%s not modified", _describe(url))
             return []
         body, headers = fetched
+        body, replaced = _replace_impossible_characters(body)
+        if replaced:
+            # One such reference used to make the whole feed unparseable on every run.
+            log.warning("%s: replaced %d character reference(s) to no character (e.g. a lone "
+                        "surrogate) with U+FFFD", _describe(url), replaced)
         try:
             # Relative links (and RSS guids, which feedparser treats as links) resolve
             # against the configured URL, not the redirect target: ids must not change when
@@ -175,6 +181,31 @@ class RssCollector:
         if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
             return CollectError(message, retryable=True)
         return CollectError(message, retryable=False)
+
+
+_CHAR_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _replace_impossible_characters(body: bytes) -> tuple[bytes, int]:
+    """Replace references to lone surrogates, NUL and code points past U+10FFFF with U+FFFD.
+
+    Only the bad character goes: the rest of its title or description, and every other
+    item, are collected as usual.
+    """
+    if b"&#" not in body:
+        return body, 0
+    count = 0
+
+    def replace(match: re.Match) -> bytes:
+        nonlocal count
+        hex_digits, decimal = match.groups()
+        value = int(hex_digits, 16) if hex_digits else int(decimal)
+        if value == 0 or 0xD800 <= value <= 0xDFFF or value > 0x10FFFF:
+            count += 1
+            return b"&#xFFFD;"
+        return match.group(0)
+
+    return _CHAR_REFERENCE.sub(replace, body), count
 
 
 def _retry_after(value: str | None, now: datetime) -> datetime | None:

@@ -406,3 +406,20 @@ def test_collector_for_other_sources_is_refused_for_good(cache, session, source_
         collector_for(source_type, cache, session)
 
     assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize("reference", ["&#xD800;", "&#xdfff;", "&#55296;", "&#0;", "&#x110000;"])
+def test_one_impossible_character_does_not_break_the_feed(server, collector, reference):
+    """Issue 8 item 4: a lone surrogate reference made the whole feed fail on every run."""
+    url = server.serve("/feed.xml", Reply(body=rss_with(
+        "<item><title>好的</title><link>https://example.org/1</link><guid isPermaLink='false'>g1</guid></item>"
+        f"<item><title>坏{reference}字</title><link>https://example.org/2</link><guid isPermaLink='false'>g2</guid>"
+        f"<description>描{reference}述</description></item>"),
+        headers={"Content-Type": "application/rss+xml"}))
+
+    articles = {a.id: a for a in collector.collect(feed_for(url))}
+
+    assert set(articles) == {"g1", "g2"}
+    assert articles["g1"].title == "好的"
+    assert articles["g2"].title == "坏\ufffd字" and articles["g2"].description == "描\ufffd述"
+    articles["g2"].to_wire()["title"].encode("utf-8")  # sendable to the parent
