@@ -84,7 +84,7 @@ def test_text_template_is_sent_as_rendered_plain_text(receiver, notifier):
     assert request.body.decode("utf-8") == (
         "技术周刊 更新了 2 篇：\n"
         '- 第二篇 "引号" https://example.org/2 (2024-05-02 08:00:00)\n'
-        "- 第一篇 https://example.org/1 (2024-05-01 08:00:00)\n")
+        "- 第一篇 https://example.org/1 (2024-05-01 08:00:00)")  # cleaned as WeRSS does
 
 
 def test_werss_style_json_template_arrives_as_valid_json(receiver, notifier):
@@ -96,8 +96,9 @@ def test_werss_style_json_template_arrives_as_valid_json(receiver, notifier):
 
     [request] = receiver.requests
     assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    # As in WeRSS, iterations are joined with a newline (escaped inside a JSON string).
     assert json.loads(request.body)["markdown"]["text"] == (
-        '[第二篇 "引号"](https://example.org/2) <p>摘要二</p>\n'
+        '[第二篇 "引号"](https://example.org/2) <p>摘要二</p>\n\n'
         "[第一篇](https://example.org/1) 摘要一\n")
 
 
