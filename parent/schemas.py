@@ -87,6 +87,16 @@ def _min_cron_interval() -> int:
         return 60
 
 
+def validate_template(template: str) -> None:
+    """Refuse at save time what the child could never render (``{{= expr }}``, bad syntax)."""
+    from child.templates import TemplateError, check_template  # the child's own renderer
+
+    try:
+        check_template(template)
+    except TemplateError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class LoginSchema(_AdminInput):
     username = SafeStr(required=True, min_length=1, max_length=64)
     password = SafeStr(required=True, min_length=1, max_length=1024)
@@ -230,7 +240,7 @@ class HeadersField(fields.Field):
 class MessageTaskCreateSchema(_AdminInput):
     name = SafeStr(required=True, min_length=1, max_length=255)
     message_type = StrictInt(minimum=0, maximum=1, load_default=0)
-    message_template = SafeStr(max_length=100_000, load_default="")
+    message_template = SafeStr(max_length=100_000, load_default="", validate=validate_template)
     web_hook_url = HttpUrl(load_default="")
     headers = HeadersField(load_default=dict)
     cookies = SafeStr(max_length=8000, load_default="")
@@ -259,7 +269,7 @@ class MessageTaskCreateSchema(_AdminInput):
 class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     name = SafeStr(min_length=1, max_length=255)
     message_type = StrictInt(minimum=0, maximum=1)
-    message_template = SafeStr(max_length=100_000)
+    message_template = SafeStr(max_length=100_000, validate=validate_template)
     web_hook_url = HttpUrl()
     headers = HeadersField()
     cookies = SafeStr(max_length=8000)
@@ -267,6 +277,17 @@ class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     cron_exp = SafeStr(min_length=1, max_length=120, validate=validate_cron)
     status = StrictInt(minimum=0, maximum=1)
     labels = labels_field()
+
+
+class MessageTaskPreviewSchema(_AdminInput):
+    task_id = SafeStr(max_length=64, load_default=None)
+    message_type = StrictInt(minimum=0, maximum=1, load_default=None)
+    message_template = SafeStr(max_length=100_000, load_default=None, validate=validate_template)
+    feed_id = SafeStr(max_length=64, load_default=None)
+    articles = fields.String(validate=validate.OneOf(["recent", "sample"]), load_default="recent")
+    limit = StrictInt(minimum=1, maximum=50, load_default=5)
+    content_format = fields.String(validate=validate.OneOf(["html", "text", "markdown"]),
+                                   load_default="html")
 
 
 class MessageTaskListQuerySchema(PageQuerySchema):
