@@ -204,7 +204,8 @@ class Agent:
         from .collectors import collector_for
 
         return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
-                             self.source_session)
+                             self.source_session,
+                             allow_private_addresses=self.config.allow_private_addresses)
 
     def _notifier(self, task: dict):
         if self._notifier_factory:

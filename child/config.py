@@ -39,6 +39,7 @@ class ChildConfig:
     health_listen: str | None = None
     request_timeout: float = 30.0
     claim_wait: int = 25
+    allow_private_addresses: bool = False
     source: str = "environment"
 
 
@@ -58,6 +59,7 @@ ENV_NAMES = {
     "health_listen": "CASCADE_HEALTH_LISTEN",
     "request_timeout": "CASCADE_REQUEST_TIMEOUT",
     "claim_wait": "CASCADE_CLAIM_WAIT",
+    "allow_private_addresses": "CASCADE_ALLOW_PRIVATE_ADDRESSES",
 }
 # Keys of the parent's own `cascade:` section: a config.yaml shared by both roles is fine.
 PARENT_ONLY_KEYS = {
@@ -256,5 +258,6 @@ def _validate(values: dict, source: str) -> ChildConfig:
         health_listen=health,
         request_timeout=timeout,
         claim_wait=_int(values, "claim_wait", 25, 0, 30),
+        allow_private_addresses=_bool(values, "allow_private_addresses", False),
         source=source,
     )

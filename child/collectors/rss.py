@@ -28,6 +28,7 @@ from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 from requests.structures import CaseInsensitiveDict
 
 from .. import __version__
+from ..addresses import PrivateAddressError, check_public_url
 from .base import MAX_ARTICLES, MAX_ID, CollectedArticle, CollectError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class RssCollector:
 
     def __init__(self, cache, session: requests.Session, timeout: float = 20, *,
                  max_bytes: int = MAX_BYTES, max_redirects: int = MAX_REDIRECTS,
-                 total_timeout: float | None = None,
+                 total_timeout: float | None = None, allow_private_addresses: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.cache = cache
         self.session = session
@@ -57,6 +58,7 @@ class RssCollector:
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        self.allow_private_addresses = allow_private_addresses
         self.clock = clock
 
     def collect(self, feed: dict) -> list[CollectedArticle]:
@@ -109,6 +111,13 @@ class RssCollector:
         deadline = time.monotonic() + self.total_timeout
         current = url
         for _ in range(self.max_redirects + 1):
+            if not self.allow_private_addresses:
+                try:
+                    check_public_url(current)
+                except PrivateAddressError as exc:
+                    what = "the source" if current == url else "a redirect"
+                    raise CollectError(f"{_describe(current)} refused ({what}): {exc}",
+                                       retryable=False) from None
             try:
                 response = self.session.get(current, headers=headers, stream=True,
                                             allow_redirects=False,
