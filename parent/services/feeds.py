@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import Feed
 from ..models.replication import ENTITY_FEED
 from ..schemas import FeedCreateSchema
-from . import replication
+from . import bulk, replication
 from ..paging import first_row as _first
 
 MAX_IMPORT_ROWS = 5000
@@ -245,16 +245,22 @@ def parse_opml(document: bytes) -> list[dict]:
 
 
 def import_feeds(rows: list) -> dict:
+    """Import feeds, one import at a time on SQLite (see ``bulk``)."""
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise ApiError(codes.PAYLOAD_TOO_LARGE, f"Import at most {MAX_IMPORT_ROWS} feeds at a time.")
+    # End the request's transaction (on SQLite it holds the write lock) before waiting.
+    db.session.commit()
+    with bulk.one_big_write_at_a_time():
+        return _import_feeds(rows)
+
+
+def _import_feeds(rows: list) -> dict:
     """Validate each row, create the good ones, and say exactly what was left out and why.
 
     Rows are written IMPORT_CHUNK at a time, each chunk in a transaction of its own: on
     SQLite one 5,000-feed transaction held the write lock long enough to starve nodes'
     heartbeats. A chunk is all or nothing; an import stopped midway keeps earlier chunks.
     """
-    if len(rows) > MAX_IMPORT_ROWS:
-        raise ApiError(codes.PAYLOAD_TOO_LARGE, f"Import at most {MAX_IMPORT_ROWS} feeds at a time.")
-    # End the request's transaction (on SQLite it holds the write lock) before validating.
-    db.session.commit()
     schema = FeedCreateSchema()
     rejected, candidates = [], []
     for index, row in enumerate(rows, start=1):
