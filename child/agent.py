@@ -212,7 +212,8 @@ class Agent:
             return self._notifier_factory(task)
         from .notifiers import notifier_for
 
-        return notifier_for(task, self.source_session)
+        return notifier_for(task, self.source_session,
+                            content_format=self.config.content_format)
 
     def execute(self, work: LeaseWork) -> None:
         """Collect each leased feed, push what is new, upload, then complete the lease."""

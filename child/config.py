@@ -40,6 +40,7 @@ class ChildConfig:
     request_timeout: float = 30.0
     claim_wait: int = 25
     allow_private_addresses: bool = False
+    content_format: str = "html"
     source: str = "environment"
 
 
@@ -60,6 +61,7 @@ ENV_NAMES = {
     "request_timeout": "CASCADE_REQUEST_TIMEOUT",
     "claim_wait": "CASCADE_CLAIM_WAIT",
     "allow_private_addresses": "CASCADE_ALLOW_PRIVATE_ADDRESSES",
+    "content_format": "CASCADE_CONTENT_FORMAT",
 }
 # Keys of the parent's own `cascade:` section: a config.yaml shared by both roles is fine.
 PARENT_ONLY_KEYS = {
@@ -237,6 +239,10 @@ def _validate(values: dict, source: str) -> ChildConfig:
         host, _, port = str(health).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{_label('health_listen')}: expected HOST:PORT, got {health!r}")
+    content_format = str(values.get("content_format") or "html").strip().lower()
+    if content_format not in ("html", "text", "markdown"):
+        raise ConfigError(f"{_label('content_format')}: expected html, text or markdown, "
+                          f"got {content_format!r}")
     try:
         timeout = float(values.get("request_timeout", 30.0))
     except ValueError:
@@ -259,5 +265,6 @@ def _validate(values: dict, source: str) -> ChildConfig:
         request_timeout=timeout,
         claim_wait=_int(values, "claim_wait", 25, 0, 30),
         allow_private_addresses=_bool(values, "allow_private_addresses", False),
+        content_format=content_format,
         source=source,
     )

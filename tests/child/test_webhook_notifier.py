@@ -263,3 +263,17 @@ def test_a_token_echoed_on_its_own_is_blanked_from_the_error(url_tail, echo, sec
         with pytest.raises(NotifyError) as caught:
             WebhookNotifier(requests.Session()).push(task_for(server.url(url_tail)), FEED, ARTICLES)
     assert secret not in str(caught.value)
+
+
+def test_the_content_format_setting_reaches_the_template(receiver):
+    """WeRSS's webhook.content_format: the child's CASCADE_CONTENT_FORMAT."""
+    task = task_for(receiver.url("/hook"), "{% for a in articles %}{{ a.content }}{% endfor %}")
+    article = CollectedArticle(id="c1", mp_id="feed-1", title="t", url="https://example.org/c",
+                               pic_url="", description="", publish_time=0,
+                               content="<h2>标题</h2><p>正文</p>")
+    with requests.Session() as session:
+        session.trust_env = False
+        notifier_for(task, session, content_format="markdown").push(task, FEED, [article])
+
+    [request] = receiver.requests
+    assert request.body.decode("utf-8") == "## 标题\n\n正文"
