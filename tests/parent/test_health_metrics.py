@@ -15,7 +15,9 @@ def test_healthz_is_503_in_the_envelope_when_the_database_is_gone(tmp_path):
 
     app = create_app({"db": f"sqlite:///{tmp_path}/missing-dir/../nope/x.db",
                       "secret_key": "k" * 32}, environ={})
-    # Make the file unopenable: a directory where the database file should be.
+    # Make the file unopenable: a directory where the database file should be (the app
+    # created the file, 0600, when it started).
+    (tmp_path / "nope" / "x.db").unlink(missing_ok=True)
     (tmp_path / "nope" / "x.db").mkdir(parents=True)
     response = app.test_client().get("/healthz")
     body = response.get_json()
