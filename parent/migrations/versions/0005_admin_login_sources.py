@@ -1,7 +1,7 @@
 """admin login sources: addresses an admin has logged in from (login throttling)
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0009
 Create Date: 2026-12-01
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0004'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
