@@ -85,7 +85,7 @@ WERSS_WEBHOOK_TEXT = """{
           "description": "<p>一</p>",
           "publish_time": "2024-05-01 08:00:00"
         },
-      
+\x20\x20\x20\x20\x20\x20
         {
           "id": "a2",
           "mp_id": "feed-1",

@@ -89,7 +89,7 @@ def test_slow_clients_do_not_stop_heartbeats(parent, node_http):
     parts = urlsplit(parent.base_url)
     slow = []
     try:
-        for index in range(40):
+        for _ in range(40):
             sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
             sock.sendall(b"POST /api/v1/cascade/heartbeat HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             slow.append(sock)
