@@ -202,6 +202,7 @@ class ChildAgent:
         # sync 300 s, capacity 4) stays at the agent's defaults.
         env = _clean_env(CASCADE_PARENT_URL=base_url, CASCADE_API_KEY=creds.api_key,
                          CASCADE_API_SECRET=creds.api_secret, CASCADE_DATA_DIR=str(data_dir),
+                         CASCADE_ALLOW_PRIVATE_ADDRESSES="true",
                          NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -283,6 +283,20 @@ def work_warnings(leasing: dict | None, queue: dict | None, children: dict | Non
     return warnings
 
 
+def render_slow_clients(section: dict) -> list[str]:
+    """The slowloris section: heartbeats while slow connections trickle."""
+    attacked, quiet = section["under_attack"], section["quiet"]
+    return [
+        "",
+        f"slow clients: {section['slow_connections']} half-sent connections for "
+        f"{section['window_s']:g} s; {section['still_open_at_end']} still open at the end",
+        f"  heartbeats under attack: {attacked['answered_200']}/{attacked['requests']} answered, "
+        f"{attacked['under_1s']} under 1 s; p50 {attacked['p50_s']} s, p95 {attacked['p95_s']} s, "
+        f"max {attacked['max_s']} s (quiet: p50 {quiet['p50_s']} s)",
+        f"  goal (every heartbeat under 1 s): {'met' if section['goal_met'] else 'NOT met'}",
+    ]
+
+
 def render_table(results: dict) -> str:
     """The human summary printed at the end of a run: one table per section."""
     lines = render_http(results)
@@ -292,6 +306,8 @@ def render_table(results: dict) -> str:
         lines += render_queue(results["claim_queue"])
     if results.get("children"):
         lines += render_children(results["children"])
+    if results.get("slow_clients"):
+        lines += render_slow_clients(results["slow_clients"])
     lines.append("")
     for warning in results["warnings"]:
         lines.append(f"WARNING: {warning}")

@@ -11,6 +11,7 @@ dispatch-to-results with 1 and 4 children).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import secrets
@@ -41,7 +42,7 @@ from .servers import ServerStartError, baseline_server, subject_server
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
 EXIT_SETUP = 2
-SECTIONS = ("http", "leasing", "queue", "children")
+SECTIONS = ("http", "leasing", "queue", "children", "slowloris")
 
 
 def _serve_defaults() -> dict:
@@ -251,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = None
+    leasing = queue = children = slow_clients = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -311,6 +312,15 @@ def run(args: argparse.Namespace) -> int:
         worker_counts = {server.name: len(server.worker_pids()) for server in servers}
         for server in servers:  # the children's idle figures need a quiet machine
             server.stop()
+
+        if "slowloris" in sections:
+            from .slowloris import slowloris_section
+
+            slow_clients = slowloris_section(env, fleet[0], args.workers, args.server_threads,
+                                             workdir, window=8.0 if args.quick else 20.0)
+            print(f"bench: slowloris: {json.dumps(slow_clients['under_attack'])}", flush=True)
+            if not slow_clients["goal_met"]:
+                warnings.append("slowloris: a heartbeat took 1 s or more under 100 slow clients")
 
         if "children" in sections:
             try:
@@ -387,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
         "leasing": leasing,
         "claim_queue": queue,
         "children": children,
+        "slow_clients": slow_clients,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }

@@ -204,14 +204,16 @@ class Agent:
         from .collectors import collector_for
 
         return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
-                             self.source_session)
+                             self.source_session,
+                             allow_private_addresses=self.config.allow_private_addresses)
 
     def _notifier(self, task: dict):
         if self._notifier_factory:
             return self._notifier_factory(task)
         from .notifiers import notifier_for
 
-        return notifier_for(task, self.source_session)
+        return notifier_for(task, self.source_session,
+                            content_format=self.config.content_format)
 
     def execute(self, work: LeaseWork) -> None:
         """Collect each leased feed, push what is new, upload, then complete the lease."""

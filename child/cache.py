@@ -7,6 +7,7 @@ sources, the durable outbox of writes to the parent, and the leases in hand.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -34,12 +35,28 @@ _MIGRATIONS = {
 }
 
 
+def _prepare_private_file(path: Path) -> None:
+    """Create the data directory 0700 and the cache 0600: it holds webhook tokens and cookies.
+
+    Files left 0644 by an older version are tightened; an existing directory keeps its mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        try:
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
+        except (FileNotFoundError, PermissionError):
+            pass
+
+
 class LocalCache:
     """Thread-safe access to the cache database (one connection, one lock)."""
 
     def __init__(self, data_dir: str | Path):
         self.path = Path(data_dir) / "child-cache.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_private_file(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)

@@ -39,6 +39,8 @@ class ChildConfig:
     health_listen: str | None = None
     request_timeout: float = 30.0
     claim_wait: int = 25
+    allow_private_addresses: bool = False
+    content_format: str = "html"
     source: str = "environment"
 
 
@@ -58,6 +60,8 @@ ENV_NAMES = {
     "health_listen": "CASCADE_HEALTH_LISTEN",
     "request_timeout": "CASCADE_REQUEST_TIMEOUT",
     "claim_wait": "CASCADE_CLAIM_WAIT",
+    "allow_private_addresses": "CASCADE_ALLOW_PRIVATE_ADDRESSES",
+    "content_format": "CASCADE_CONTENT_FORMAT",
 }
 # Keys of the parent's own `cascade:` section: a config.yaml shared by both roles is fine.
 PARENT_ONLY_KEYS = {
@@ -67,6 +71,7 @@ PARENT_ONLY_KEYS = {
     "maintenance_interval", "bcrypt_rounds", "test_connection_timeout", "schedule_timezone",
     "retry_backoff", "work_retention_days", "trusted_proxies", "long_poll_slots",
     "werss_timezone",
+    "max_rate_limit_wait", "min_cron_interval", "public_base_url",
 }
 # Top-level keys only a parent's config.yaml has (docs/CONFIGURATION.md).
 PARENT_TOP_LEVEL_KEYS = {"db", "secret_key", "secret_key_file", "port"}
@@ -234,6 +239,10 @@ def _validate(values: dict, source: str) -> ChildConfig:
         host, _, port = str(health).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{_label('health_listen')}: expected HOST:PORT, got {health!r}")
+    content_format = str(values.get("content_format") or "html").strip().lower()
+    if content_format not in ("html", "text", "markdown"):
+        raise ConfigError(f"{_label('content_format')}: expected html, text or markdown, "
+                          f"got {content_format!r}")
     try:
         timeout = float(values.get("request_timeout", 30.0))
     except ValueError:
@@ -255,5 +264,7 @@ def _validate(values: dict, source: str) -> ChildConfig:
         health_listen=health,
         request_timeout=timeout,
         claim_wait=_int(values, "claim_wait", 25, 0, 30),
+        allow_private_addresses=_bool(values, "allow_private_addresses", False),
+        content_format=content_format,
         source=source,
     )

@@ -72,6 +72,7 @@ set -a; . "$CHILD_ENV"; set +a
 # heartbeat and sync intervals are the ones the parent hands out.
 CASCADE_ENABLED=true CASCADE_NODE_TYPE=1 CASCADE_PARENT_URL="http://127.0.0.1:${PORT}" \
   CASCADE_DATA_DIR=data/child CASCADE_HEALTH_LISTEN="$CHILD_HEALTH" \
+  CASCADE_ALLOW_PRIVATE_ADDRESSES=true \
   "$BIN/werss-child" run &
 pids+=($!)
 

@@ -86,8 +86,11 @@ def _absolute_sqlite_url(database_url: str) -> str:
 
 def _prepare_sqlite_directory(database_url: str) -> None:
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not url.database.startswith("file:"):
+        from .files import prepare_private_sqlite_file
+
+        prepare_private_sqlite_file(url.database)
 
 
 def _tune_engine(engine) -> None:

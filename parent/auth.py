@@ -93,6 +93,12 @@ def authenticate_node() -> Node:
 
 
 def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -> None:
+    keys = [key for key, _ in request.args.items(multi=True)]
+    if len(keys) != len(set(keys)):
+        # The signature covers the sorted pairs, so reordering duplicates keeps it valid
+        # while Flask reads the first value: a signed request names each key once.
+        raise ApiError(codes.BAD_REQUEST, "A signed request may not repeat a query key.",
+                       details={"repeated": sorted({k for k in keys if keys.count(k) > 1})[:10]})
     body = request.get_data(cache=True)
     ok = signing.verify_signature(
         secret, parsed, request.method, raw_request_path(),

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -50,6 +51,9 @@ class CascadeSettings:
     work_retention_days: int = 30
     trusted_proxies: int = 0
     long_poll_slots: int = 4
+    max_rate_limit_wait: int = 86400
+    min_cron_interval: int = 60
+    public_base_url: str | None = None
 
     @property
     def offline_after_seconds(self) -> int:
@@ -163,7 +167,8 @@ _POSITIVE_INTS = {
     "heartbeat_interval", "sync_interval", "max_body_bytes", "sync_log_retention_days",
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
-    "retry_backoff", "work_retention_days", "long_poll_slots",
+    "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
+    "min_cron_interval",
 }
 
 
@@ -187,6 +192,8 @@ def _build_cascade(values: dict) -> CascadeSettings:
             parsed[name] = _as_int(key, value, minimum=4, maximum=16)
         elif name == "trusted_proxies":
             parsed[name] = _as_int(key, value, minimum=0, maximum=5)
+        elif name == "public_base_url":
+            parsed[name] = _as_base_url(key, value)
         elif name in ("schedule_timezone", "werss_timezone"):
             parsed[name] = _as_timezone(key, value)
         elif name == "test_connection_timeout":
@@ -242,6 +249,17 @@ def _as_timezone(key: str, value: Any) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{key}: unknown time zone {name!r} (e.g. UTC, Asia/Shanghai)") from None
     return name
+
+
+def _as_base_url(key: str, value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{key}: expected an http(s) URL such as https://rss.example.com, "
+                          f"got {text[:100]!r}")
+    return text
 
 
 def _as_bool(key: str, value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -17,6 +18,10 @@ from shared.envelope import REQUEST_ID_HEADER, error_body
 from .extensions import db
 
 log = logging.getLogger(__name__)
+
+# An error answer echoes at most this much of what the client sent (field names, values).
+MAX_ECHOED_CHARS = 200
+MAX_ECHOED_FIELDS = 50
 
 
 class ApiError(Exception):
@@ -82,7 +87,27 @@ def handle_api_error(exc: ApiError):
 
 def handle_validation_error(exc: ValidationError):
     _rollback()
-    return error_response(codes.VALIDATION_FAILED, details=exc.normalized_messages())
+    return error_response(codes.VALIDATION_FAILED, details=bounded_echo(exc.normalized_messages()))
+
+
+def bounded_echo(value: Any, depth: int = 0) -> Any:
+    """Cut what an error echoes: long names and texts are shortened, long lists and maps cut."""
+    if isinstance(value, str):
+        if len(value) > MAX_ECHOED_CHARS:
+            return f"{value[:MAX_ECHOED_CHARS]}... ({len(value)} characters)"
+        return value
+    if depth > 5:
+        return "..."
+    if isinstance(value, dict):
+        items = list(value.items())
+        bounded = {bounded_echo(str(key) if not isinstance(key, str) else key, depth + 1):
+                   bounded_echo(item, depth + 1) for key, item in items[:MAX_ECHOED_FIELDS]}
+        if len(items) > MAX_ECHOED_FIELDS:
+            bounded["_truncated"] = [f"{len(items) - MAX_ECHOED_FIELDS} more not shown"]
+        return bounded
+    if isinstance(value, (list, tuple)):
+        return [bounded_echo(item, depth + 1) for item in value[:MAX_ECHOED_FIELDS]]
+    return value
 
 
 def handle_integrity_error(exc: IntegrityError):
@@ -126,6 +151,13 @@ def handle_http_exception(exc: HTTPException):
 
 def handle_unexpected(exc: Exception):
     _rollback()
+    if type(exc).__module__.startswith("gunicorn.http"):
+        # gunicorn raises its parser's errors (a bad chunk size, a body cut short) while
+        # the app reads the body: the client's fault, not ours.
+        log.info("malformed request body on %s %s: %s", request.method, request.path,
+                 type(exc).__name__)
+        return error_response(codes.BAD_REQUEST, "The request body is malformed (bad chunked "
+                                                 "encoding or cut short).")
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(codes.INTERNAL_ERROR)
 
@@ -136,9 +168,13 @@ def _refuse_impossible_paths():
         raise ApiError(codes.NOT_FOUND)
 
 
+# Echoed into the access log and responses: no quotes, spaces or '=' that could forge fields.
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/-]{1,128}\Z")
+
+
 def _assign_request_id():
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    if incoming and len(incoming) <= 128 and incoming.isprintable() and incoming.isascii():
+    if _REQUEST_ID_RE.match(incoming):
         g.request_id = incoming
     else:
         g.request_id = uuid.uuid4().hex

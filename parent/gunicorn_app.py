@@ -51,7 +51,8 @@ def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        # gthread whose event loop reads each request first: slow clients hold no thread.
+        "worker_class": "parent.gunicorn_worker.BufferingThreadWorker",
         # Claims long-poll for up to 30 s; leave room above that.
         "timeout": 75,
         "graceful_timeout": 30,

@@ -15,6 +15,8 @@ from flask import Flask, g, request
 from sqlalchemy import func
 
 _METRICS: dict = {}
+# Labels take only these values: an invented method or an unknown path must not add a series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _request_metrics():
@@ -88,7 +90,9 @@ def _start_timer():
 def _observe(response):
     route = request.url_rule.rule if request.url_rule else "unmatched"
     metrics = _request_metrics()
-    metrics["requests"].labels(request.method, route, str(response.status_code)).inc()
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    status = response.status_code if 100 <= response.status_code <= 599 else 0
+    metrics["requests"].labels(method, route, str(status)).inc()
     started = g.get("request_started")
     if started is not None:
         metrics["latency"].labels(route).observe(time.perf_counter() - started)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from croniter import croniter
+from datetime import datetime, timezone
+
+from croniter import CroniterBadDateError, croniter
+from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from shared.schemas import (
@@ -53,6 +56,45 @@ def validate_cron(expression: str) -> None:
         raise ValidationError("A cron expression has 5 fields (or 6 with seconds first).")
     if not ok:
         raise ValidationError(f"{expression!r} is not a valid cron expression.")
+    _check_cron_fires(expression, seconds_first=len(parts) == 6)
+
+
+CRON_SAMPLES = 24  # consecutive firings checked against the minimum interval
+
+
+def _check_cron_fires(expression: str, seconds_first: bool) -> None:
+    """Refuse a cron that never fires (``0 0 31 2 *``) or fires more often than allowed."""
+    minimum = _min_cron_interval()
+    iterator = croniter(expression, datetime(2026, 1, 1, tzinfo=timezone.utc),
+                        second_at_beginning=seconds_first)
+    try:
+        previous = iterator.get_next(float)
+        for _ in range(CRON_SAMPLES):
+            following = iterator.get_next(float)
+            if following - previous < minimum:
+                raise ValidationError(
+                    f"{expression!r} fires every {following - previous:g} s; the shortest "
+                    f"interval allowed is {minimum} s (cascade.min_cron_interval).")
+            previous = following
+    except CroniterBadDateError:
+        raise ValidationError(f"{expression!r} never fires (no such date).") from None
+
+
+def _min_cron_interval() -> int:
+    try:
+        return current_app.config["WERSS_SETTINGS"].cascade.min_cron_interval
+    except (RuntimeError, KeyError, AttributeError):  # outside an app: the default
+        return 60
+
+
+def validate_template(template: str) -> None:
+    """Refuse at save time what the child could never render (``{{= expr }}``, bad syntax)."""
+    from child.templates import TemplateError, check_template  # the child's own renderer
+
+    try:
+        check_template(template)
+    except TemplateError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class LoginSchema(_AdminInput):
@@ -198,7 +240,7 @@ class HeadersField(fields.Field):
 class MessageTaskCreateSchema(_AdminInput):
     name = SafeStr(required=True, min_length=1, max_length=255)
     message_type = StrictInt(minimum=0, maximum=1, load_default=0)
-    message_template = SafeStr(max_length=100_000, load_default="")
+    message_template = SafeStr(max_length=100_000, load_default="", validate=validate_template)
     web_hook_url = HttpUrl(load_default="")
     headers = HeadersField(load_default=dict)
     cookies = SafeStr(max_length=8000, load_default="")
@@ -227,7 +269,7 @@ class MessageTaskCreateSchema(_AdminInput):
 class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     name = SafeStr(min_length=1, max_length=255)
     message_type = StrictInt(minimum=0, maximum=1)
-    message_template = SafeStr(max_length=100_000)
+    message_template = SafeStr(max_length=100_000, validate=validate_template)
     web_hook_url = HttpUrl()
     headers = HeadersField()
     cookies = SafeStr(max_length=8000)
@@ -235,6 +277,17 @@ class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     cron_exp = SafeStr(min_length=1, max_length=120, validate=validate_cron)
     status = StrictInt(minimum=0, maximum=1)
     labels = labels_field()
+
+
+class MessageTaskPreviewSchema(_AdminInput):
+    task_id = SafeStr(max_length=64, load_default=None)
+    message_type = StrictInt(minimum=0, maximum=1, load_default=None)
+    message_template = SafeStr(max_length=100_000, load_default=None, validate=validate_template)
+    feed_id = SafeStr(max_length=64, load_default=None)
+    articles = fields.String(validate=validate.OneOf(["recent", "sample"]), load_default="recent")
+    limit = StrictInt(minimum=1, maximum=50, load_default=5)
+    content_format = fields.String(validate=validate.OneOf(["html", "text", "markdown"]),
+                                   load_default="html")
 
 
 class MessageTaskListQuerySchema(PageQuerySchema):

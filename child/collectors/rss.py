@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import io
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -27,6 +28,7 @@ from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 from requests.structures import CaseInsensitiveDict
 
 from .. import __version__
+from ..addresses import PrivateAddressError, check_public_url
 from .base import MAX_ARTICLES, MAX_ID, CollectedArticle, CollectError
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class RssCollector:
 
     def __init__(self, cache, session: requests.Session, timeout: float = 20, *,
                  max_bytes: int = MAX_BYTES, max_redirects: int = MAX_REDIRECTS,
-                 total_timeout: float | None = None,
+                 total_timeout: float | None = None, allow_private_addresses: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.cache = cache
         self.session = session
@@ -56,6 +58,7 @@ class RssCollector:
         self.total_timeout = total_timeout if total_timeout is not None else 3 * timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        self.allow_private_addresses = allow_private_addresses
         self.clock = clock
 
     def collect(self, feed: dict) -> list[CollectedArticle]:
@@ -69,6 +72,11 @@ class RssCollector:
             log.debug("%s not modified", _describe(url))
             return []
         body, headers = fetched
+        body, replaced = _replace_impossible_characters(body)
+        if replaced:
+            # One such reference used to make the whole feed unparseable on every run.
+            log.warning("%s: replaced %d character reference(s) to no character (e.g. a lone "
+                        "surrogate) with U+FFFD", _describe(url), replaced)
         try:
             # Relative links (and RSS guids, which feedparser treats as links) resolve
             # against the configured URL, not the redirect target: ids must not change when
@@ -103,6 +111,13 @@ class RssCollector:
         deadline = time.monotonic() + self.total_timeout
         current = url
         for _ in range(self.max_redirects + 1):
+            if not self.allow_private_addresses:
+                try:
+                    check_public_url(current)
+                except PrivateAddressError as exc:
+                    what = "the source" if current == url else "a redirect"
+                    raise CollectError(f"{_describe(current)} refused ({what}): {exc}",
+                                       retryable=False) from None
             try:
                 response = self.session.get(current, headers=headers, stream=True,
                                             allow_redirects=False,
@@ -175,6 +190,31 @@ class RssCollector:
         if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
             return CollectError(message, retryable=True)
         return CollectError(message, retryable=False)
+
+
+_CHAR_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _replace_impossible_characters(body: bytes) -> tuple[bytes, int]:
+    """Replace references to lone surrogates, NUL and code points past U+10FFFF with U+FFFD.
+
+    Only the bad character goes: the rest of its title or description, and every other
+    item, are collected as usual.
+    """
+    if b"&#" not in body:
+        return body, 0
+    count = 0
+
+    def replace(match: re.Match) -> bytes:
+        nonlocal count
+        hex_digits, decimal = match.groups()
+        value = int(hex_digits, 16) if hex_digits else int(decimal)
+        if value == 0 or 0xD800 <= value <= 0xDFFF or value > 0x10FFFF:
+            count += 1
+            return b"&#xFFFD;"
+        return match.group(0)
+
+    return _CHAR_REFERENCE.sub(replace, body), count
 
 
 def _retry_after(value: str | None, now: datetime) -> datetime | None:

@@ -13,7 +13,8 @@ MESSAGE_TYPE_MESSAGE = 0
 MESSAGE_TYPE_WEBHOOK = 1
 
 
-def notifier_for(task: dict, session: requests.Session, timeout: float = 20) -> Notifier:
+def notifier_for(task: dict, session: requests.Session, timeout: float = 20, *,
+                 content_format: str = "html") -> Notifier:
     """Return the notifier for ``task``: a webhook, a no-op without a URL, or a refusal."""
     if not (task.get("web_hook_url") or "").strip():
         return NoopNotifier()
@@ -21,7 +22,7 @@ def notifier_for(task: dict, session: requests.Session, timeout: float = 20) -> 
     if message_type == MESSAGE_TYPE_WEBHOOK:
         from .webhook import WebhookNotifier
 
-        return WebhookNotifier(session, timeout)
+        return WebhookNotifier(session, timeout, content_format=content_format)
     if message_type == MESSAGE_TYPE_MESSAGE:
         return UnsupportedNotifier(
             "message channels (DingTalk/Feishu/WeCom) are not supported yet")

@@ -6,7 +6,6 @@ reach a log line or an error message.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Callable
@@ -15,13 +14,12 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from ..collectors.base import CollectedArticle
-from ..templates import TemplateError, render
+from ..messages import build_message
+from ..templates import TemplateError
 from .base import NotifyError
 
 log = logging.getLogger(__name__)
 
-JSON_TYPE = "application/json; charset=utf-8"
-TEXT_TYPE = "text/plain; charset=utf-8"
 MAX_ERROR_BODY = 200
 
 
@@ -29,9 +27,11 @@ class WebhookNotifier:
     """POST the task's message (its template rendered, or a default JSON document)."""
 
     def __init__(self, session: requests.Session, timeout: float = 20, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone()):
+                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+                 content_format: str = "html"):
         self.session = session
         self.timeout = timeout
+        self.content_format = content_format  # html, text or markdown, as WeRSS's setting
         self.clock = clock  # its time zone is the one dates are shown in
 
     def push(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> int:
@@ -81,22 +81,11 @@ class WebhookNotifier:
 
     def _body(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> tuple[str, str]:
         wire = [article.to_wire() for article in articles]
-        template = task.get("message_template") or ""
-        if not template.strip():
-            document = {"task": {"id": task.get("id"), "name": task.get("name")},
-                        "feed": {"id": feed.get("id"), "mp_name": feed.get("mp_name")},
-                        "articles": wire}
-            return json.dumps(document, ensure_ascii=False), JSON_TYPE
         try:
-            text = render(template, feed=feed, articles=wire, task=task, now=self.clock())
+            return build_message(task, feed, wire, self.clock(), self.content_format)
         except TemplateError as exc:
             raise NotifyError(f"the message template of task {task.get('id')} cannot be "
                               f"rendered: {exc}", retryable=False) from None
-        try:
-            json.loads(text)
-        except ValueError:
-            return text, TEXT_TYPE
-        return text, JSON_TYPE
 
 
 def _headers(task: dict) -> tuple[dict[str, str], list[str]]:

@@ -4,8 +4,11 @@ from flask import Blueprint
 
 from ..auth import admin_required
 from ..paging import page_body
-from ..schemas import MessageTaskCreateSchema, MessageTaskListQuerySchema, MessageTaskUpdateSchema
-from ..services import message_tasks, scheduling
+from ..schemas import (
+    MessageTaskCreateSchema, MessageTaskListQuerySchema, MessageTaskPreviewSchema,
+    MessageTaskUpdateSchema,
+)
+from ..services import message_tasks, previews, scheduling
 from ._io import load_body, load_query, respond
 
 bp = Blueprint("message_tasks", __name__)
@@ -21,6 +24,12 @@ def _admin_view(task) -> dict:
 def create_task():
     task = message_tasks.create_task(load_body(MessageTaskCreateSchema()))
     return respond(_admin_view(task), "任务创建成功", status=201)
+
+
+@bp.post("/message-tasks/preview")
+@admin_required
+def preview_task():
+    return respond(previews.preview_message(load_body(MessageTaskPreviewSchema())))
 
 
 @bp.get("/message-tasks")

@@ -8,6 +8,7 @@ from marshmallow import EXCLUDE, Schema
 
 from shared.schemas import QueryInt
 
+from ..auth import settings
 from ..services import outputs
 from ._io import load_query
 
@@ -36,8 +37,13 @@ def one_feed(feed_id, kind):
 
 def _serve(feed_id, kind):
     query = load_query(FeedOutputQuerySchema())
+    public = settings().public_base_url
+    # Without a configured public address the links come from the Host header: never let
+    # a shared cache hand one client's Host to another.
+    base_url = f"{public}/" if public else request.url_root
+    self_url = f"{public}{request.path}" if public else request.base_url
     document = outputs.build_feed_document(
-        feed_id, kind, query["limit"], base_url=request.url_root, self_url=request.base_url,
+        feed_id, kind, query["limit"], base_url=base_url, self_url=self_url,
         if_none_match=request.headers.get("If-None-Match"),
         if_modified_since=request.headers.get("If-Modified-Since"),
     )
@@ -47,5 +53,9 @@ def _serve(feed_id, kind):
     if document.last_modified is not None:
         response.last_modified = document.last_modified
     # Readers poll; a short lifetime plus cheap revalidation keeps new articles visible.
-    response.headers["Cache-Control"] = "public, max-age=60"
+    if public:
+        response.headers["Cache-Control"] = "public, max-age=60"
+    else:
+        response.headers["Cache-Control"] = "private, max-age=60"
+        response.headers["Vary"] = "Host, X-Forwarded-Host, X-Forwarded-Proto"
     return response

@@ -1,6 +1,6 @@
 """Every model, imported here so Alembic and create_all() see the whole schema."""
 
-from .admin import Admin, AdminToken, LoginFailure
+from .admin import Admin, AdminLoginSource, AdminToken, LoginFailure
 from .feed import Feed
 from .message_task import MessageTask
 from .node import Node
@@ -12,6 +12,6 @@ from .work import Allocation, Article, Lease, TaskRun
 
 __all__ = [
     "Allocation", "Article", "Lease", "TaskRun",
-    "Admin", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
+    "Admin", "AdminLoginSource", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
     "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
 ]

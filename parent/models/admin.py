@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -40,3 +40,17 @@ class LoginFailure(db.Model):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     throttle_key: Mapped[str] = mapped_column(String(200))
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdminLoginSource(db.Model):
+    """An address an admin has logged in from: it may still try when the username is under
+    attack from everywhere (the global ceiling), so a distributed guesser cannot lock the
+    owner out."""
+
+    __tablename__ = "admin_login_sources"
+    __table_args__ = (UniqueConstraint("admin_id", "source"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(100))
+    last_login_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

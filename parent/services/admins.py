@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import bcrypt
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 
@@ -16,7 +17,7 @@ from ..clock import now
 from ..crypto import cipher
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Admin, AdminToken, LoginFailure
+from ..models import Admin, AdminLoginSource, AdminToken, LoginFailure
 
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt 5 refuses) anything longer
 MIN_PASSWORD_LENGTH = 8
@@ -76,11 +77,47 @@ def count_admins() -> int:
     return db.session.execute(db.select(func.count()).select_from(Admin)).scalar_one()
 
 
+# A username under attack from everywhere takes this many failures per window from all
+# addresses together; beyond that only addresses it has logged in from may still try.
+GLOBAL_CEILING_FACTOR = 20
+KNOWN_SOURCE_DAYS = 90  # an address is remembered this long after its last login
+
+
 def _throttle_keys(username: str, client_ip: str | None) -> list[str]:
-    keys = [f"user:{username.strip().lower()}"]
-    if client_ip:
-        keys.append(f"ip:{client_ip}")
-    return keys
+    """Keys counted for one attempt: (username, address), the address, the username.
+
+    Usernames compare exactly, as the admins table does: ``victim`` and ``Victim`` are two
+    accounts and do not share a throttle.
+    """
+    name = username.strip()
+    source = client_ip or "unknown"
+    return [f"pair:{name}|{source}", f"ip:{source}", f"user:{name}"]
+
+
+def _is_known_source(username: str, client_ip: str | None) -> bool:
+    if not client_ip:
+        return False
+    found = db.session.execute(
+        db.select(AdminLoginSource.id).join(Admin, Admin.id == AdminLoginSource.admin_id)
+        .where(Admin.username == username.strip(), AdminLoginSource.source == client_ip)
+    ).first()
+    return found is not None
+
+
+def _remember_source(admin_id: int, client_ip: str | None, moment) -> None:
+    if not client_ip:
+        return
+    updated = db.session.execute(
+        db.update(AdminLoginSource)
+        .where(AdminLoginSource.admin_id == admin_id, AdminLoginSource.source == client_ip)
+        .values(last_login_at=moment)).rowcount
+    if not updated:
+        try:
+            with db.session.begin_nested():
+                db.session.add(AdminLoginSource(admin_id=admin_id, source=client_ip,
+                                                last_login_at=moment))
+        except IntegrityError:
+            pass  # a parallel login from the same address remembered it first
 
 
 def _check_throttle(keys: list[str], allowance: int = 0) -> None:
@@ -91,7 +128,8 @@ def _check_throttle(keys: list[str], allowance: int = 0) -> None:
     cfg = settings()
     moment = now()
     window_start = moment - timedelta(seconds=cfg.login_window_seconds)
-    limits = {"user": cfg.login_max_failures, "ip": cfg.login_max_failures * 4}
+    limits = {"pair": cfg.login_max_failures, "ip": cfg.login_max_failures * 4,
+              "user": cfg.login_max_failures * GLOBAL_CEILING_FACTOR}
     for key in keys:
         limit = limits[key.split(":", 1)[0]]
         recent = db.session.execute(
@@ -128,7 +166,10 @@ def login(username: str, password: str, client_ip: str | None) -> tuple[str, int
     db.session.add_all(attempts)
     db.session.commit()
     attempt_ids = [attempt.id for attempt in attempts]
-    _check_throttle(keys, allowance=1)
+    # The owner, from an address that has logged in before, is not held by the ceiling a
+    # distributed guesser has reached; a guess still meets its own (username, address) limit.
+    checked = keys if not _is_known_source(username, client_ip) else keys[:2]
+    _check_throttle(checked, allowance=1)
     admin = db.session.execute(
         db.select(Admin).where(Admin.username == username.strip())
     ).scalar_one_or_none()
@@ -148,6 +189,8 @@ def login(username: str, password: str, client_ip: str | None) -> tuple[str, int
         )
     )
     db.session.execute(db.update(Admin).where(Admin.id == admin_id).values(last_login_at=moment))
+    _remember_source(admin_id, client_ip, moment)
+    # Only this address's failures are forgiven: the username's global count stays.
     db.session.execute(db.delete(LoginFailure).where(
         (LoginFailure.throttle_key == keys[0]) | LoginFailure.id.in_(attempt_ids)))
     db.session.commit()
@@ -165,3 +208,5 @@ def prune_tokens_and_failures(window_seconds: int) -> None:
     db.session.execute(
         db.delete(LoginFailure).where(LoginFailure.failed_at < moment - timedelta(seconds=window_seconds))
     )
+    db.session.execute(db.delete(AdminLoginSource).where(
+        AdminLoginSource.last_login_at < moment - timedelta(days=KNOWN_SOURCE_DAYS)))

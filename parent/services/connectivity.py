@@ -25,6 +25,7 @@ _ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _CREDENTIAL_RE = re.compile(r"^[\x21-\x7e]+$")
 # An error envelope is small; a remote streaming more than this is not answering with one.
 _MAX_ERROR_BODY = 64 * 1024
+NO_HTTP_ANSWER = "no HTTP answer"
 
 
 def _remote_error_code(response: requests.Response) -> str | None:
@@ -81,8 +82,10 @@ def test_connection(node_id: str, values: dict) -> dict:
         try:
             response = _get(session, api_url + paths.HEALTHZ)
             response.close()
-        except requests.RequestException as exc:
-            result["error"] = _describe(exc)
+        except requests.RequestException:
+            # One answer for a closed port, a port that does not speak HTTP and a timeout:
+            # test-connection must not tell an admin's browser which local ports are open.
+            result["error"] = NO_HTTP_ANSWER
             return result
         result.update(reachable=True, status_code=response.status_code,
                       latency_ms=round((time.monotonic() - started) * 1000, 1))

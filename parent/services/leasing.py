@@ -344,6 +344,9 @@ def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
         _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
         lease.status = LEASE_RELEASED
     elif rate_limited_until and rate_limited_until > moment:
+        # A node may not park work (or itself) for longer than the documented maximum.
+        rate_limited_until = min(rate_limited_until,
+                                 moment + timedelta(seconds=cfg.max_rate_limit_wait))
         # Rate limiting is not a failed attempt. WeChat limits a login, so the node takes
         # no WeChat work until then and another node may; any other source limits itself,
         # so the allocation waits until then, whoever takes it.

@@ -159,3 +159,13 @@ def test_the_guides_parent_block_makes_werss_child_exit_2_with_that_message(tmp_
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "configures a parent" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_content_format_and_private_addresses_settings():
+    config = load_config(environ=GOOD)
+    assert config.content_format == "html" and config.allow_private_addresses is False
+    config = load_config(environ={**GOOD, "CASCADE_CONTENT_FORMAT": "Markdown",
+                                  "CASCADE_ALLOW_PRIVATE_ADDRESSES": "true"})
+    assert config.content_format == "markdown" and config.allow_private_addresses is True
+    with pytest.raises(ConfigError, match="content_format"):
+        load_config(environ={**GOOD, "CASCADE_CONTENT_FORMAT": "pdf"})

@@ -84,7 +84,7 @@ def cache(tmp_path):
 
 @pytest.fixture
 def collector(cache, session):
-    return RssCollector(cache, session, timeout=5)
+    return RssCollector(cache, session, timeout=5, allow_private_addresses=True)
 
 
 def feed_for(url: str, feed_id: str = "feed-1") -> dict:
@@ -145,7 +145,8 @@ def test_entry_without_guid_or_link_gets_the_same_hashed_id_on_every_child(serve
     ids = []
     for child in ("a", "b"):  # two children, two caches
         cache = LocalCache(tmp_path / child)
-        ids.append(RssCollector(cache, session, timeout=5).collect(feed_for(url))[0].id)
+        collector = RssCollector(cache, session, timeout=5, allow_private_addresses=True)
+        ids.append(collector.collect(feed_for(url))[0].id)
         cache.close()
 
     expected = hashlib.sha256("无链接\nWed, 01 May 2024 00:00:00 GMT".encode()).hexdigest()
@@ -286,7 +287,8 @@ def test_429_with_retry_after_seconds_gives_the_time_to_come_back(server, collec
 
 def test_503_with_retry_after_date_gives_that_date(server, session, cache):
     now = datetime(2024, 5, 1, 0, 0, tzinfo=timezone.utc)
-    collector = RssCollector(cache, session, timeout=5, clock=lambda: now)
+    collector = RssCollector(cache, session, timeout=5, clock=lambda: now,
+                             allow_private_addresses=True)
     url = server.serve("/feed.xml", Reply(503, headers={
         "Retry-After": "Wed, 01 May 2024 00:10:00 GMT"}))
 
@@ -311,7 +313,8 @@ def test_slow_server_times_out_and_can_be_retried(server, session, cache):
     started = time.monotonic()
 
     with pytest.raises(CollectError, match="timed out") as caught:
-        RssCollector(cache, session, timeout=0.3).collect(feed_for(url))
+        RssCollector(cache, session, timeout=0.3,
+                     allow_private_addresses=True).collect(feed_for(url))
 
     assert caught.value.retryable is True
     assert time.monotonic() - started < 2
@@ -322,7 +325,8 @@ def test_server_trickling_bytes_is_cut_off_at_the_total_timeout(server, session,
     started = time.monotonic()
 
     with pytest.raises(CollectError, match="longer than") as caught:
-        RssCollector(cache, session, timeout=0.5, total_timeout=1).collect(feed_for(url))
+        RssCollector(cache, session, timeout=0.5, total_timeout=1,
+                     allow_private_addresses=True).collect(feed_for(url))
 
     assert caught.value.retryable is True
     assert time.monotonic() - started < 3
@@ -335,7 +339,8 @@ def test_oversized_body_is_refused(server, session, cache, content_length):
                                           content_length=content_length))
 
     with pytest.raises(CollectError, match="larger than") as caught:
-        RssCollector(cache, session, timeout=5, max_bytes=64 * 1024).collect(feed_for(url))
+        RssCollector(cache, session, timeout=5, max_bytes=64 * 1024,
+                     allow_private_addresses=True).collect(feed_for(url))
 
     assert caught.value.retryable is False
     assert cache.validators(url) == (None, None)
@@ -393,7 +398,7 @@ def test_feed_without_source_url_is_not_retryable(collector):
 def test_collector_for_rss_fetches_rss(server, cache, session):
     url = server.serve("/feed.xml", Reply(body=RSS2))
 
-    collector = collector_for("rss", cache, session)
+    collector = collector_for("rss", cache, session, allow_private_addresses=True)
 
     assert collector.source_type == "rss"
     assert len(collector.collect(feed_for(url))) == 3
@@ -406,3 +411,74 @@ def test_collector_for_other_sources_is_refused_for_good(cache, session, source_
         collector_for(source_type, cache, session)
 
     assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize("reference", ["&#xD800;", "&#xdfff;", "&#55296;", "&#0;", "&#x110000;"])
+def test_one_impossible_character_does_not_break_the_feed(server, collector, reference):
+    """Issue 8 item 4: a lone surrogate reference made the whole feed fail on every run."""
+    url = server.serve("/feed.xml", Reply(body=rss_with(
+        "<item><title>好的</title><link>https://example.org/1</link><guid isPermaLink='false'>g1</guid></item>"
+        f"<item><title>坏{reference}字</title><link>https://example.org/2</link><guid isPermaLink='false'>g2</guid>"
+        f"<description>描{reference}述</description></item>"),
+        headers={"Content-Type": "application/rss+xml"}))
+
+    articles = {a.id: a for a in collector.collect(feed_for(url))}
+
+    assert set(articles) == {"g1", "g2"}
+    assert articles["g1"].title == "好的"
+    assert articles["g2"].title == "坏\ufffd字" and articles["g2"].description == "描\ufffd述"
+    articles["g2"].to_wire()["title"].encode("utf-8")  # sendable to the parent
+
+
+# --- issue 8 item 12: no internal addresses unless allowed --------------------------------
+
+def test_a_source_on_a_loopback_address_is_refused_by_default(server, cache, session):
+    url = server.serve("/feed.xml", Reply(body=RSS2))
+
+    with pytest.raises(CollectError, match="refused .the source.*allow_private_addresses") as caught:
+        RssCollector(cache, session, timeout=5).collect(feed_for(url))
+
+    assert caught.value.retryable is False
+    assert server.requests_to("/feed.xml") == [], "nothing was fetched"
+
+
+def test_a_redirect_to_an_internal_address_is_not_followed(cache, session, monkeypatch):
+    """The child followed a feed's 302 to 127.0.0.1:.../metrics."""
+    import socket
+
+    import responses
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if host == "feeds.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with responses.RequestsMock() as mocked:
+        mocked.get("http://feeds.example.com/feed.xml", status=302,
+                   headers={"Location": "http://127.0.0.1:8001/metrics"})
+        with pytest.raises(CollectError, match="refused .a redirect.") as caught:
+            RssCollector(cache, session, timeout=5).collect(
+                feed_for("http://feeds.example.com/feed.xml"))
+        assert [call.request.url for call in mocked.calls] == [
+            "http://feeds.example.com/feed.xml"]
+    assert "127.0.0.1" in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.1",
+                                  "172.16.0.9", "169.254.169.254", "[::1]", "[fe80::1]",
+                                  "0.0.0.0", "[::ffff:127.0.0.1]"])
+def test_internal_hosts_are_refused(host):
+    from child.addresses import PrivateAddressError, check_public_url
+
+    with pytest.raises(PrivateAddressError):
+        check_public_url(f"http://{host}:8001/metrics")
+
+
+def test_public_addresses_pass():
+    from child.addresses import check_public_url
+
+    check_public_url("http://93.184.216.34/feed.xml")
+    check_public_url("https://[2606:4700::1111]/feed.xml")

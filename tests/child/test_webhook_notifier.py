@@ -84,7 +84,7 @@ def test_text_template_is_sent_as_rendered_plain_text(receiver, notifier):
     assert request.body.decode("utf-8") == (
         "技术周刊 更新了 2 篇：\n"
         '- 第二篇 "引号" https://example.org/2 (2024-05-02 08:00:00)\n'
-        "- 第一篇 https://example.org/1 (2024-05-01 08:00:00)\n")
+        "- 第一篇 https://example.org/1 (2024-05-01 08:00:00)")  # cleaned as WeRSS does
 
 
 def test_werss_style_json_template_arrives_as_valid_json(receiver, notifier):
@@ -96,8 +96,9 @@ def test_werss_style_json_template_arrives_as_valid_json(receiver, notifier):
 
     [request] = receiver.requests
     assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    # As in WeRSS, iterations are joined with a newline (escaped inside a JSON string).
     assert json.loads(request.body)["markdown"]["text"] == (
-        '[第二篇 "引号"](https://example.org/2) <p>摘要二</p>\n'
+        '[第二篇 "引号"](https://example.org/2) <p>摘要二</p>\n\n'
         "[第一篇](https://example.org/1) 摘要一\n")
 
 
@@ -262,3 +263,17 @@ def test_a_token_echoed_on_its_own_is_blanked_from_the_error(url_tail, echo, sec
         with pytest.raises(NotifyError) as caught:
             WebhookNotifier(requests.Session()).push(task_for(server.url(url_tail)), FEED, ARTICLES)
     assert secret not in str(caught.value)
+
+
+def test_the_content_format_setting_reaches_the_template(receiver):
+    """WeRSS's webhook.content_format: the child's CASCADE_CONTENT_FORMAT."""
+    task = task_for(receiver.url("/hook"), "{% for a in articles %}{{ a.content }}{% endfor %}")
+    article = CollectedArticle(id="c1", mp_id="feed-1", title="t", url="https://example.org/c",
+                               pic_url="", description="", publish_time=0,
+                               content="<h2>标题</h2><p>正文</p>")
+    with requests.Session() as session:
+        session.trust_env = False
+        notifier_for(task, session, content_format="markdown").push(task, FEED, [article])
+
+    [request] = receiver.requests
+    assert request.body.decode("utf-8") == "## 标题\n\n正文"

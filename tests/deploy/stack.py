@@ -138,6 +138,12 @@ class Stack:
         self.compose("--profile", "child", "--profile", "postgres", "down", "-v",
                      "--remove-orphans", check=False, timeout=300)
 
+    def service_healthcheck(self, service: str) -> list[str]:
+        """The compose file's health check command of a service, as an argv list."""
+        test = yaml.safe_load(COMPOSE_FILE.read_text())["services"][service]["healthcheck"]
+        assert test["test"][0] == "CMD", test
+        return test["test"][1:]
+
     def running_services(self) -> list[str]:
         listed = self.compose("--profile", "child", "--profile", "postgres", "ps",
                               "--services", "--filter", "status=running")

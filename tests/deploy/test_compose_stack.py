@@ -88,6 +88,11 @@ def test_parent_and_child_containers_run_the_seed_flow(stack, host_services):
         stack.wait_for(lambda: stack.api("GET", f"/api/v1/cascade/nodes/{node['node_id']}")
                        ["status"] == "online", 120, "the child to come online")
     assert stack.running_services() == ["child", "parent"]
+    # The child's own health check (the compose file's), run inside its container now.
+    healthcheck = stack.service_healthcheck("child")
+    assert stack.compose("exec", "-T", "child", *healthcheck).returncode == 0
+    for service in ("parent", "child"):               # both run as the image's werss user
+        assert stack.compose("exec", "-T", service, "id", "-un").stdout.split() == [b"werss"]
 
     host = f"http://{stack.gateway()}:{host_services.port}"
     feed = stack.api("POST", "/api/v1/feeds", 201, json={

@@ -105,7 +105,9 @@ def start_child(base_url: str, creds: NodeCredentials, workdir: Path, name: str,
         "CASCADE_PARENT_URL": base_url, "CASCADE_API_KEY": creds.api_key,
         "CASCADE_API_SECRET": creds.api_secret, "CASCADE_DATA_DIR": str(data_dir),
         "CASCADE_HEARTBEAT_INTERVAL": "2", "CASCADE_SYNC_INTERVAL": "5",
-        "CASCADE_CLAIM_WAIT": "1", "PYTHONUNBUFFERED": "1", **env})
+        "CASCADE_CLAIM_WAIT": "1", "PYTHONUNBUFFERED": "1",
+        "CASCADE_ALLOW_PRIVATE_ADDRESSES": "true",  # the fake sources listen on 127.0.0.1
+        **env})
     with open(log_path, "ab") as log:
         process = subprocess.Popen([werss_child_executable(), "run"], env=environment,
                                    cwd=workdir, stdout=log, stderr=subprocess.STDOUT,

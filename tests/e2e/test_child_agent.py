@@ -81,8 +81,9 @@ def test_seed_workflow_end_to_end(live_parent, services, children, auth_mode):
     assert sorted((r["article_count"], r["new_count"], r["pushed_count"], r["success"])
                   for r in results) == [(3, 3, 3, True)] * 2
     pushed = sorted(p["body"] for p in services.pushes)
-    assert pushed == ["alpha: [alpha post 1] [alpha post 2] [alpha post 3]",
-                      "beta: [beta post 1] [beta post 2] [beta post 3]"]
+    # As in WeRSS, the loop's iterations are joined with a newline.
+    assert pushed == ["alpha: [alpha post 1]\n [alpha post 2]\n [alpha post 3]",
+                      "beta: [beta post 1]\n [beta post 2]\n [beta post 3]"]
     assert admin.get("/api/v1/articles").json()["data"]["total"] == 6
     operations = {item["operation"] for item in admin.get(
         "/api/v1/cascade/sync-logs", params={"node_id": creds.node_id, "limit": 200}

@@ -640,7 +640,9 @@ def test_a_sent_request_id_is_echoed_on_errors_and_successes(client, node_caller
 
 
 def test_an_unusable_request_id_is_replaced(client):
-    for request_id in ["x" * 200, "bad id\t", "ünïcode".encode().decode("latin-1")]:
+    for request_id in ["x" * 200, "bad id\t", "ünïcode".encode().decode("latin-1"),
+                       # Issue 8 item 15: quotes and spaces forged access-log fields.
+                       'x" status=200 rid="forged', "a b", "a=b", "a'b", "a;b", "a,b"]:
         response = client.get("/nope", headers={"X-Request-ID": request_id})
         body = assert_error_envelope(response, 404, case=request_id)
         assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"]), body

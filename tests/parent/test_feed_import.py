@@ -264,3 +264,43 @@ def test_opml_with_a_doctype_is_refused(admin):
                           headers={"Content-Type": "text/x-opml"})
     assert response.status_code == 422 and response.get_json()["error"] == "validation_failed"
     assert admin.get("/api/v1/feeds").get_json()["data"]["total"] == 0
+
+
+def test_a_big_import_writes_in_short_transactions(app, admin):
+    """Issue 8 item 7: one 5,000-feed transaction held SQLite's write lock long enough that
+    heartbeats of 30 nodes got 503 after waiting 30 s. Each transaction now writes at most
+    IMPORT_CHUNK feeds, and the lock is free between them."""
+    from sqlalchemy import event
+
+    from parent.extensions import db
+    from parent.services.feeds import IMPORT_CHUNK
+
+    rows = [{"source_type": "rss", "source_url": f"https://big.example/{i}.xml",
+             "mp_name": f"big {i}"} for i in range(2 * IMPORT_CHUNK + 100)]
+    rows.append(dict(rows[0]))  # a duplicate of a row two chunks back is still caught
+    per_transaction, current = [], [0]
+
+    def count_inserts(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO FEEDS"):
+            current[0] += len(parameters) if executemany else 1
+
+    def close_transaction(conn):
+        per_transaction.append(current[0])
+        current[0] = 0
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count_inserts)
+    event.listen(engine, "commit", close_transaction)
+    try:
+        response = admin.post(IMPORT, json=rows)
+    finally:
+        event.remove(engine, "before_cursor_execute", count_inserts)
+        event.remove(engine, "commit", close_transaction)
+
+    report = response.get_json()["data"]
+    assert report["created"] == len(rows) - 1 and len(report["skipped"]) == 1
+    assert sum(per_transaction) == len(rows) - 1
+    assert max(per_transaction) <= IMPORT_CHUNK, per_transaction
+    assert admin.get(FEEDS, query_string={"page_size": 1}).get_json()["data"]["total"] \
+        == len(rows) - 1

@@ -375,3 +375,23 @@ def test_statements_do_not_grow_with_items_and_304_skips_the_rows(
     statements.clear()
     fetch(client, path + "?limit=150", status=304, headers={"If-None-Match": etag})
     assert len(statements) == one_item - 1  # validators only: the rows are never read
+
+
+def test_a_forged_host_is_not_cached_publicly_without_a_public_base_url(admin, client):
+    """Issue 8 item 15: the Host header went into links served with Cache-Control: public."""
+    feed_id = make_feed(admin, "hosted", "http://127.0.0.1:1/h.xml")
+    response = fetch(client, f"/feed/{feed_id}.rss", headers={"Host": "evil.example"})
+
+    assert "public" not in response.headers["Cache-Control"]
+    assert "private" in response.headers["Cache-Control"]
+    assert "Host" in response.headers["Vary"]
+
+
+@pytest.mark.parametrize("cascade_settings", [{"public_base_url": "https://rss.example.com/"}])
+def test_links_use_the_public_base_url_whatever_the_host(admin, client, cascade_settings):
+    feed_id = make_feed(admin, "hosted", "http://127.0.0.1:1/h.xml")
+    response = fetch(client, f"/feed/{feed_id}.rss", headers={"Host": "evil.example"})
+
+    assert b"evil.example" not in response.data
+    assert f"https://rss.example.com/feed/{feed_id}.rss".encode() in response.data
+    assert response.headers["Cache-Control"] == "public, max-age=60"

@@ -615,3 +615,16 @@ def test_a_pending_tasks_preview_does_not_lose_a_due_run(app, admin, node_caller
     preview = node_caller.get("/pending-tasks")
     assert preview.status_code == 200
     assert node_caller.post("/claim", json={"max": 1, "wait": 0}).status_code == 200
+
+
+def test_a_node_cannot_park_work_beyond_the_rate_limit_maximum(app, admin, node_caller, work, clock):
+    """Issue 8 item 3: rate_limited_until in year 2200 kept the allocation pending until then."""
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    node_caller.post(f"/leases/{lease['lease_id']}/fail", json={
+        "error": "HTTP 429", "retryable": True, "rate_limited_until": "2200-01-01T00:00:00Z"})
+    clock.advance(86400 - 60)
+    assert lease["allocation_id"] not in [l["allocation_id"] for l in claim_all(node_caller)]
+    clock.advance(120)
+    again = claim_all(node_caller)
+    assert lease["allocation_id"] in [l["allocation_id"] for l in again]

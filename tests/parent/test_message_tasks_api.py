@@ -101,7 +101,8 @@ def test_empty_mps_id_means_every_feed(admin, mps_id):
 
 
 @pytest.mark.parametrize("cron_exp", [
-    "0 8 * * *", "*/5 * * * *", "0 9-18/2 * * 1-5", "30 0 8 * * *", "*/10 * * * * *",
+    "0 8 * * *", "*/5 * * * *", "0 9-18/2 * * 1-5", "30 0 8 * * *", "15 */10 * * * *",
+    "0 0 29 2 *",
 ])
 def test_cron_with_five_or_six_fields_is_accepted(admin, cron_exp):
     assert create(admin, task(cron_exp=cron_exp))["cron_exp"] == cron_exp
@@ -110,6 +111,8 @@ def test_cron_with_five_or_six_fields_is_accepted(admin, cron_exp):
 @pytest.mark.parametrize("cron_exp", [
     "", "every morning", "* * * *", "* * * * * * *", "61 * * * *", "0 25 * * *",
     "0 8 * * 9", "61 0 8 * * *",
+    # Issue 8 item 15: never fires, or more often than cascade.min_cron_interval (60 s).
+    "0 0 31 2 *", "0 0 30 2 *", "*/1 * * * * *", "*/10 * * * * *", "0,30 * * * * *",
 ])
 def test_invalid_cron_is_422_naming_cron_exp(admin, cron_exp):
     body = assert_error(admin.post(TASKS, json=task(cron_exp=cron_exp)), 422, "validation_failed")

@@ -175,3 +175,16 @@ def test_nodes_cannot_use_each_others_nonce_space(admin, client, node, clock):
     for creds in (node, other):
         headers = _signed_headers(creds, clock, nonce=nonce)
         assert client.post("/api/v1/cascade/heartbeat", headers=headers).status_code == 200
+
+
+def test_a_signed_request_with_a_repeated_query_key_is_refused(app, client, node, clock):
+    """Issue 8 item 15: reordering duplicates kept the signature valid while Flask read the
+    first value, so a relay could swap which value the parent acted on."""
+    path = "/api/v1/cascade/feeds/changes"
+    headers = _signed_headers(node, clock, method="GET", path=path, query="since=0&since=5")
+    swapped = client.get(f"{path}?since=5&since=0", headers=headers)
+
+    body = assert_error(swapped, 400, "bad_request")
+    assert body["details"] == {"repeated": ["since"]}
+    with app.app_context():
+        assert db.session.query(UsedNonce).count() == 0, "a refused request writes nothing"
