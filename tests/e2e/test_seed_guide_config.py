@@ -97,7 +97,10 @@ def _stop_quickly(process: subprocess.Popen) -> float:
 def _run_child_through_a_task(admin, services, command, workdir, creds, name) -> None:
     log_path = workdir.parent / f"{name}.log"
     with open(log_path, "wb") as log:
-        child = subprocess.Popen(command, cwd=workdir, env=clean_env(PYTHONUNBUFFERED="1"),
+        # Beside the guide's settings, only what local test servers need: the feed and the
+        # webhook listen on 127.0.0.1, which a child refuses by default.
+        env = clean_env(PYTHONUNBUFFERED="1", CASCADE_ALLOW_PRIVATE_ADDRESSES="true")
+        child = subprocess.Popen(command, cwd=workdir, env=env,
                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_for(lambda: admin.get(f"/api/v1/cascade/nodes/{creds.node_id}")
