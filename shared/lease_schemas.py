@@ -55,5 +55,7 @@ class ArticleSchema(_NodePayload):
 
 class ArticleBatchSchema(_NodePayload):
     lease_id = SafeStr(max_length=36, allow_none=True, load_default=None)
-    articles = fields.List(fields.Nested(ArticleSchema), required=True,
+    # Each article is validated on its own (ArticleSchema), so one bad article is refused
+    # alone and the rest of the batch is stored.
+    articles = fields.List(fields.Raw(), required=True,
                            validate=validate.Length(max=MAX_ARTICLES_PER_BATCH))
