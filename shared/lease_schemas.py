@@ -27,6 +27,8 @@ class LeaseResultSchema(_NodePayload):
     pushed_count = StrictInt(load_default=0)
     success = fields.Boolean(load_default=True)
     error = SafeStr(max_length=4000, allow_none=True, load_default=None)
+    # Articles of this feed the parent refused at upload, each {id, reason}.
+    refused = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=100))
 
 
 class CompleteSchema(_NodePayload):
