@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import func
 
 from shared import errors as codes
-from shared.timeutil import isoformat_z
+from shared.timeutil import isoformat_z, parse_iso
 
 from ..auth import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db
-from ..models import Allocation, Article, Feed, Lease, MessageTask, Node
+from ..models import Allocation, Article, Feed, Lease, MessageTask, MetaValue, Node
 from ..models.delivery import (
     DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SENT, Delivery,
     PushedArticle, TaskFeedStart,
@@ -32,6 +32,9 @@ from .articles import article_to_dict
 from .sqlutil import insert_ignoring_conflicts
 
 MAX_RETRY_DELAY = 3600
+# Written by migration 0006: a task that existed before the parent kept pushed state
+# counts its feeds as joined then, not when the task was made.
+STARTED_AT_KEY = "deliveries.started_at"
 _HOST_CHANNELS = {"oapi.dingtalk.com": "dingtalk", "open.feishu.cn": "feishu",
                   "open.larksuite.com": "feishu", "qyapi.weixin.qq.com": "wecom",
                   "api.day.app": "bark", "sctapi.ftqq.com": "serverchan",
@@ -59,9 +62,12 @@ def _start_of(task: MessageTask, feed: Feed) -> TaskFeedStart:
     start = db.session.execute(db.select(TaskFeedStart).where(
         TaskFeedStart.task_id == task.id, TaskFeedStart.feed_id == feed.id)).scalars().first()
     if start is None:
+        joined = max(task.created_at, feed.created_at)
+        upgraded = db.session.get(MetaValue, STARTED_AT_KEY)
+        if upgraded is not None:
+            joined = max(joined, parse_iso(upgraded.value))
         db.session.execute(insert_ignoring_conflicts(TaskFeedStart, ["task_id", "feed_id"]), [{
-            "task_id": task.id, "feed_id": feed.id,
-            "joined_at": max(task.created_at, feed.created_at)}])
+            "task_id": task.id, "feed_id": feed.id, "joined_at": joined}])
         start = db.session.execute(db.select(TaskFeedStart).where(
             TaskFeedStart.task_id == task.id, TaskFeedStart.feed_id == feed.id)).scalars().one()
     return start
