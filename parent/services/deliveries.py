@@ -125,7 +125,8 @@ def plan(node: Node, lease_id: str, feed_id: str, article_ids: list[str]) -> dic
     allocation = db.session.get(Allocation, lease.allocation_id)
     task = db.session.get(MessageTask, allocation.task_id)
     feed = db.session.get(Feed, feed_id)
-    if task is None or feed is None:
+    if task is None or feed is None or not (task.web_hook_url or "").strip():
+        # Nothing to push to (a collect-only task): no deliveries, nothing reserved.
         return {"deliveries": [], "first_run": False}
     deliveries = _adopt_open(task, feed_id, node, lease, allocation, moment)
 

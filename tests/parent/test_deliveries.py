@@ -7,6 +7,7 @@ from tests.helpers import NodeCaller, assert_error
 from tests.parent.test_leasing import claim_all, dispatch, make_feeds, make_task
 
 pytestmark = pytest.mark.usefixtures("app")
+HOOK = "https://hooks.example.com/h/tok3n-s3cret"
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def feed(admin):
 
 @pytest.fixture
 def task_id(admin, feed):
-    return make_task(admin, message_type=1, web_hook_url="https://hooks.example.com/h/tok3n-s3cret",
+    return make_task(admin, message_type=1, web_hook_url=HOOK,
                      mps_id=[{"id": feed, "mp_name": "f0"}])
 
 
@@ -80,7 +81,8 @@ def test_first_run_pushes_only_articles_published_after_the_feed_joined(
 
 def test_push_newest_adds_that_many_older_articles_on_the_first_run_only(
         admin, node_caller, other, clock, feed):
-    task_id = make_task(admin, push_newest=2, mps_id=[{"id": feed, "mp_name": "f0"}])
+    task_id = make_task(admin, push_newest=2, web_hook_url=HOOK,
+                        mps_id=[{"id": feed, "mp_name": "f0"}])
     lease = run(admin, node_caller, task_id)
     now = clock.timestamp()
     collect(node_caller, lease, [article(feed, f"old-{n}", now - n * 3600) for n in (1, 2, 3)])
@@ -130,7 +132,8 @@ def test_a_delivery_left_by_a_dead_child_is_taken_over_with_the_same_id(
 
 def test_two_tasks_on_one_feed_each_push_their_own_articles(admin, node_caller, clock, feed,
                                                            task_id):
-    second = make_task(admin, name="second", mps_id=[{"id": feed, "mp_name": "f0"}])
+    second = make_task(admin, name="second", web_hook_url=HOOK + "-2",
+                       mps_id=[{"id": feed, "mp_name": "f0"}])
     for tid in (task_id, second):
         lease = run(admin, node_caller, tid)
         collect(node_caller, lease, [article(feed, "a1", clock.timestamp() + 1)])
@@ -219,7 +222,7 @@ def test_a_task_older_than_the_upgrade_does_not_repush_its_history(app, admin, n
     from parent.extensions import db
     from parent.models import MetaValue
 
-    task_id = make_task(admin)  # every feed: joins when both existed, or at the upgrade
+    task_id = make_task(admin, web_hook_url=HOOK)  # every feed: joined when both existed
     upgraded = clock.timestamp() + 100
     with app.app_context():
         marker = db.session.get(MetaValue, "deliveries.started_at")
@@ -234,3 +237,11 @@ def test_a_task_older_than_the_upgrade_does_not_repush_its_history(app, admin, n
                                  article(feed, "after", upgraded + 50)])
     assert [d["article_ids"] for d in plan(node_caller, lease, ["before", "after"])
             ["deliveries"]] == [["after"]]
+
+
+def test_a_collect_only_task_makes_no_deliveries(admin, node_caller, clock, feed):
+    task_id = make_task(admin, mps_id=[{"id": feed, "mp_name": "f0"}])  # no webhook URL
+    lease = run(admin, node_caller, task_id)
+    collect(node_caller, lease, [article(feed, "a1", clock.timestamp() + 1)])
+    assert plan(node_caller, lease, ["a1"])["deliveries"] == []
+    assert admin.get("/api/v1/deliveries").get_json()["data"]["total"] == 0
