@@ -254,8 +254,9 @@ def _refusal(batch: list[dict], index, problem) -> dict:
     except (TypeError, ValueError, IndexError, KeyError):
         ident = None
     if isinstance(problem, dict):
-        reason = "; ".join(f"{field}: {' '.join(map(str, msgs if isinstance(msgs, list) else [msgs]))}"
-                           for field, msgs in problem.items())
+        reason = "; ".join(
+            f"{field}: {' '.join(map(str, msgs if isinstance(msgs, list) else [msgs]))}"
+            for field, msgs in problem.items())
     else:
         reason = str(problem)
     return {"id": ident, "reason": reason[:500]}

@@ -113,7 +113,8 @@ def results(parent):
     ("http://example.com/x y", "http://example.com/x%20y"),
     ("https://例子.测试/文章?q=一 二#段", "https://xn--fsqu00a.xn--0zwm56d/%E6%96%87%E7%AB%A0"
                                          "?q=%E4%B8%80%20%E4%BA%8C#%E6%AE%B5"),
-    ("https://mp.weixin.qq.com/s?__biz=MzA&mid=1#rd", "https://mp.weixin.qq.com/s?__biz=MzA&mid=1#rd"),
+    ("https://mp.weixin.qq.com/s?__biz=MzA&mid=1#rd",
+     "https://mp.weixin.qq.com/s?__biz=MzA&mid=1#rd"),
     ("http://example.com/already%20encoded", "http://example.com/already%20encoded"),
 ])
 def test_links_are_mended_where_percent_encoding_can(raw, repaired):

@@ -84,7 +84,8 @@ def test_two_children_push_each_new_article_once(live_parent, services, children
     sent = admin.get("/api/v1/deliveries", params={"task_id": task_id, "status": "sent",
                                                    "page_size": 200}).json()["data"]
     assert sent["total"] == len(services.pushes)
-    assert sorted(sent_id for d in sent["items"] for sent_id in d["article_ids"]) == sorted(expected)
+    sent_ids = sorted(article for d in sent["items"] for article in d["article_ids"])
+    assert sent_ids == sorted(expected)
 
 
 def test_a_child_joining_a_feed_with_history_pushes_nothing_old(live_parent, services,
