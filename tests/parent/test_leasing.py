@@ -704,3 +704,16 @@ def test_a_node_cannot_park_work_beyond_the_rate_limit_maximum(app, admin, node_
     clock.advance(120)
     again = claim_all(node_caller)
     assert lease["allocation_id"] in [l["allocation_id"] for l in again]
+
+
+def test_refused_articles_show_in_the_lease_results(admin, node_caller, work):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    feed_id = lease["feeds"][0]["id"]
+    refused = [{"id": "bad", "reason": "url: Not a valid URL."}]
+    response = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": [
+        {"mp_id": feed_id, "article_count": 2, "new_count": 1, "refused": refused}]})
+    assert response.status_code == 200, response.get_json()
+    shown = admin.get("/api/v1/cascade/allocations", query_string={"status": "completed"})
+    result, = shown.get_json()["data"]["items"][0]["results"]
+    assert result["refused"] == refused
