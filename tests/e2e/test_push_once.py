@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from tests.e2e import AdminHttp
@@ -50,8 +53,10 @@ def _cycle(admin: AdminHttp, task_id: str) -> dict:
     """Dispatch the task now and wait until its run completed; return the allocation."""
     response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
     assert response.status_code == 201, response.text
-    run_id = response.json()["data"]["run_id"]
+    return _completed(admin, response.json()["data"]["run_id"])
 
+
+def _completed(admin: AdminHttp, run_id: str) -> dict:
     def completed():
         items = admin.get("/api/v1/cascade/allocations",
                           params={"run_id": run_id}).json()["data"]["items"]
@@ -86,6 +91,31 @@ def test_two_children_push_each_new_article_once(live_parent, services, children
     assert sent["total"] == len(services.pushes)
     sent_ids = sorted(article for d in sent["items"] for article in d["article_ids"])
     assert sent_ids == sorted(expected)
+
+
+def test_a_push_cut_short_by_kill_9_is_repeated_once_with_the_same_delivery_id(
+        live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    task_id = _setup(admin, services)
+    creds = admin.create_node_with_credentials("crashy")
+    child = children(parent.base_url, creds, name="crashy")
+    services.grow("news", 2)
+    services.hook_delay = 30  # the receiver has the message; the child never hears back
+    response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
+    assert response.status_code == 201, response.text
+    assert services.received.wait(60), "the push reached the receiver"
+    os.killpg(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+
+    children(parent.base_url, creds, name="crashy")  # same data directory
+    _completed(admin, response.json()["data"]["run_id"])
+    first, again = services.pushes
+    assert first["delivery_id"] == again["delivery_id"] and first["ids"] == again["ids"]
+    _cycle(admin, task_id)  # later runs push nothing more
+    assert len(services.pushes) == 2
+    delivery = admin.get("/api/v1/deliveries", params={"task_id": task_id}).json()["data"]
+    assert [(d["id"], d["status"]) for d in delivery["items"]] == [(first["delivery_id"], "sent")]
 
 
 def test_a_child_joining_a_feed_with_history_pushes_nothing_old(live_parent, services,

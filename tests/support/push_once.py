@@ -31,6 +31,8 @@ class PushOnceServices:
         self.base_time = int(time.time()) + 120  # published after any task made now
         self.visible = visible  # a feed shows its newest N items, as real feeds do
         self.pushes: list[dict] = []
+        self.hook_delay = 0.0  # seconds the next push waits before it is answered
+        self.received = threading.Event()  # set by every push, as soon as it is recorded
         services = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +58,10 @@ class PushOnceServices:
                 with services.lock:
                     services.pushes.append({"path": self.path, "ids": ids,
                                             "delivery_id": self.headers.get(DELIVERY_ID_HEADER)})
+                    delay, services.hook_delay = services.hook_delay, 0.0
+                services.received.set()
+                if delay:
+                    time.sleep(delay)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
