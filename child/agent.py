@@ -29,7 +29,6 @@ from .config import ChildConfig
 from .outbox import Outbox
 
 log = logging.getLogger("werss.child")
-ARTICLE_BATCH = 500
 
 
 class FatalError(Exception):
@@ -416,10 +415,6 @@ class Agent:
         self.cache.close()
 
 
-def seen_scope(task_id: str, feed_id: str) -> str:
-    return f"{task_id}/{feed_id}"
-
-
 class TaskScopedValidators:
     """The cache's HTTP validators, kept per task: a source that answered one task's
     conditional GET must still give another task (with its own webhook) its articles."""
@@ -434,9 +429,3 @@ class TaskScopedValidators:
     def set_validators(self, url: str, etag, last_modified) -> None:
         self._cache.set_validators(self._prefix + url, etag, last_modified)
 
-
-def _result(feed: dict, articles: int = 0, new: int = 0, pushed: int = 0,
-            error: str | None = None) -> dict:
-    return {"mp_id": feed["id"], "mp_name": feed.get("mp_name", ""), "article_count": articles,
-            "new_count": new, "pushed_count": pushed, "success": error is None,
-            "error": error}
