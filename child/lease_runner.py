@@ -98,7 +98,6 @@ class LeaseRunner:
     # -- one feed ------------------------------------------------------------------------------
     def _feed(self, work: LeaseWork, task: dict, feed: dict,
               articles: list[CollectedArticle]) -> dict:
-        lease_id = work.lease["lease_id"]
         new, refused, deferred = self._upload(work, articles)
         plan = None
         if not deferred:
@@ -115,9 +114,9 @@ class LeaseRunner:
         for delivery in plan["deliveries"]:
             if work.lost.is_set():
                 raise LeaseLostError()
-            batch = [collected.get(article_id) or _from_parent(delivery, article_id)
+            found = [collected.get(article_id) or _from_parent(delivery, article_id)
                      for article_id in delivery["article_ids"]]
-            batch = [a for a in batch if a is not None]
+            batch = [a for a in found if a is not None]
             sent, error = self._push(task, feed, delivery, batch)
             pushed += sent
             if error:
@@ -155,8 +154,9 @@ class LeaseRunner:
             body = {"lease_id": work.lease["lease_id"], "articles": batch}
             key = new_idempotency_key()
             try:
-                response = self._until_answered(work, lambda: agent.client.send_write(
-                    "POST", "/articles", body, key, retry=_PARENT_RETRY))
+                response = self._until_answered(
+                    work, lambda body=body, key=key: agent.client.send_write(
+                        "POST", "/articles", body, key, retry=_PARENT_RETRY))
             except errors.ConflictError:
                 response = None
             except (errors.InvalidRequestError, errors.PermissionDeniedError) as exc:

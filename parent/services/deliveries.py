@@ -209,7 +209,8 @@ def _new_articles(task: MessageTask, feed_id: str, article_ids: list[str],
         PushedArticle.task_id == task.id, PushedArticle.feed_id == feed_id,
         PushedArticle.article_id.in_(wanted))).scalars())
     joined = start.joined_at.timestamp()
-    news, history = [], []
+    news: list[tuple[float, str]] = []
+    history: list[tuple[float, str]] = []
     for article_id in wanted:
         if article_id not in stored or article_id in taken:
             continue
