@@ -5,7 +5,7 @@ are taken against the mean of the two baselines around it, so a noisy neighbour 
 slows the machine for a while moves both sides of a ratio. Sections, in order: http
 (heartbeats, feed pulls), leasing (claims/completes from 50 clients, double-lease check),
 queue (claim latency at 1k/10k/100k pending), children (real agents: idle footprint,
-dispatch-to-results with 1 and 4 children).
+dispatch-to-results with 1 and 4 children), pushes (the push-once soak with kill -9s).
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ from .phases import (
     measure,
 )
 from .probe import HEARTBEAT_BODY, probe_hot_paths
+from .pushes import push_section
 from .servers import ServerStartError, baseline_server, subject_server
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
 EXIT_SETUP = 2
-SECTIONS = ("http", "leasing", "queue", "children", "slowloris")
+SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes")
 
 
 def _serve_defaults() -> dict:
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = slow_clients = None
+    leasing = queue = children = slow_clients = pushes = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -329,6 +330,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nbench: children: {exc}", file=sys.stderr)
                 children = {"error": str(exc)}
                 warnings.append(f"children: {exc}".splitlines()[0])
+        if "pushes" in sections:
+            try:
+                pushes = push_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                print(f"\nbench: pushes: {exc}", file=sys.stderr)
+                pushes = {"error": str(exc), "ok": False}
     except (BenchSetupError, ServerStartError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -398,6 +405,7 @@ def run(args: argparse.Namespace) -> int:
         "claim_queue": queue,
         "children": children,
         "slow_clients": slow_clients,
+        "pushes": pushes,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
@@ -407,6 +415,7 @@ def run(args: argparse.Namespace) -> int:
     failed = any(run_data["errors"] for run_data in all_runs)
     failed = failed or bool(leasing and not leasing["check"]["ok"])
     failed = failed or bool(children and "error" in children)
+    failed = failed or bool(pushes and not pushes["ok"])
     return EXIT_ERRORS if failed else 0
 
 

@@ -29,7 +29,6 @@ from .config import ChildConfig
 from .outbox import Outbox
 
 log = logging.getLogger("werss.child")
-ARTICLE_BATCH = 500
 
 
 class FatalError(Exception):
@@ -216,54 +215,10 @@ class Agent:
                             content_format=self.config.content_format)
 
     def execute(self, work: LeaseWork) -> None:
-        """Collect each leased feed, push what is new, upload, then complete the lease."""
-        from .collectors.base import CollectError
-        from .notifiers.base import NotifyError
+        """Collect each leased feed, upload, push what the parent hands out, complete."""
+        from .lease_runner import LeaseRunner
 
-        lease, task = work.lease, work.lease["task"]
-        lease_id = lease["lease_id"]
-        results = []
-        for feed in lease["feeds"]:
-            if work.lost.is_set():
-                log.warning("lease %s lost; stopping its work without reporting", lease_id)
-                return
-            try:
-                articles = self._collector(feed.get("source_type", "rss"), task["id"]).collect(feed)
-            except CollectError as exc:
-                if exc.rate_limited_until:
-                    self._hand_back_rate_limited(work, str(exc), exc.rate_limited_until)
-                    return
-                results.append(_result(feed, error=str(exc)))
-                continue
-            # Seen per task: two tasks on one feed each push its new articles to their own
-            # webhook.
-            scope = seen_scope(task["id"], feed["id"])
-            unseen = self.cache.unseen(scope, [a.id for a in articles])
-            new_articles = [a for a in articles if a.id in unseen]
-            pushed, error = 0, None
-            try:
-                pushed = self._notifier(task).push(task, feed, new_articles)
-            except NotifyError as exc:
-                error = f"push failed: {exc}"
-            for start in range(0, len(articles), ARTICLE_BATCH):
-                batch = [a.to_wire() for a in articles[start:start + ARTICLE_BATCH]]
-                self.outbox.add("articles", "POST", "/articles",
-                                {"lease_id": lease_id, "articles": batch}, new_idempotency_key())
-            if error is None:
-                # Only once pushed: a push that failed is retried by the next run.
-                self.cache.mark_seen(scope, unseen)
-            elif feed.get("source_url"):
-                # Forget the source's validators, or the next run's conditional GET would
-                # answer 304 and the unpushed articles would wait for the feed to change.
-                TaskScopedValidators(self.cache, task["id"]).set_validators(
-                    feed["source_url"], None, None)
-            results.append(_result(feed, articles=len(articles), new=len(new_articles),
-                                   pushed=pushed, error=error))
-        if work.lost.is_set():
-            return
-        self.outbox.add("complete", "POST", f"/leases/{lease_id}/complete", {"results": results},
-                        new_idempotency_key())
-        self._guard("flush", self.outbox.drain)
+        LeaseRunner(self).execute(work)
 
     def _hand_back_rate_limited(self, work: LeaseWork, error: str, until: datetime) -> None:
         body = {"error": error, "retryable": True, "rate_limited_until": isoformat_z(until)}
@@ -460,10 +415,6 @@ class Agent:
         self.cache.close()
 
 
-def seen_scope(task_id: str, feed_id: str) -> str:
-    return f"{task_id}/{feed_id}"
-
-
 class TaskScopedValidators:
     """The cache's HTTP validators, kept per task: a source that answered one task's
     conditional GET must still give another task (with its own webhook) its articles."""
@@ -478,9 +429,3 @@ class TaskScopedValidators:
     def set_validators(self, url: str, etag, last_modified) -> None:
         self._cache.set_validators(self._prefix + url, etag, last_modified)
 
-
-def _result(feed: dict, articles: int = 0, new: int = 0, pushed: int = 0,
-            error: str | None = None) -> dict:
-    return {"mp_id": feed["id"], "mp_name": feed.get("mp_name", ""), "article_count": articles,
-            "new_count": new, "pushed_count": pushed, "success": error is None,
-            "error": error}

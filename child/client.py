@@ -205,6 +205,13 @@ class ParentClient:
         return self._request("POST", f"/leases/{lease_id}/fail", json_body=body,
                              idempotency_key=idempotency_key).data
 
+    def plan_deliveries(self, lease_id: str, feed_id: str, article_ids: list[str],
+                        idempotency_key: str, retry: RetryPolicy | None = None) -> dict:
+        """Ask which of these articles the lease's task has not delivered (the deliveries)."""
+        return self._request("POST", f"/leases/{lease_id}/deliveries",
+                             json_body={"feed_id": feed_id, "article_ids": article_ids},
+                             idempotency_key=idempotency_key, retry=retry).data
+
     def send_write(self, method: str, route: str, body: Any, idempotency_key: str,
                    retry: RetryPolicy | None = None) -> Response:
         """Send one outbox entry (articles, results, completions)."""

@@ -72,6 +72,7 @@ PARENT_ONLY_KEYS = {
     "retry_backoff", "work_retention_days", "trusted_proxies", "long_poll_slots",
     "werss_timezone",
     "max_rate_limit_wait", "min_cron_interval", "public_base_url",
+    "delivery_max_attempts", "delivery_retry_backoff",
 }
 # Top-level keys only a parent's config.yaml has (docs/CONFIGURATION.md).
 PARENT_TOP_LEVEL_KEYS = {"db", "secret_key", "secret_key_file", "port"}

@@ -54,6 +54,8 @@ class CascadeSettings:
     max_rate_limit_wait: int = 86400
     min_cron_interval: int = 60
     public_base_url: str | None = None
+    delivery_max_attempts: int = 5
+    delivery_retry_backoff: int = 60
 
     @property
     def offline_after_seconds(self) -> int:
@@ -169,6 +171,7 @@ _POSITIVE_INTS = {
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
     "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
     "min_cron_interval",
+    "delivery_max_attempts", "delivery_retry_backoff",
 }
 
 

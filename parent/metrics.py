@@ -66,6 +66,21 @@ class _DatabaseCollector:
             "werss_message_tasks_enabled", "Enabled message tasks",
             value=db.session.execute(db.select(func.count()).select_from(MessageTask).where(
                 MessageTask.status == 1)).scalar_one())
+        yield _deliveries_gauge()
+
+
+def _deliveries_gauge():
+    from prometheus_client.core import GaugeMetricFamily
+
+    from .models.delivery import DELIVERY_STATUSES
+    from .services.deliveries import counts_by_status
+
+    counts = counts_by_status()
+    gauge = GaugeMetricFamily("werss_deliveries", "Deliveries by status (failed: gave up)",
+                              labels=["status"])
+    for status in DELIVERY_STATUSES:
+        gauge.add_metric([status], counts.get(status, 0))
+    return gauge
 
 
 def render_metrics() -> tuple[bytes, str]:

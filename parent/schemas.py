@@ -249,6 +249,9 @@ class MessageTaskCreateSchema(_AdminInput):
     cron_exp = SafeStr(required=True, min_length=1, max_length=120, validate=validate_cron)
     status = StrictInt(minimum=0, maximum=1, load_default=1)
     labels = labels_field(load_default=list)
+    # A feed's first run for the task pushes articles published after it joined, plus
+    # this many of the newest older ones.
+    push_newest = StrictInt(minimum=0, maximum=50, load_default=0)
 
     @pre_load
     def _decode_mps_id(self, data, **kwargs):
@@ -277,6 +280,7 @@ class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     cron_exp = SafeStr(min_length=1, max_length=120, validate=validate_cron)
     status = StrictInt(minimum=0, maximum=1)
     labels = labels_field()
+    push_newest = StrictInt(minimum=0, maximum=50)
 
 
 class MessageTaskPreviewSchema(_AdminInput):

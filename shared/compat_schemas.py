@@ -126,7 +126,8 @@ class WeRSSArticleSchema(_WeRSSPayload):
 class UploadArticlesSchema(_LeaseRef):
     """POST /cascade/upload-articles: ``{allocation_id, articles, timestamp}``."""
 
-    articles = fields.List(fields.Nested(WeRSSArticleSchema), required=True,
+    # Validated one by one (WeRSSArticleSchema): a bad article is refused alone.
+    articles = fields.List(fields.Raw(), required=True,
                            validate=validate.Length(max=MAX_ARTICLES_PER_BATCH))
 
 

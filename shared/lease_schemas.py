@@ -27,6 +27,8 @@ class LeaseResultSchema(_NodePayload):
     pushed_count = StrictInt(load_default=0)
     success = fields.Boolean(load_default=True)
     error = SafeStr(max_length=4000, allow_none=True, load_default=None)
+    # Articles of this feed the parent refused at upload, each {id, reason}.
+    refused = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=100))
 
 
 class CompleteSchema(_NodePayload):
@@ -55,5 +57,7 @@ class ArticleSchema(_NodePayload):
 
 class ArticleBatchSchema(_NodePayload):
     lease_id = SafeStr(max_length=36, allow_none=True, load_default=None)
-    articles = fields.List(fields.Nested(ArticleSchema), required=True,
+    # Each article is validated on its own (ArticleSchema), so one bad article is refused
+    # alone and the rest of the batch is stored.
+    articles = fields.List(fields.Raw(), required=True,
                            validate=validate.Length(max=MAX_ARTICLES_PER_BATCH))

@@ -32,7 +32,8 @@ def notifier_for(task: dict, session: requests.Session, timeout: float = 20, *,
 class NoopNotifier:
     """A task without a webhook URL only collects."""
 
-    def push(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> int:
+    def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
+             delivery_id: str | None = None) -> int:
         return 0
 
 
@@ -42,7 +43,8 @@ class UnsupportedNotifier:
     def __init__(self, reason: str):
         self.reason = reason
 
-    def push(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> int:
+    def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
+             delivery_id: str | None = None) -> int:
         if not articles:
             return 0
         raise NotifyError(self.reason, retryable=False)

@@ -16,7 +16,7 @@ import requests
 from ..collectors.base import CollectedArticle
 from ..messages import build_message
 from ..templates import TemplateError
-from .base import NotifyError
+from .base import DELIVERY_ID_HEADER, NotifyError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class WebhookNotifier:
         self.content_format = content_format  # html, text or markdown, as WeRSS's setting
         self.clock = clock  # its time zone is the one dates are shown in
 
-    def push(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> int:
+    def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
+             delivery_id: str | None = None) -> int:
         if not articles:
             return 0
         url = (task.get("web_hook_url") or "").strip()
@@ -50,19 +51,21 @@ class WebhookNotifier:
         secrets += [value for _, value in parse_qsl(parts.query) if len(value) >= 8]
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
+        if delivery_id:
+            headers[DELIVERY_ID_HEADER] = delivery_id
         try:
             response = self.session.post(url, data=body.encode("utf-8"), headers=headers,
                                          timeout=(self.timeout, self.timeout),
                                          allow_redirects=False, stream=True)
         except requests.Timeout:
-            raise NotifyError(f"webhook {where} timed out") from None
+            raise NotifyError(f"webhook {where} timed out", retryable=True) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader) as exc:
             raise NotifyError(f"webhook {where} cannot be called: {type(exc).__name__}",
                               retryable=False) from None
         except requests.RequestException as exc:
             raise NotifyError(f"webhook {where} could not be reached: "
-                              f"{type(exc).__name__}") from None
+                              f"{type(exc).__name__}", retryable=True) from None
         with response:
             status = response.status_code
             if 200 <= status < 300:
@@ -77,7 +80,8 @@ class WebhookNotifier:
                 if excerpt:
                     message += f": {excerpt}"
         retryable = status == 408 or status == 429 or status >= 500
-        raise NotifyError(message, retryable=retryable)
+        raise NotifyError(message, retryable=retryable, vendor_code=str(status),
+                          retry_after=_retry_after(response.headers.get("Retry-After")))
 
     def _body(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> tuple[str, str]:
         wire = [article.to_wire() for article in articles]
@@ -138,6 +142,13 @@ def _excerpt(response: requests.Response, secrets: list[str]) -> str:
         if len(secret) >= 4:  # shorter ones would blank ordinary words
             text = text.replace(secret, "***")
     return " ".join(text.split())[:MAX_ERROR_BODY]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _describe(url: str) -> str:

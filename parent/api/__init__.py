@@ -8,6 +8,7 @@ from . import (
     auth, compat, feeds, health, message_tasks, node_routes, nodes, outputs, sync_logs, views,
     werss_shapes, work,
 )
+from . import deliveries, delivery_routes
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
 # because existing WeRSS nodes call /api/v1/wx/cascade/...
@@ -21,6 +22,8 @@ BLUEPRINTS = [
     (node_routes.bp, CASCADE_PREFIXES),
     (work.bp, CASCADE_PREFIXES),
     (compat.bp, CASCADE_PREFIXES),
+    (delivery_routes.bp, CASCADE_PREFIXES),
+    (deliveries.bp, (API_PREFIX,)),
     (views.cascade_bp, CASCADE_PREFIXES),
     (views.articles_bp, (API_PREFIX,)),
     (outputs.bp, ("",)),

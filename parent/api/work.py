@@ -1,7 +1,9 @@
 """Work distribution: node claim/lease/article routes and the admin dispatch."""
 
 from flask import Blueprint, g, make_response
-from shared.lease_schemas import ArticleBatchSchema, ClaimSchema, CompleteSchema, FailSchema
+from shared.lease_schemas import (
+    ArticleBatchSchema, ArticleSchema, ClaimSchema, CompleteSchema, FailSchema,
+)
 
 from ..auth import admin_required, node_required
 from ..services import articles, leasing, scheduling
@@ -58,10 +60,8 @@ def fail(lease_id):
 @idempotent
 def upload_articles():
     values = load_body(ArticleBatchSchema())
-    allowed = None
-    if values["lease_id"]:
-        allowed = leasing.lease_feed_ids(g.node, values["lease_id"])
-    return respond(articles.ingest_articles(g.node, values["articles"], allowed))
+    return respond(articles.ingest_batch(g.node, values["articles"], ArticleSchema(),
+                                         values["lease_id"]))
 
 
 @bp.post("/dispatch")

@@ -1,6 +1,7 @@
 """Every model, imported here so Alembic and create_all() see the whole schema."""
 
 from .admin import Admin, AdminLoginSource, AdminToken, LoginFailure
+from .delivery import Delivery, PushedArticle, TaskFeedStart
 from .feed import Feed
 from .message_task import MessageTask
 from .node import Node
@@ -12,6 +13,7 @@ from .work import Allocation, Article, Lease, TaskRun
 
 __all__ = [
     "Allocation", "Article", "Lease", "TaskRun",
+    "Delivery", "PushedArticle", "TaskFeedStart",
     "Admin", "AdminLoginSource", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
     "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
 ]

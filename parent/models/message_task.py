@@ -25,3 +25,5 @@ class MessageTask(TimestampMixin, db.Model):
     cron_exp: Mapped[str] = mapped_column(String(120))
     status: Mapped[int] = mapped_column(Integer, default=1)
     labels: Mapped[list] = mapped_column(JSON, default=list)
+    # A feed's first run for this task also pushes its newest N older articles.
+    push_newest: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -10,7 +10,9 @@ fencing rules are exactly those of the native lease routes. See docs/COMPAT.md.
 from __future__ import annotations
 
 from shared import errors as codes
-from shared.compat_schemas import COMPLETE_STATUSES, FAIL_STATUSES, RENEW_STATUSES
+from shared.compat_schemas import (
+    COMPLETE_STATUSES, FAIL_STATUSES, RENEW_STATUSES, WeRSSArticleSchema,
+)
 from shared.timeutil import isoformat_z
 
 from ..clock import now
@@ -126,10 +128,11 @@ def update_task_status(node: Node, values: dict) -> dict:
 def upload_articles(node: Node, values: dict) -> dict:
     """Store a WeRSS article batch, fenced to the feeds of the node's live lease."""
     lease = _find_lease(node, values["allocation_id"], values["lease_id"])
-    allowed = leasing.lease_feed_ids(node, lease.id)
-    stored = articles.ingest_articles(node, values["articles"], allowed)
+    leasing.lease_feed_ids(node, lease.id)  # a WeRSS child that lost the lease hears 409
+    stored = articles.ingest_batch(node, values["articles"], WeRSSArticleSchema(), lease.id)
     return {"received": stored["received"], "new_count": stored["new"], "new": stored["new"],
-            "allocation_id": lease.allocation_id, "lease_id": lease.id}
+            "refused": stored["refused"], "allocation_id": lease.allocation_id,
+            "lease_id": lease.id}
 
 
 def report_completion(node: Node, values: dict) -> dict:

@@ -13,7 +13,7 @@ from ..clock import now
 from ..models import Allocation, MessageTask
 from ..models.work import ALLOC_DEAD, ALLOC_PENDING
 from ..models.replication import ENTITY_MESSAGE_TASK
-from . import replication
+from . import deliveries, replication
 from ..paging import first_row as _first
 
 STATUS_ENABLED = 1
@@ -42,6 +42,7 @@ def task_to_wire(task: MessageTask) -> dict:
         "headers": task.headers or {},
         "cookies": task.cookies,
         "labels": task.labels or [],
+        "push_newest": task.push_newest or 0,
         "created_at": isoformat_z(task.created_at),
         "updated_at": isoformat_z(task.updated_at),
     }
@@ -51,6 +52,7 @@ def create_task(values: dict) -> MessageTask:
     task = MessageTask(**values)
     db.session.add(task)
     db.session.flush()
+    deliveries.record_feed_joins(task, deliveries.task_feed_ids(task))
     replication.record_upserts(ENTITY_MESSAGE_TASK, [task.id])
     return task
 
@@ -99,8 +101,10 @@ def update_task(task_id: str, values: dict) -> MessageTask:
         "web_hook_url", task.web_hook_url
     ):
         raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})
+    feeds_before = deliveries.task_feed_ids(task)
     for name, value in values.items():
         setattr(task, name, value)
+    deliveries.record_feed_joins(task, deliveries.task_feed_ids(task) - feeds_before)
     if task.status != STATUS_ENABLED:
         _cancel_pending_work(task.id, "task disabled")
     db.session.flush()

@@ -277,3 +277,17 @@ def test_the_content_format_setting_reaches_the_template(receiver):
 
     [request] = receiver.requests
     assert request.body.decode("utf-8") == "## 标题\n\n正文"
+
+
+def test_every_push_carries_its_delivery_id(receiver, notifier):
+    url = receiver.url("/hook")
+    assert notifier.push(task_for(url), FEED, ARTICLES, delivery_id="d-42") == 2
+    assert receiver.requests_to("/hook")[-1].headers.get("X-WeRSS-Delivery-Id") == "d-42"
+
+
+def test_throttled_webhook_says_when_and_why(receiver, notifier):
+    url = receiver.serve("/busy", Reply(429, b"slow down", headers={"Retry-After": "7"}))
+    with pytest.raises(NotifyError) as caught:
+        notifier.push(task_for(url), FEED, ARTICLES, delivery_id="d-1")
+    assert (caught.value.retryable, caught.value.retry_after, caught.value.vendor_code) == (
+        True, 7.0, "429")

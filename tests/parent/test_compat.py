@@ -282,13 +282,25 @@ def test_unknown_allocation_is_404(werss):
     assert_error(werss.update_task_status("no-such-allocation", "executing"), 404, "not_found")
 
 
-def test_articles_outside_the_lease_refuse_the_batch(admin, werss, work):
+def test_articles_outside_the_lease_are_refused_alone(admin, werss, work):
     package = claimed(werss)
     outside = next(f for f in work["feeds"] if f != package["feeds"][0]["id"])
     batch = [werss_article("a1", package["feeds"][0]["id"]), werss_article("a2", outside)]
-    body = assert_error(werss.upload_articles(package["allocation_id"], batch), 422,
-                        "validation_failed")
-    assert "1" in body["details"]["articles"]
+    data = ok(werss.upload_articles(package["allocation_id"], batch))
+    assert data["new"] == 1
+    assert [(r["index"], r["id"], list(r["errors"])) for r in data["refused"]] == [
+        (1, "a2", ["mp_id"])]
+    stored = admin.get("/api/v1/articles").get_json()["data"]["items"]
+    assert [a["id"] for a in stored] == ["a1"]
+
+
+def test_only_articles_outside_the_lease_are_forbidden(admin, werss, work):
+    package = claimed(werss)
+    outside = next(f for f in work["feeds"] if f != package["feeds"][0]["id"])
+    body = assert_error(werss.upload_articles(package["allocation_id"],
+                                              [werss_article("planted", outside)]),
+                        403, "forbidden")
+    assert "0" in body["details"]["articles"]
     assert admin.get("/api/v1/articles").get_json()["data"]["total"] == 0
 
 

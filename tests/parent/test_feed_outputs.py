@@ -40,7 +40,22 @@ def article(feed_id, number, **fields):
             **fields}
 
 
+def hold_lease(node_caller, feed_ids):
+    """Give the node a live lease on these feeds: only such nodes may upload their articles."""
+    from datetime import timedelta
+
+    from parent.clock import now
+    from parent.models import Allocation
+
+    with node_caller.client.application.app_context():
+        db.session.add(Allocation(run_id="run", task_id="task", feed_ids=sorted(feed_ids),
+                                  status="leased", leased_to=node_caller.creds.node_id,
+                                  lease_expires_at=now() + timedelta(days=1)))
+        db.session.commit()
+
+
 def upload(node_caller, articles):
+    hold_lease(node_caller, {a["mp_id"] for a in articles})
     response = node_caller.post("/articles", json={"articles": articles})
     assert response.status_code == 200, response.get_json()
     return response.get_json()["data"]

@@ -184,6 +184,12 @@ FIELDS = {
                                     {"mp_id": any_of(ids)})},
     "fail": {"error": any_of(texts), "retryable": any_of(st.booleans()),
              "rate_limited_until": any_of(times)},
+    "deliveries": {"feed_id": any_of(ids), "article_ids": any_of(st.lists(any_of(ids),
+                                                                         max_size=5))},
+    "delivery_report": {"status": any_of(st.sampled_from(["sent", "failed"]), texts),
+                        "attempts": any_of(ints), "retryable": any_of(st.booleans()),
+                        "retry_after": any_of(ints), "vendor_code": any_of(texts),
+                        "vendor_message": any_of(texts)},
 }
 
 
@@ -506,6 +512,8 @@ NODE_BODY_ROUTES = {
     "articles": ("POST", "/articles", "articles"),
     "complete": ("POST", "/leases/$LEASE/complete", "complete"),
     "fail": ("POST", "/leases/$LEASE/fail", "fail"),
+    "deliveries": ("POST", "/leases/$LEASE/deliveries", "deliveries"),
+    "delivery_report": ("POST", "/deliveries/no-such-delivery/report", "delivery_report"),
 }
 node_cases = st.one_of(*[
     st.tuples(st.just(name), bodies(fields), st.booleans(),
@@ -525,7 +533,8 @@ node_cases = st.one_of(*[
 def test_node_bodies_never_break_the_contract(world, case):
     name, fields, ensure_ascii, prefix = case
     method, route, _ = NODE_BODY_ROUTES[name]
-    if name in ("complete", "fail", "articles") and world.ids["$LEASE"] == "no-lease":
+    leased = ("complete", "fail", "articles", "deliveries")
+    if name in leased and world.ids["$LEASE"] == "no-lease":
         world.new_lease()
     body = world.put_ids(fields)
     response = world.node_request(method, _path(world, prefix + route), encode(body, ensure_ascii))

@@ -184,9 +184,19 @@ class TestLeaseStateMachine:
         assert taken, "the expired allocation went to the other node"
         stale = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
         assert_error(stale, 409, "lease_lost")
-        articles = node_caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [
-            {"id": "a1", "mp_id": lease["feeds"][0]["id"], "title": "t", "url": "http://x/a1"}]})
-        assert_error(articles, 409, "lease_lost")
+        feed_id = lease["feeds"][0]["id"]
+        fresh = other.post("/articles", json={"lease_id": taken[0]["lease_id"], "articles": [
+            {"id": "a1", "mp_id": feed_id, "title": "new holder", "url": "http://x/a1"}]})
+        assert fresh.status_code == 200
+        # What the stale lease collected is kept (lose no article) but cannot change what
+        # the live lease's node wrote.
+        late = node_caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [
+            {"id": "a1", "mp_id": feed_id, "title": "stale", "url": "http://x/a1"},
+            {"id": "a2", "mp_id": feed_id, "title": "only here", "url": "http://x/a2"}]})
+        assert late.status_code == 200 and late.get_json()["data"]["new"] == 1
+        titles = {a["id"]: a["title"] for a in admin.get(
+            f"/api/v1/articles?feed_id={feed_id}").get_json()["data"]["items"]}
+        assert titles == {"a1": "new holder", "a2": "only here"}
         ok = other.post(f"/leases/{taken[0]['lease_id']}/complete", json={"results": []})
         assert ok.status_code == 200
 
@@ -332,20 +342,32 @@ class TestArticles:
     ARTICLE = {"id": "biz-1", "title": "Hello", "url": "https://mp.weixin.qq.com/s/abc",
                "pic_url": "", "description": "d", "publish_time": 1764300000}
 
+    @pytest.fixture(autouse=True)
+    def leased(self, admin, node_caller, work):
+        """Uploads are accepted for feeds the node holds a lease on: hold them all."""
+        dispatch(admin, work["task_id"])
+        return claim_all(node_caller)
+
     def test_same_batch_twice_stores_one_copy(self, admin, node_caller, work):
         batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0]),
                               dict(self.ARTICLE, id="biz-2", mp_id=work["feeds"][0])]}
         first = node_caller.post("/articles", json=batch).get_json()["data"]
         second = node_caller.post("/articles", json=batch).get_json()["data"]
-        assert first == {"received": 2, "new": 2} and second == {"received": 2, "new": 0}
+        assert first == {"received": 2, "new": 2, "refused": []}
+        assert second == {"received": 2, "new": 0, "refused": []}
         listing = admin.get(f"/api/v1/articles?feed_id={work['feeds'][0]}").get_json()["data"]
         assert listing["total"] == 2
 
     def test_same_article_from_two_children_is_one_article(self, admin, client, clock,
-                                                           node_caller, work):
+                                                           node_caller, work, leased):
         other = NodeCaller(client, create_node_with_credentials(admin, name="other"), clock=clock)
         batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0])]}
         assert node_caller.post("/articles", json=batch).get_json()["data"]["new"] == 1
+        # The other child collects the feed on the next run, under its own lease.
+        for lease in leased:
+            node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+        dispatch(admin, work["task_id"])
+        claim_all(other)
         assert other.post("/articles", json=batch).get_json()["data"]["new"] == 0
 
     def test_idempotency_key_with_another_body_is_refused(self, node_caller, work):
@@ -358,12 +380,66 @@ class TestArticles:
         assert_error(node_caller.post("/articles", json=changed, headers=headers), 422,
                      "idempotency_key_reused")
 
-    def test_unknown_feed_refuses_the_batch(self, admin, node_caller, work):
+    def test_unknown_feed_is_refused_alone(self, admin, node_caller, work):
         batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0]),
                               dict(self.ARTICLE, id="x", mp_id="nope")]}
+        data = node_caller.post("/articles", json=batch).get_json()["data"]
+        assert data["new"] == 1
+        assert [(r["index"], r["id"], r["errors"]) for r in data["refused"]] == [
+            (1, "x", {"mp_id": ["Unknown feed 'nope'."]})]
+        assert admin.get("/api/v1/articles").get_json()["data"]["total"] == 1
+
+    def test_one_bad_link_does_not_lose_the_batch(self, admin, node_caller, work, leased):
+        """Issue 8.1: a link the schema refuses used to make the whole batch 422."""
+        feed_id = leased[0]["feeds"][0]["id"]
+        batch = {"lease_id": leased[0]["lease_id"], "articles": [
+            dict(self.ARTICLE, id="good-1", mp_id=feed_id),
+            dict(self.ARTICLE, id="bad", mp_id=feed_id, url="http://exa mple.com/x y"),
+            dict(self.ARTICLE, id="good-2", mp_id=feed_id)]}
+        response = node_caller.post("/articles", json=batch)
+        assert response.status_code == 200, response.get_json()
+        data = response.get_json()["data"]
+        assert data["received"] == 3 and data["new"] == 2
+        assert [(r["index"], r["id"], list(r["errors"])) for r in data["refused"]] == [
+            (1, "bad", ["url"])]
+        stored = admin.get(f"/api/v1/articles?feed_id={feed_id}").get_json()["data"]["items"]
+        assert sorted(a["id"] for a in stored) == ["good-1", "good-2"]
+
+    def test_a_batch_with_no_good_article_is_422_and_stores_nothing(self, admin, node_caller,
+                                                                    work):
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0], url="not a url"),
+                              "not an object"]}
         body = assert_error(node_caller.post("/articles", json=batch), 422, "validation_failed")
-        assert "1" in body["details"]["articles"]
+        assert set(body["details"]["articles"]) == {"0", "1"}
         assert admin.get("/api/v1/articles").get_json()["data"]["total"] == 0
+
+    def test_a_node_without_a_lease_cannot_plant_articles(self, admin, client, clock, work):
+        """Issue 8.2: a node with no lease uploaded into any feed, and the copy stayed."""
+        planter = NodeCaller(client, create_node_with_credentials(admin, name="planter"),
+                             clock=clock)
+        batch = {"articles": [dict(self.ARTICLE, mp_id=work["feeds"][0], title="planted")]}
+        body = assert_error(planter.post("/articles", json=batch), 403, "forbidden")
+        assert "0" in body["details"]["articles"]
+        assert admin.get("/api/v1/articles").get_json()["data"]["total"] == 0
+
+    def test_the_collecting_nodes_version_replaces_an_earlier_foreign_copy(
+            self, admin, client, clock, node_caller, work, leased):
+        """Issue 8.2: an earlier write by another node no longer shadows the collector's."""
+        feed_id = work["feeds"][0]
+        node_caller.post("/articles", json={"articles": [
+            dict(self.ARTICLE, mp_id=feed_id, title="first copy", url="http://evil.example/x")]})
+        for lease in leased:
+            node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+        collector = NodeCaller(client, create_node_with_credentials(admin, name="collector"),
+                               clock=clock)
+        dispatch(admin, work["task_id"])
+        mine = [l for l in claim_all(collector) if l["feeds"][0]["id"] == feed_id][0]
+        data = collector.post("/articles", json={"lease_id": mine["lease_id"], "articles": [
+            dict(self.ARTICLE, mp_id=feed_id)]}).get_json()["data"]
+        assert data["new"] == 0
+        stored = admin.get(f"/api/v1/articles?feed_id={feed_id}").get_json()["data"]["items"]
+        assert [(a["title"], a["url"]) for a in stored] == [
+            (self.ARTICLE["title"], self.ARTICLE["url"])]
 
     def test_batches_over_500_are_refused(self, node_caller, work):
         batch = {"articles": [dict(self.ARTICLE, id=f"a{i}", mp_id=work["feeds"][0])
@@ -628,3 +704,16 @@ def test_a_node_cannot_park_work_beyond_the_rate_limit_maximum(app, admin, node_
     clock.advance(120)
     again = claim_all(node_caller)
     assert lease["allocation_id"] in [l["allocation_id"] for l in again]
+
+
+def test_refused_articles_show_in_the_lease_results(admin, node_caller, work):
+    dispatch(admin, work["task_id"])
+    lease = claim(node_caller)[0]
+    feed_id = lease["feeds"][0]["id"]
+    refused = [{"id": "bad", "reason": "url: Not a valid URL."}]
+    response = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": [
+        {"mp_id": feed_id, "article_count": 2, "new_count": 1, "refused": refused}]})
+    assert response.status_code == 200, response.get_json()
+    shown = admin.get("/api/v1/cascade/allocations", query_string={"status": "completed"})
+    result, = shown.get_json()["data"]["items"][0]["results"]
+    assert result["refused"] == refused

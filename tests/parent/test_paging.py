@@ -10,7 +10,8 @@ from tests.helpers import NodeCaller, assert_error
 PAGE_KEYS = {"items", "total", "page", "page_size", "limit", "offset"}
 LISTS = ["/api/v1/cascade/nodes", "/api/v1/cascade/sync-logs", "/api/v1/cascade/reports",
          "/api/v1/feeds", "/api/v1/message-tasks", "/api/v1/cascade/allocations",
-         "/api/v1/cascade/feed-status", "/api/v1/articles", "/api/v1/wx/cascade/nodes"]
+         "/api/v1/cascade/feed-status", "/api/v1/articles", "/api/v1/wx/cascade/nodes",
+         "/api/v1/deliveries"]
 
 
 @pytest.fixture
@@ -25,7 +26,8 @@ def three_of_everything(admin, client):
             "source_url": f"http://127.0.0.1:1/{index}.xml"})
         feed_ids.append(response.get_json()["data"]["id"])
     task_ids = [admin.post("/api/v1/message-tasks", json={
-        "name": f"t{index}", "cron_exp": "0 8 * * *",
+        "name": f"t{index}", "cron_exp": "0 8 * * *", "message_type": 1,
+        "web_hook_url": f"http://127.0.0.1:1/hook-{index}", "push_newest": 1,
         "mps_id": [{"id": feed_ids[index], "mp_name": f"f{index}"}]}).get_json()["data"]["id"]
         for index in range(3)]
     for task_id in task_ids:
@@ -37,6 +39,8 @@ def three_of_everything(admin, client):
         caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [{
             "id": f"a-{feed_id}", "mp_id": feed_id, "title": "t", "url": "http://x.invalid/",
             "publish_time": 1764300000}]})
+        caller.post(f"/leases/{lease['lease_id']}/deliveries",
+                    json={"feed_id": feed_id, "article_ids": [f"a-{feed_id}"]})
 
 
 @pytest.mark.parametrize("route", LISTS)

@@ -1,0 +1,36 @@
+"""Admin view of deliveries: list them, retry a failed one."""
+
+from flask import Blueprint
+from marshmallow import fields, validate
+
+from shared.schemas import SafeStr
+
+from ..auth import admin_required
+from ..models.delivery import DELIVERY_STATUSES
+from ..paging import PagedQuerySchema, page_body
+from ..services import deliveries
+from ._io import load_query, respond
+
+bp = Blueprint("deliveries", __name__)
+
+
+class DeliveryQuerySchema(PagedQuerySchema):
+    default_page_size = 50
+
+    task_id = SafeStr(max_length=64, load_default=None)
+    feed_id = SafeStr(max_length=64, load_default=None)
+    status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES), load_default=None)
+
+
+@bp.get("/deliveries")
+@admin_required
+def list_deliveries():
+    query = load_query(DeliveryQuerySchema())
+    rows, total = deliveries.list_deliveries(query, query["offset"], query["limit"])
+    return respond(page_body([deliveries.delivery_to_dict(d) for d in rows], total, query))
+
+
+@bp.post("/deliveries/<delivery_id>/retry")
+@admin_required
+def retry_delivery(delivery_id):
+    return respond(deliveries.delivery_to_dict(deliveries.retry(delivery_id)), "已重新排队")

@@ -1,0 +1,27 @@
+"""Node routes of the push-once exchange: plan a lease's deliveries, report their outcome."""
+
+from flask import Blueprint, g
+
+from shared.delivery_schemas import DeliveryPlanSchema, DeliveryReportSchema
+
+from ..auth import node_required
+from ..services import deliveries
+from ._io import idempotent, load_body, respond
+
+bp = Blueprint("delivery_routes", __name__)
+
+
+@bp.post("/leases/<lease_id>/deliveries")
+@node_required
+@idempotent
+def plan_deliveries(lease_id):
+    values = load_body(DeliveryPlanSchema())
+    return respond(deliveries.plan(g.node, lease_id, values["feed_id"], values["article_ids"]))
+
+
+@bp.post("/deliveries/<delivery_id>/report")
+@node_required
+@idempotent
+def report_delivery(delivery_id):
+    values = load_body(DeliveryReportSchema())
+    return respond(deliveries.report(g.node, delivery_id, values))

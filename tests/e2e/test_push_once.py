@@ -1,0 +1,145 @@
+"""Each new article is pushed once across the cascade, whichever child runs the work (issue 9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.e2e import AdminHttp
+from tests.e2e.child_support import start_child, wait_for
+from tests.support.push_once import PushOnceServices, article_id
+
+pytestmark = pytest.mark.e2e
+
+FAST_PARENT = {"WERSS_CASCADE_LEASE_TTL": "10", "WERSS_CASCADE_MAINTENANCE_INTERVAL": "1",
+               "WERSS_CASCADE_HEARTBEAT_INTERVAL": "2", "WERSS_CASCADE_RETRY_BACKOFF": "1"}
+
+
+@pytest.fixture
+def services():
+    local = PushOnceServices()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def children(tmp_path):
+    started = []
+
+    def start(*args, **kwargs):
+        child = start_child(*args, workdir=tmp_path, **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.stop()
+
+
+def _setup(admin: AdminHttp, services: PushOnceServices, name: str = "news") -> str:
+    created = admin.post("/api/v1/feeds/import", json={"feeds": [
+        {"mp_name": name, "source_type": "rss", "source_url": services.feed_url(name)}]})
+    assert created.status_code == 200, created.text
+    task = admin.post("/api/v1/message-tasks", json={
+        "name": "push", "message_type": 1, "web_hook_url": services.hook_url(),
+        "cron_exp": "0 0 1 1 *"})
+    assert task.status_code == 201, task.text
+    return task.json()["data"]["id"]
+
+
+def _cycle(admin: AdminHttp, task_id: str) -> dict:
+    """Dispatch the task now and wait until its run completed; return the allocation."""
+    response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
+    assert response.status_code == 201, response.text
+    return _completed(admin, response.json()["data"]["run_id"])
+
+
+def _completed(admin: AdminHttp, run_id: str) -> dict:
+    def completed():
+        items = admin.get("/api/v1/cascade/allocations",
+                          params={"run_id": run_id}).json()["data"]["items"]
+        return items[0] if items and items[0]["status"] == "completed" else None
+
+    return wait_for(completed, timeout=60, interval=0.2, what="the run to complete")
+
+
+def test_two_children_push_each_new_article_once(live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    task_id = _setup(admin, services)
+    for name in ("east", "west"):
+        children(parent.base_url, admin.create_node_with_credentials(name), name=name)
+
+    runners = set()
+    for _ in range(12):
+        services.grow("news", 2)
+        runners.add(_cycle(admin, task_id)["leased_to"])
+
+    tally = services.tally()
+    expected = services.article_ids("news")
+    assert len(expected) == 24
+    repeats = sum(count - 1 for count in tally.values())
+    lost = [article_id for article_id in expected if article_id not in tally]
+    assert (repeats, lost) == (0, []), services.pushes
+    assert len(runners) == 2, "both children ran some of the cycles"
+    delivery_ids = [push["delivery_id"] for push in services.pushes]
+    assert all(delivery_ids) and len(set(delivery_ids)) == len(delivery_ids)
+    sent = admin.get("/api/v1/deliveries", params={"task_id": task_id, "status": "sent",
+                                                   "page_size": 200}).json()["data"]
+    assert sent["total"] == len(services.pushes)
+    sent_ids = sorted(article for d in sent["items"] for article in d["article_ids"])
+    assert sent_ids == sorted(expected)
+
+
+def test_a_push_cut_short_by_kill_9_is_repeated_once_with_the_same_delivery_id(
+        live_parent, services, children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    task_id = _setup(admin, services)
+    creds = admin.create_node_with_credentials("crashy")
+    child = children(parent.base_url, creds, name="crashy")
+    services.grow("news", 2)
+    services.hook_delay = 30  # the receiver has the message; the child never hears back
+    response = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
+    assert response.status_code == 201, response.text
+    assert services.received.wait(60), "the push reached the receiver"
+    os.killpg(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+
+    children(parent.base_url, creds, name="crashy")  # same data directory
+    _completed(admin, response.json()["data"]["run_id"])
+    first, again = services.pushes
+    assert first["delivery_id"] == again["delivery_id"] and first["ids"] == again["ids"]
+    _cycle(admin, task_id)  # later runs push nothing more
+    assert len(services.pushes) == 2
+    delivery = admin.get("/api/v1/deliveries", params={"task_id": task_id}).json()["data"]
+    assert [(d["id"], d["status"]) for d in delivery["items"]] == [(first["delivery_id"], "sent")]
+
+
+def test_a_child_joining_a_feed_with_history_pushes_nothing_old(live_parent, services,
+                                                              children):
+    parent = live_parent(extra_env=FAST_PARENT)
+    admin = AdminHttp.login(parent.base_url)
+    task_id = _setup(admin, services)
+    first = [children(parent.base_url, admin.create_node_with_credentials(name), name=name)
+             for name in ("east", "west")]
+    for _ in range(3):
+        services.grow("news", 2)
+        _cycle(admin, task_id)
+    assert len(services.tally()) == 6
+    for child in first:
+        child.stop()
+
+    services.pushes.clear()
+    newcomer = admin.create_node_with_credentials("newcomer")
+    children(parent.base_url, newcomer, name="newcomer")
+    allocation = _cycle(admin, task_id)
+    assert allocation["leased_to"] == newcomer.node_id
+    assert services.pushes == [], "the feed's history stays out of the chat group"
+    assert allocation["results"][0]["article_count"] == 6
+
+    services.grow("news", 2)
+    _cycle(admin, task_id)
+    assert sorted(services.tally()) == [article_id("news", 7), article_id("news", 8)]
