@@ -88,6 +88,9 @@ def demo_task(api: requests.Session, parent: str, feed_id: str) -> dict:
         "name": TASK_NAME, "message_type": 1,
         "web_hook_url": f"http://127.0.0.1:{HOOK_PORT}/hook", "message_template": TEMPLATE,
         "mps_id": [{"id": feed_id, "mp_name": "WeRSS demo feed"}], "cron_exp": "0 0 1 1 *",
+        # A task pushes only articles published after a feed joins it, unless told to
+        # start with the newest N: the demo's three articles are older than its task.
+        "push_newest": 3,
     }).json()["data"]
 
 

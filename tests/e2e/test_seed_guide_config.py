@@ -71,7 +71,8 @@ def _task(admin: AdminHttp, services: LocalServices, name: str) -> str:
         "name": name, "message_type": 1, "web_hook_url": services.base_url + "/hook",
         "mps_id": [{"id": imported["created_ids"][0], "mp_name": name}],
         "message_template": "{{ feed.mp_name }}: {{ articles|length }}",
-        "cron_exp": "0 0 1 1 *"}).json()["data"]
+        # The local feed's three articles predate the task: push them on its first run.
+        "cron_exp": "0 0 1 1 *", "push_newest": 3}).json()["data"]
     return task["id"]
 
 

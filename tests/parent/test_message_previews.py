@@ -67,15 +67,18 @@ def test_preview_uses_a_tasks_template_and_real_recent_articles(admin, node_call
     feed = admin.post("/api/v1/feeds", json={"mp_name": "技术周刊", "source_type": "rss",
                                              "source_url": "http://127.0.0.1:1/f.xml"})
     feed_id = feed.get_json()["data"]["id"]
+    created = admin.post(TASKS, json=task(
+        message_type=1, mps_id=[{"id": feed_id, "mp_name": "技术周刊"}],
+        message_template='{"items": [{% for a in articles %}"{{ a.title }}: {{ a.content }}"'
+                         '{% endfor %}]}')).get_json()["data"]
+    # Articles are uploaded by the node that holds the feed's lease.
+    assert admin.post("/api/v1/cascade/dispatch", json={"task_id": created["id"]}).status_code == 201
+    assert node_caller.post("/claim", json={"max": 1, "wait": 0}).status_code == 200
     uploaded = node_caller.post("/articles", json={"articles": [
         {"id": "r1", "mp_id": feed_id, "title": "真文章", "url": "https://example.org/r1",
          "pic_url": "", "description": "d", "publish_time": 1714521600,
          "content": "<p>正文 <b>一</b></p>"}]})
     assert uploaded.status_code == 200, uploaded.get_json()
-    created = admin.post(TASKS, json=task(
-        message_type=1, mps_id=[{"id": feed_id, "mp_name": "技术周刊"}],
-        message_template='{"items": [{% for a in articles %}"{{ a.title }}: {{ a.content }}"'
-                         '{% endfor %}]}')).get_json()["data"]
 
     response = admin.post(PREVIEW, json={"task_id": created["id"], "content_format": "text"})
 
