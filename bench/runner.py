@@ -31,6 +31,7 @@ from .database import (
     remove_workdir, run_parent_cli, seed_feeds,
 )
 from .children import ChildBenchError
+from .footprint import footprint_section, render as render_footprint
 from .leasing import WorkStore
 from .phases import (
     LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, lease_throughput,
@@ -43,7 +44,7 @@ from .servers import ServerStartError, baseline_server, subject_server
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
 EXIT_SETUP = 2
-SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes")
+SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint")
 
 
 def _serve_defaults() -> dict:
@@ -104,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="seconds a started child idles before it is measured [%(default)s]")
     leasing.add_argument("--idle-window", type=float, default=10.0,
                          help="seconds idle CPU is measured over [%(default)s]")
+    leasing.add_argument("--footprint-feeds", default="10000,100000",
+                         help="feed counts of the footprint section's parents [%(default)s]")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help="which sections to run, comma-separated [%(default)s]")
     parser.add_argument("--quick", action="store_true",
@@ -113,6 +116,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.queue_sizes = sorted({int(size) for size in args.queue_sizes.split(",") if size})
     except ValueError:
         parser.error("--queue-sizes: comma-separated whole numbers")
+    try:
+        args.footprint_feeds = [int(size) for size in args.footprint_feeds.split(",") if size]
+    except ValueError:
+        parser.error("--footprint-feeds: comma-separated whole numbers")
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown or not args.sections:
@@ -126,6 +133,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.queue_sizes = [size for size in args.queue_sizes if size < 100_000] or [1000]
         args.queue_claims = max(30, args.queue_claims // 4)
         args.child_feeds = max(8, args.child_feeds // 4)
+        args.footprint_feeds = [max(100, size // 10) for size in args.footprint_feeds]
         args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
@@ -253,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = slow_clients = pushes = None
+    leasing = queue = children = slow_clients = pushes = footprint = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -336,6 +344,13 @@ def run(args: argparse.Namespace) -> int:
             except ChildBenchError as exc:
                 print(f"\nbench: pushes: {exc}", file=sys.stderr)
                 pushes = {"error": str(exc), "ok": False}
+        if "footprint" in sections:
+            try:
+                footprint = footprint_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                print(f"\nbench: footprint: {exc}", file=sys.stderr)
+                footprint = {"error": str(exc)}
+                warnings.append(f"footprint: {exc}".splitlines()[0])
     except (BenchSetupError, ServerStartError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -406,16 +421,20 @@ def run(args: argparse.Namespace) -> int:
         "children": children,
         "slow_clients": slow_clients,
         "pushes": pushes,
+        "footprint": footprint,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
     report.write_results(results)
     print(report.render_table(results))
+    if footprint and "error" not in footprint:
+        print("\n" + render_footprint(footprint))
     print(f"bench: finished in {results['duration_s']:.0f} s")
     failed = any(run_data["errors"] for run_data in all_runs)
     failed = failed or bool(leasing and not leasing["check"]["ok"])
     failed = failed or bool(children and "error" in children)
     failed = failed or bool(pushes and not pushes["ok"])
+    failed = failed or bool(footprint and "error" in footprint)
     return EXIT_ERRORS if failed else 0
 
 
