@@ -2,9 +2,9 @@
 
 A parent of its own (`werss-parent serve` on a fresh database) is seeded with N feeds (the
 http section's mix: nine WeChat accounts to one RSS source) and one `werss-child run` is
-started with the four required variables plus a short `CASCADE_SYNC_INTERVAL`, so that a
-second sync with nothing changed happens inside the run (time is compressed; the agent's
-default is 300 s). Figures, all from /proc:
+started with the four required variables, the parent telling it a short sync interval
+(`WERSS_CASCADE_SYNC_INTERVAL`, and `CASCADE_SYNC_INTERVAL` to match), so that a second
+sync with nothing changed happens inside the run (time is compressed; the default is 300 s). Figures, all from /proc:
 
 - the child's peak RSS (VmHWM) during its first sync, its RSS once synced, and its RSS
   after the second sync (growth = after second - after first);
@@ -80,7 +80,9 @@ def measure_size(feeds: int, workdir: Path, secret_key: str, pg_url: str | None,
         url = database.create()
         metrics_dir = where / "prometheus"
         metrics_dir.mkdir()
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+        # The parent tells children their sync interval; the short one compresses time.
+        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                                           "WERSS_CASCADE_SYNC_INTERVAL": str(SECOND_SYNC_INTERVAL)})
         run_parent_cli(["db", "upgrade"], env)
         creds = create_nodes(url, secret_key, 1, prefix="bench-footprint")[0]
         seed_seconds = seed_feeds(url, secret_key, feeds)
@@ -105,7 +107,9 @@ def measure_size(feeds: int, workdir: Path, secret_key: str, pg_url: str | None,
                 break
             time.sleep(0.5)
         else:
-            raise ChildBenchError(f"no second sync within {deadline:.0f} s:\n{agent.log_tail()}")
+            tail = (where / "parent.log").read_text(errors="replace").splitlines()[-8:]
+            raise ChildBenchError(f"no second sync seen ({second_routes}); parent log:\n"
+                                  + "\n".join(tail) + f"\nchild log:\n{agent.log_tail()}")
         time.sleep(2)
         after_second = memory_status(agent.pid)
         bare = memory_status(sleeper.pid)
