@@ -15,12 +15,13 @@ from ..clock import now
 from ..extensions import db
 from ..models import Feed, MessageTask, Node
 from ..models.replication import ENTITY_FEED
-from ..models.sync_log import DIRECTION_PULL, STATUS_NOT_MODIFIED, STATUS_SUCCESS
+from ..models.sync_log import DIRECTION_PULL, STATUS_SUCCESS
 from . import replication
 from .feeds import feed_to_wire
 from .message_tasks import STATUS_ENABLED, task_to_wire
 from .node_sync import _ETAG_NAME, _OPERATION
 from .sync_logs import log_sync
+from .unchanged_pulls import log_unchanged_pull
 
 
 class PageResult:
@@ -51,9 +52,7 @@ def pull_page(node: Node, entity: str, if_none_match: str | None, after: str | N
     model, conditions, to_wire = _model_and_conditions(entity)
     first_page = after is None
     if first_page and replication.etag_matches(if_none_match, etag):
-        node.last_sync_at = now()
-        log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, STATUS_NOT_MODIFIED,
-                 data_count=0, started_at=started)
+        log_unchanged_pull(node, _OPERATION[entity], now(), started)
         return PageResult(None, etag, cursor, not_modified=True)
     where = list(conditions) + ([model.id > after] if after is not None else [])
     rows = list(db.session.execute(
@@ -83,9 +82,7 @@ def changes_not_modified(node: Node, entity: str, since: int,
     if cursor != since or not replication.etag_matches(
             if_none_match, replication.etag_for(_ETAG_NAME[entity], cursor)):
         return False
-    node.last_sync_at = now()
-    log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, STATUS_NOT_MODIFIED, data_count=0,
-             started_at=started)
+    log_unchanged_pull(node, _OPERATION[entity], now(), started)
     return True
 
 
