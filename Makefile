@@ -48,6 +48,9 @@ format: $(STAMP)
 	$(BIN)/ruff format $(FILES)
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
+	  $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y wrk >/dev/null; } || \
+	  echo "bench: wrk not installed; the http section falls back to Python clients"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

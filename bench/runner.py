@@ -40,9 +40,11 @@ from .phases import (
 from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .pushes import push_section
 from .servers import ServerStartError, baseline_server, subject_server
+from .wrk import WrkError, run_wrk, wrk_path
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
+PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
 SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint")
 
@@ -69,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="gunicorn workers for both servers [%(default)s, as serve]")
     parser.add_argument("--server-threads", type=int, default=defaults["threads"],
                         help="gunicorn threads per worker for both servers [%(default)s, as serve]")
+    parser.add_argument("--driver", choices=("wrk", "python"),
+                        default="wrk" if wrk_path() else "python",
+                        help="load generator of the http section: wrk (C, the default when "
+                             "installed) or python (requests threads) [%(default)s]")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk: keep-alive connections [%(default)s]")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="wrk: seconds per measured phase [%(default)s]")
     parser.add_argument("--threads", type=int, default=8,
                         help="concurrent client threads, each a node of its own [%(default)s]")
     parser.add_argument("--requests", type=int, default=3000,
@@ -135,6 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.child_feeds = max(8, args.child_feeds // 4)
         args.footprint_feeds = [max(100, size // 10) for size in args.footprint_feeds]
         args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
+        args.duration = min(args.duration, 3.0)
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
         if getattr(args, name) < 1:
@@ -214,8 +225,9 @@ def _loadavg() -> list[float] | None:
 
 # What the design allows each hot path: (reads, writes, in words).
 _SQL_BUDGET = {
-    "heartbeat (signed)": (1, 2, "one indexed read; one UPDATE + the nonce INSERT"),
-    "heartbeat (plain)": (1, 1, "one indexed read; one UPDATE"),
+    "heartbeat (signed)": (1, 1, "one indexed read; the nonce INSERT"),
+    "heartbeat (plain)": (1, 0, "one indexed read; no write"),
+    "feeds pull 304 (signed)": (2, 1, "the node and the cursor; the nonce INSERT"),
 }
 
 
@@ -297,10 +309,24 @@ def run(args: argparse.Namespace) -> int:
                                 time_cap=args.time_cap,
                                 warmup_per_thread=max(1, args.warmup // args.threads))
 
-            runs = {"baseline_0": measure(baseline_scenario(0), args.threads)}
+            def http_measure(scenario: Scenario) -> dict:
+                if args.driver == "python":
+                    return measure(scenario, args.threads)
+                print(f"bench: {scenario.label} (wrk, {args.connections} connections, "
+                      f"{args.duration:g} s) ...", end=" ", flush=True)
+                varies = scenario.factory(0)[2] != scenario.factory(1)[2]
+                # Let the previous phase's queued requests drain before this one starts.
+                time.sleep(PHASE_PAUSE)
+                result = run_wrk(scenario, connections=args.connections,
+                                 duration=args.duration, varies=varies)
+                print(f"{result['rps']:,.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors", flush=True)
+                return result
+
+            runs = {"baseline_0": http_measure(baseline_scenario(0))}
             for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):
-                runs[scenario.key] = measure(scenario, args.threads)
-                runs[f"baseline_{index}"] = measure(baseline_scenario(index), args.threads)
+                runs[scenario.key] = http_measure(scenario)
+                runs[f"baseline_{index}"] = http_measure(baseline_scenario(index))
                 brackets[scenario.key] = (f"baseline_{index - 1}", f"baseline_{index}")
 
         if {"leasing", "queue"} & set(sections):
@@ -351,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nbench: footprint: {exc}", file=sys.stderr)
                 footprint = {"error": str(exc)}
                 warnings.append(f"footprint: {exc}".splitlines()[0])
-    except (BenchSetupError, ServerStartError) as exc:
+    except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
     except (KeyboardInterrupt, SystemExit):
@@ -393,6 +419,9 @@ def run(args: argparse.Namespace) -> int:
             "feeds": args.feeds,
             "nodes": len(fleet),
             "client_threads": args.threads,
+            "http_driver": args.driver,
+            "wrk_connections": args.connections if args.driver == "wrk" else None,
+            "wrk_duration_s": args.duration if args.driver == "wrk" else None,
             "requests": args.requests,
             "full_requests": args.full_requests,
             "time_cap_s": args.time_cap,
