@@ -16,7 +16,7 @@ from parent.extensions import db
 from shared.timeutil import parse_iso
 from parent.services import presence
 from tests.conftest import create_node_with_credentials
-from tests.helpers import NodeCaller
+from tests.helpers import NodeCaller, NodeCredentials
 
 BODY = {"version": "0.3.0", "hostname": "edge-1", "capacity": 4, "running": 0}
 
@@ -126,3 +126,19 @@ def test_signs_of_life_reach_the_database_in_one_batched_update(app, client, adm
     seen_at = {parse_iso(n["last_heartbeat_at"]) for n in
                admin.get("/api/v1/cascade/nodes").get_json()["data"]["items"]}
     assert seen_at == {clock()}
+
+
+@pytest.mark.parametrize("mode", ["plain", "signed"])
+def test_a_wrong_secret_costs_the_same_read_as_a_right_one_and_writes_nothing(
+        app, client, node, clock, mode):
+    right = NodeCaller(client, node, clock=clock, mode=mode)
+    wrong = NodeCaller(client, NodeCredentials(node.node_id, node.api_key, "CS" + "x" * 32),
+                       clock=clock, mode=mode)
+    right.post("/heartbeat", json=BODY)
+    with counted(app) as good:
+        assert right.post("/heartbeat", json=BODY).status_code == 200
+    with counted(app) as bad:
+        assert wrong.post("/heartbeat", json=BODY).status_code == 401
+    assert [s for s in _data(bad["statements"]) if s.startswith("SELECT")] == \
+        [s for s in _data(good["statements"]) if s.startswith("SELECT")] == ["SELECT nodes"]
+    assert _writes(bad["statements"]) == [] and bad["commits"] == 0
