@@ -143,7 +143,9 @@ def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
 def flush_presence() -> int:
     """Write this worker's pending signs of life in one batched UPDATE (in this transaction).
 
-    Guarded by the time seen, so a worker with an older view never moves a node back.
+    Guarded by the time seen, so a worker with an older view never moves a node back. If
+    the transaction then rolls back, these signs are lost; each node's next request
+    records it again, and its offline threshold still runs from its previous one.
     """
     taken = buffer().take()
     if not taken:
@@ -157,9 +159,10 @@ def flush_presence() -> int:
         .values(last_heartbeat_at=bindparam("b_seen_at"), offline_at=bindparam("b_offline_at"),
                 cadence_seconds=bindparam("b_cadence"))
     )
+    # In id order: two workers flushing overlapping nodes lock rows in the same order.
     db.session.execute(statement, [
         {"b_id": node_id, "b_seen_at": seen.seen_at, "b_offline_at": seen.offline_at,
-         "b_cadence": seen.cadence} for node_id, seen in taken.items()])
+         "b_cadence": seen.cadence} for node_id, seen in sorted(taken.items())])
     return len(taken)
 
 
