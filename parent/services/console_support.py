@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from shared import errors as codes
 
@@ -38,7 +38,12 @@ def next_runs(cron_exp: str, count: int) -> dict:
     tz_name = settings().schedule_timezone
     start = now().astimezone(ZoneInfo(tz_name))
     schedule = croniter(cron_exp, start, second_at_beginning=len(cron_exp.split()) == 6)
-    runs = [schedule.get_next(datetime).astimezone(timezone.utc) for _ in range(count)]
+    runs = []
+    for _ in range(count):
+        try:
+            runs.append(schedule.get_next(datetime).astimezone(timezone.utc))
+        except CroniterBadDateError:  # valid but never due, such as 30 February
+            break
     return {"cron_exp": cron_exp, "timezone": tz_name, "next_runs": runs}
 
 

@@ -169,6 +169,13 @@ def test_next_runs_take_six_fields_with_seconds_first(admin):
     assert len(seconds) == 3 and set(seconds) <= {0, 20, 40}
 
 
+@pytest.mark.parametrize("cron_exp", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_an_expression_that_is_never_due_has_no_next_runs(admin, cron_exp):
+    response = admin.get("/api/v1/cron/next-runs", query_string={"cron_exp": cron_exp})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"]["next_runs"] == []
+
+
 @pytest.mark.parametrize("query, field", [
     ({"cron_exp": "61 * * * *"}, "cron_exp"),
     ({"cron_exp": "* * *"}, "cron_exp"),
