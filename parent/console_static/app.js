@@ -1079,31 +1079,40 @@
       const selectedFeeds = function () {
         return Array.from(feedBoxes.querySelectorAll("input:checked")).map(function (box) { return { id: box.value, mp_name: box.getAttribute("data-name") }; });
       };
+      // Answers may arrive out of order: only the latest question's answer is shown.
+      let cronAsked = 0;
+      let previewAsked = 0;
       const updateNextRuns = debounce(async function () {
         const expression = cron.value.trim();
+        const mine = ++cronAsked;
         if (!expression) { clear(nextRuns); return; }
         try {
           const d = (await api("GET", API + "/cron/next-runs?count=5&cron_exp=" + encodeURIComponent(expression))).data;
+          if (mine !== cronAsked) return;
+          if (!d.next_runs.length) { clear(nextRuns).append(notice("warn", t("tasks.neverRuns"))); return; }
           clear(nextRuns).append(h("span", null, t("tasks.nextRuns", { z: d.timezone })),
             h("ol", null, d.next_runs.map(function (r) { return h("li", null, timeEl(r, false)); })));
         } catch (err) {
-          if (err.status !== 401) clear(nextRuns).append(notice("error", describe(err)));
+          if (mine === cronAsked && err.status !== 401) clear(nextRuns).append(notice("error", describe(err)));
         }
       }, 250);
       const updatePreview = debounce(async function () {
         if (!features.task_preview) return;
+        const mine = ++previewAsked;
         try {
           const body = { message_template: template.value, message_type: Number(type.value), mps_id: selectedFeeds() };
           if (features.task_channel && channel.value) body.channel = channel.value;
           const d = (await api("POST", API + "/message-tasks/preview", body)).data;
+          if (mine !== previewAsked) return;
           const rendered = d && (d.rendered !== undefined ? d.rendered : (d.body !== undefined ? d.body : d));
           preview.textContent = typeof rendered === "string" ? rendered : JSON.stringify(rendered, null, 2);
         } catch (err) {
+          if (mine !== previewAsked) return;
           if (isUnavailable(err)) preview.textContent = t("unavailable", { r: "POST /api/v1/message-tasks/preview" });
           else if (err.status !== 401) preview.textContent = describe(err);
         }
       }, 400);
-      cron.addEventListener("input", updateNextRuns);
+      cron.addEventListener("input", function () { cronAsked += 1; clear(nextRuns); updateNextRuns(); });
       template.addEventListener("input", updatePreview);
       feedBoxes.addEventListener("change", updatePreview);
       type.addEventListener("change", updatePreview);

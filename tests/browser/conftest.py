@@ -72,8 +72,8 @@ def console_db(request, db_backend, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("console")
+def workdir(tmp_path_factory, db_backend):
+    return tmp_path_factory.mktemp(f"console-{db_backend}")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,8 @@ def parent(console_db, workdir):
 
 
 @pytest.fixture(scope="module")
-def services():
+def services(db_backend):
+    """The RSS sources and webhook receiver, fresh for each backend's run of a module."""
     local = LocalServices()
     yield local
     local.close()
