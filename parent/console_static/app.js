@@ -552,7 +552,7 @@
       card("#/runs", "ov-today", t("ov.today"), [[s.completed_today, t("ov.completedToday")], [s.failed_today, t("ov.failedToday")]]),
       features.deliveries
         ? card("#/deliveries?status=failed", "ov-deliveries", t("ov.deliveries"), [[failedDeliveries === null ? "—" : failedDeliveries, t("ov.deliveriesFailed")]])
-        : card("#/deliveries", "ov-deliveries", t("ov.deliveries"), [["—", t("unavailable", { r: "/api/v1/deliveries" })]])));
+        : card("#/deliveries", "ov-deliveries", t("ov.deliveries"), [["—", t("ov.notAvailable")]])));
     root.append(section(t("ov.chart"), barChart(daily.data.days), { id: "ov-chart" }));
     root.append(section(t("ov.errors"), [
       errors.data.items.length
