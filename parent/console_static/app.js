@@ -1430,5 +1430,11 @@
   // --- start -----------------------------------------------------------------------------
 
   window.addEventListener("hashchange", function () { if (token) render(); });
+  document.getElementById("skip-link").addEventListener("click", function (event) {
+    // Not a navigation: "#main" is not a page of the console.
+    event.preventDefault();
+    const main = document.getElementById("main");
+    if (main) main.focus();
+  });
   render();
 })();

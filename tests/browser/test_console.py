@@ -18,6 +18,7 @@ except ImportError:  # the browser fixture skips (or, in CI, fails) and says why
     expect = None
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.e2e.child_support import start_child, wait_for
+from tests.helpers import ADMIN_PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -246,4 +247,204 @@ def test_every_page_renders_without_console_errors(console, viewport_name):
     console.go("overview")
     console.screenshot(f"overview-{viewport_name}-en-dark")
     page.click("#lang-toggle")
+    assert console.script_errors() == []
+
+
+# --- pages for routes other work adds (CONTRACT.md §10) --------------------------------------
+# This parent does not serve them yet; the browser answers them here exactly as the contract
+# shapes them, so these pages are exercised before the routes land. Everything else in the
+# test is the real parent.
+
+def _png() -> bytes:
+    """A valid 1x1 PNG, as GET .../wechat/qr.png answers."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b""))
+
+
+def _ok(route, data, status=200):
+    import json
+
+    route.fulfill(status=status, content_type="application/json",
+                  body=json.dumps({"code": 0, "message": "success", "data": data}))
+
+
+class _Upcoming:
+    """The contract's answers for the routes this parent lacks, with the calls received."""
+
+    def __init__(self, page):
+        self.calls: list[tuple[str, str, str]] = []
+        self.wechat_states = ["none"]
+        page.route(re.compile(r".*/api/v1/console/features$"), self.features)
+        page.route(re.compile(r".*/api/v1/deliveries(\?.*)?$"), self.deliveries)
+        page.route(re.compile(r".*/api/v1/deliveries/[^/]+/retry$"), self.record)
+        page.route(re.compile(r".*/api/v1/feeds/search$"), self.search)
+        page.route(re.compile(r".*/api/v1/message-tasks/preview$"), self.preview)
+        page.route(re.compile(r".*/api/v1/message-tasks/[^/]+/test$"), self.record)
+        page.route(re.compile(r".*/api/v1/cascade/nodes/[^/]+/wechat(/login)?$"), self.wechat)
+        page.route(re.compile(r".*/api/v1/cascade/nodes/[^/]+/wechat/qr\.png$"), self.qr)
+
+    def _note(self, route):
+        request = route.request
+        self.calls.append((request.method, request.url.split("/api/v1", 1)[1],
+                           request.post_data or ""))
+
+    def features(self, route):
+        _ok(route, {name: True for name in (
+            "wechat_login", "wechat_status", "wechat_qr", "feed_search", "deliveries",
+            "delivery_retry", "task_test", "task_preview", "openapi", "task_channel",
+            "task_sign_secret")})
+
+    def record(self, route):
+        self._note(route)
+        _ok(route, {"queued": True})
+
+    def deliveries(self, route):
+        self._note(route)
+        _ok(route, {"items": [{
+            "id": "dlv-1", "task_id": "task-x", "feed_id": "feed-x", "status": "failed",
+            "attempts": 3, "last_error": "HTTP 500 from the robot",
+            "created_at": "2026-12-01T08:00:00Z", "updated_at": "2026-12-01T08:05:00Z",
+        }], "total": 1, "page": 1, "page_size": 50})
+
+    def search(self, route):
+        self._note(route)
+        _ok(route, [{"faker_id": "MzA1MjM1ODk2MA==", "mp_name": "人民日报",
+                     "mp_intro": "参与、沟通、记录时代。", "mp_cover": ""}])
+
+    def preview(self, route):
+        self._note(route)
+        _ok(route, {"rendered": "预览：" + __import__("json").loads(
+            route.request.post_data)["message_template"]})
+
+    def wechat(self, route):
+        self._note(route)
+        if route.request.method == "POST":
+            self.wechat_states = ["waiting_scan", "waiting_scan", "valid"]
+            _ok(route, {"state": "waiting_scan"})
+            return
+        state = self.wechat_states.pop(0) if len(self.wechat_states) > 1 else self.wechat_states[0]
+        _ok(route, {"state": state, "account": {"name": "测试公众号", "avatar": ""} if state == "valid" else None,
+                    "expires_at": "2026-12-03T08:00:00Z" if state == "valid" else None,
+                    "qr_expires_at": "2026-12-01T09:05:00Z" if state == "waiting_scan" else None})
+
+    def qr(self, route):
+        self._note(route)
+        route.fulfill(status=200, content_type="image/png", body=_png())
+
+
+def test_pages_for_upcoming_routes_follow_the_contract(console, admin_api):
+    page = console.page
+    upcoming = _Upcoming(page)
+    node_id = admin_api.post("/api/v1/cascade/nodes", json={"name": "wechat-1"}).json()["data"]["id"]
+    task = admin_api.post("/api/v1/message-tasks", json={
+        "name": "upcoming", "message_type": 1, "web_hook_url": "http://127.0.0.1:1/hook",
+        "cron_exp": "0 0 1 1 *"}).json()["data"]
+    console.login()
+    assert page.inner_text("#ov-deliveries").split()[-1] == "失败的推送"
+
+    # Deliveries: the failed one, retried.
+    console.go("deliveries")
+    page.wait_for_selector("#deliveries-list td")
+    assert "HTTP 500 from the robot" in page.inner_text("#deliveries-list")
+    page.click("#deliveries-list button")
+    page.wait_for_selector("#deliveries-message .notice-ok")
+    assert ("POST", "/deliveries/dlv-1/retry", "{}") in upcoming.calls
+
+    # Account search, and adding what it found: a real WeChat feed on the parent.
+    console.go("feeds")
+    page.fill("#search-query", "人民")
+    page.click("#search-submit")
+    page.click("#search-results button")
+    page.wait_for_selector('[data-feed-row="人民日报"]')
+    feeds = admin_api.get("/api/v1/feeds", params={"q": "人民日报"}).json()["data"]["items"]
+    assert [(f["faker_id"], f["source_type"]) for f in feeds] == [("MzA1MjM1ODk2MA==", "wechat")]
+    assert ("POST", "/feeds/search", '{"query":"人民"}') in upcoming.calls
+
+    # The template preview renders what the parent answers; test push calls its route.
+    console.go("tasks")
+    page.click("#task-new")
+    assert page.is_enabled("#task-channel") and page.is_enabled("#task-sign-secret")
+    page.fill("#task-template", "{{ feed.mp_name }}")
+    expect(page.locator("#task-preview")).to_have_text("预览：{{ feed.mp_name }}")
+    page.click("#task-form button[type=button]")  # cancel
+    page.click('[data-task-row="upcoming"] button:has-text("测试推送")')
+    page.wait_for_selector("#tasks-message .notice-ok")
+    assert ("POST", f"/message-tasks/{task['id']}/test", "{}") in upcoming.calls
+
+    # WeChat login: the QR code shows while a scan is pending, then the session is valid.
+    console.go("nodes")
+    page.click('button[data-node="wechat-1"]')
+    expect(page.locator("#wechat-state")).to_contain_text("未登录")
+    page.click("#wechat-login")
+    page.wait_for_selector("#node-wechat .qr img")
+    assert page.get_attribute("#node-wechat .qr img", "src").startswith("blob:")
+    console.screenshot("wechat-qr-desktop")
+    expect(page.locator("#wechat-state")).to_contain_text("测试公众号", timeout=15_000)
+    assert page.locator("#node-wechat .qr img").count() == 0
+    assert ("GET", f"/cascade/nodes/{node_id}/wechat/qr.png", "") in upcoming.calls
+    assert console.script_errors() == []
+
+
+def test_a_parent_without_those_routes_says_so(console, admin_api):
+    features = admin_api.get("/api/v1/console/features").json()["data"]
+    missing = [name for name in ("deliveries", "feed_search", "task_preview", "task_channel")
+               if not features[name]]
+    if not missing:
+        pytest.skip("this parent serves every optional route the console knows")
+    page = console.page
+    console.login()
+    if not features["deliveries"]:
+        console.go("deliveries")
+        assert "此父节点尚未提供该功能" in page.inner_text("main")
+    if not features["feed_search"]:
+        console.go("feeds")
+        assert "POST /api/v1/feeds/search" in page.inner_text("main")
+    console.go("tasks")
+    page.click("#task-new")
+    assert page.is_enabled("#task-channel") is features["task_channel"]
+    if not features["task_preview"]:
+        assert "message-tasks/preview" in page.inner_text("#task-preview")
+    assert console.script_errors() == []
+
+
+def _tab_to(page, selector: str, limit: int = 40) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"document.activeElement.matches({selector!r})"):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_the_console_works_from_the_keyboard(console):
+    page = console.page
+    console.open("/")
+    page.wait_for_selector("#login-password:focus")  # the username is filled in already
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nav-overview[aria-current=page]")
+    page.evaluate("document.activeElement.blur()")
+    _tab_to(page, "#skip-link")
+    page.keyboard.press("Enter")  # skips to the page's content, staying on the page
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.evaluate("location.hash") == "#/overview"
+    page.evaluate("document.activeElement.blur()")
+    _tab_to(page, "#nav-nodes")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nav-nodes[aria-current=page]")
+    _tab_to(page, "#node-name")
+    page.keyboard.type("keyboard-node")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog[open] #cred-api-key")
+    assert page.evaluate("document.activeElement.closest('dialog') !== null")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog", state="detached")
+    page.wait_for_selector('[data-node-row="keyboard-node"]')
     assert console.script_errors() == []
