@@ -448,3 +448,110 @@ def test_the_console_works_from_the_keyboard(console):
     page.wait_for_selector("dialog", state="detached")
     page.wait_for_selector('[data-node-row="keyboard-node"]')
     assert console.script_errors() == []
+
+
+OPML = """<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>
+<outline text="folder"><outline text="Beta" title="Beta" type="rss" xmlUrl="{url}"/></outline>
+</body></opml>"""
+
+
+def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, services, tmp_path):
+    page = console.page
+    console.login()
+
+    # Import: pasted JSON with the per-row report, then an OPML file.
+    console.go("feeds")
+    page.fill("#import-text", '[{"mp_name": "Gamma", "source_type": "rss", "source_url": "%s"},'
+              ' {"mp_name": "Gamma again", "source_type": "rss", "source_url": "%s"},'
+              ' {"mp_name": "no url", "source_type": "rss"}]'
+              % (services.feed_url("gamma"), services.feed_url("gamma")))
+    page.click("#import-submit")
+    page.wait_for_selector("#import-report .notice")
+    report = page.inner_text("#import-report")
+    assert "新建 1，跳过 1，拒绝 1（共 3 行）" in report
+    assert "source_url" in report and "Required for an rss feed." in report
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(OPML.format(url=services.feed_url("beta")), encoding="utf-8")
+    page.set_input_files("#import-file", str(opml))
+    page.click("#import-submit")
+    expect(page.locator("#import-report .notice")).to_contain_text("新建 1，跳过 0，拒绝 0")
+    page.wait_for_selector('[data-feed-row="Beta"]')
+    links = page.locator('[data-feed-row="Beta"] .links a')
+    assert [links.nth(i).get_attribute("href") for i in range(3)] == [
+        f"/feed/{beta}.{kind}" for beta in [_feed_id(admin_api, "Beta")]
+        for kind in ("rss", "atom", "json")]
+    page.click('[data-feed-row="Beta"] button:has-text("暂停")')
+    expect(page.locator('[data-feed-row="Beta"] .badge-paused')).to_have_count(1)
+    assert _feed(admin_api, "Beta")["status"] == 0
+
+    # Edit a task: its cron, feeds and state reach the parent.
+    admin_api.post("/api/v1/message-tasks", json={
+        "name": "to-edit", "message_type": 1, "web_hook_url": services.base_url + "/hook",
+        "cron_exp": "0 0 1 1 *"})
+    console.go("tasks")
+    page.click('[data-task-row="to-edit"] button:has-text("编辑")')
+    page.fill("#task-cron", "61 * * * *")
+    expect(page.locator("#task-next-runs .notice-error")).to_contain_text("not a valid cron")
+    page.fill("#task-cron", "15 9 * * 1")
+    page.check('#task-feeds input[data-name="Gamma"]')
+    page.fill("#task-headers", '{"X-Team": "news"}')
+    page.uncheck("#task-enabled")
+    page.click("#task-save")
+    page.wait_for_selector("#tasks-message .notice-ok")
+    task = next(t for t in admin_api.get("/api/v1/message-tasks").json()["data"]["items"]
+                if t["name"] == "to-edit")
+    assert (task["cron_exp"], task["status"], task["headers"]) == ("15 9 * * 1", 0, {"X-Team": "news"})
+    assert [m["mp_name"] for m in task["mps_id"]] == ["Gamma"]
+
+    # A node: edit, test the connection, disable, enable, delete.
+    node_id = admin_api.post("/api/v1/cascade/nodes", json={"name": "managed"}).json()["data"]["id"]
+    console.go("nodes")
+    page.click('button[data-node="managed"]')
+    page.fill("#edit-node-labels", "cn-east, rss")
+    page.fill("#edit-node-capacity", "7")
+    page.fill("#edit-node-api-url", console.base_url)
+    page.click("#edit-node-save")
+    expect(page.locator("#node-dialog-message")).to_contain_text("节点已保存")
+    page.click("#node-test")
+    expect(page.locator("#node-test-result")).to_contain_text("可达：是；HTTP 200")
+    page.click("#node-toggle")
+    expect(page.locator("#node-dialog-message")).to_contain_text("节点已停用")
+    assert admin_api.get(f"/api/v1/cascade/nodes/{node_id}").json()["data"]["status"] == "disabled"
+    page.click("#node-toggle")
+    expect(page.locator("#node-dialog-message")).to_contain_text("节点已启用")
+    node = admin_api.get(f"/api/v1/cascade/nodes/{node_id}").json()["data"]
+    assert (node["labels"], node["capacity"], node["is_active"]) == (["cn-east", "rss"], 7, True)
+    page.click("#node-delete")
+    page.click("#confirm-yes")
+    page.wait_for_selector('[data-node-row="managed"]', state="detached")
+    assert admin_api.get(f"/api/v1/cascade/nodes/{node_id}").status_code == 404
+
+    # Change the password: every session ends; the new one logs in; then put it back.
+    console.go("account")
+    page.fill("#acc-current", ADMIN_PASSWORD)
+    page.fill("#acc-new", "another long password")
+    page.fill("#acc-repeat", "another long password")
+    page.click("#acc-submit")
+    page.wait_for_selector("#login-title")
+    assert "密码已修改" in page.inner_text("#login-message")
+    assert admin_api.get("/api/v1/auth/me").status_code == 401
+    console.login("another long password")
+    console.go("account")
+    page.fill("#acc-current", "another long password")
+    page.fill("#acc-new", ADMIN_PASSWORD)
+    page.fill("#acc-repeat", "not the same")
+    page.click("#acc-submit")
+    expect(page.locator("#account-message")).to_contain_text("两次输入的新密码不一致")
+    page.fill("#acc-repeat", ADMIN_PASSWORD)
+    page.click("#acc-submit")
+    page.wait_for_selector("#login-title")
+    assert console.script_errors(allowed_statuses=(422,)) == []
+
+
+def _feed(admin_api, name: str) -> dict:
+    items = admin_api.get("/api/v1/feeds", params={"q": name}).json()["data"]["items"]
+    return next(item for item in items if item["mp_name"] == name)
+
+
+def _feed_id(admin_api, name: str) -> str:
+    return _feed(admin_api, name)["id"]
