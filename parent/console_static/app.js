@@ -190,7 +190,9 @@
 
   function describe(err) {
     if (!(err instanceof ApiFailure)) return t("err.generic", { m: String(err && err.message || err) });
-    const parts = [err.message];
+    // The parent explains in English; name the stable error code in the page's language too.
+    const known = err.error && I18N[lang]["errcode." + err.error];
+    const parts = [known && lang !== "en" ? known + "（" + err.message + "）" : err.message];
     if (err.details && typeof err.details === "object") {
       for (const [field, problems] of Object.entries(err.details)) {
         const text = Array.isArray(problems) ? problems.join(" ")
