@@ -360,6 +360,9 @@
         h("span", { class: "who muted" }, me ? me.username : ""),
         h("button", { type: "button", class: "ghost", id: "logout", onclick: logout }, t("logout"))),
       nav, main);
+    // On a phone the navigation scrolls sideways: keep the current page's tab in sight.
+    const current = nav.querySelector('[aria-current="page"]');
+    if (current && current.scrollIntoView) current.scrollIntoView({ block: "nearest", inline: "nearest" });
     return main;
   }
 
