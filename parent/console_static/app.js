@@ -133,6 +133,9 @@
 
   function short(id) { return id ? String(id).slice(0, 8) : "—"; }
 
+  // Links from collected data open only over http(s): never javascript: or data: URLs.
+  function httpUrl(value) { return typeof value === "string" && /^https?:\/\//i.test(value); }
+
   // --- talking to the API ----------------------------------------------------------------
 
   class ApiFailure extends Error {
@@ -848,15 +851,31 @@
   async function pageFeeds(root, params, alive) {
     const message = h("div", { id: "feeds-message" });
     const listBox = h("div", { id: "feeds-list" });
+    const query = h("input", { id: "feeds-q", type: "search" });
+    let page = 1;
+    const PAGE_SIZE = 50;
+
+    async function allStatuses() {
+      // feed-status has no id filter: read it whole, 200 at a time.
+      const items = [];
+      for (let p = 1; ; p += 1) {
+        const body = await api("GET", CASCADE + "/feed-status?page_size=200&page=" + p);
+        items.push.apply(items, body.data.items);
+        if (items.length >= body.data.total || !body.data.items.length) return items;
+      }
+    }
 
     async function refresh() {
-      const [feeds, status] = await Promise.all([
-        allFeeds(),
-        api("GET", CASCADE + "/feed-status?page_size=200"),
+      const search = new URLSearchParams({ page: String(page), page_size: String(PAGE_SIZE) });
+      if (query.value.trim()) search.set("q", query.value.trim());
+      const [listing, statuses] = await Promise.all([
+        api("GET", API + "/feeds?" + search.toString()),
+        allStatuses(),
       ]);
       if (!alive()) return;
+      const feeds = listing.data.items;
       const statusById = {};
-      status.data.items.forEach(function (s) { statusById[s.feed_id] = s; });
+      statuses.forEach(function (s) { statusById[s.feed_id] = s; });
       clear(listBox).append(dataTable([
         [t("feeds.name"), function (f) { return h("strong", null, f.mp_name); }],
         [t("feeds.source"), function (f) {
@@ -889,7 +908,8 @@
               } catch (err) { showIn(message, "error", describe(err)); }
             } }, t("delete")));
         }],
-      ], feeds, { label: t("feeds.list"), rowAttrs: function (f) { return { "data-feed-row": f.mp_name }; } }));
+      ], feeds, { label: t("feeds.list"), rowAttrs: function (f) { return { "data-feed-row": f.mp_name }; } }),
+      pager(listing.data.total, page, PAGE_SIZE, function (p) { page = p; refresh(); }));
     }
 
     // Add an RSS feed.
@@ -928,7 +948,6 @@
             if (!found.length) { results.append(h("p", { class: "muted" }, t("feeds.searchNone"))); return; }
             results.append(h("ul", { class: "search-list" }, found.map(function (a) {
               return h("li", null,
-                a.mp_cover ? h("img", { src: a.mp_cover, alt: "", width: 40, height: 40, referrerpolicy: "no-referrer" }) : null,
                 h("span", null, h("strong", null, a.mp_name), h("small", { class: "muted block" }, a.mp_intro || a.faker_id)),
                 h("button", { type: "button", class: "small-button", onclick: async function () {
                   try {
@@ -985,7 +1004,10 @@
     }, field(t("feeds.importFile"), file), field(t("feeds.importText"), text), h("div", { class: "actions" }, importSubmit), report);
 
     root.append(h("div", { class: "cards" }, section(t("feeds.addRss"), rssForm), searchCard, section(t("feeds.import"), importForm)),
-      message, section(t("feeds.list"), listBox));
+      message, section(t("feeds.list"), [
+        h("form", { class: "inline-form", role: "search", onsubmit: function (event) { event.preventDefault(); page = 1; refresh(); } },
+          field(t("feeds.filter"), query), h("div", { class: "field field-submit" }, h("button", { type: "submit", id: "feeds-search" }, t("art.search")))),
+        listBox]));
     await refresh();
   }
 
@@ -1388,7 +1410,7 @@
       if (!alive()) return;
       clear(listBox).append(dataTable([
         [t("art.title"), function (a) {
-          return a.url ? h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" }, a.title) : a.title;
+          return httpUrl(a.url) ? h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" }, a.title || a.url) : a.title;
         }],
         [t("art.feed"), function (a) { return (feedNames[a.mp_id] || {}).mp_name || a.mp_id; }],
         [t("art.published"), function (a) { return a.publish_time ? fmtTime(a.publish_time) : "—"; }],

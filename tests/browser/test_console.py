@@ -480,6 +480,12 @@ def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, service
     assert [links.nth(i).get_attribute("href") for i in range(3)] == [
         f"/feed/{beta}.{kind}" for beta in [_feed_id(admin_api, "Beta")]
         for kind in ("rss", "atom", "json")]
+    page.fill("#feeds-q", "Gam")
+    page.click("#feeds-search")
+    expect(page.locator("[data-feed-row]")).to_have_count(1)
+    assert page.get_attribute("[data-feed-row]", "data-feed-row") == "Gamma"
+    page.fill("#feeds-q", "")
+    page.click("#feeds-search")
     page.click('[data-feed-row="Beta"] button:has-text("暂停")')
     expect(page.locator('[data-feed-row="Beta"] .badge-paused')).to_have_count(1)
     assert _feed(admin_api, "Beta")["status"] == 0
