@@ -20,6 +20,7 @@
   let flash = null;
   let cleanups = [];
   let generation = 0;
+  let expiryTimer = null;
 
   // --- small helpers ---------------------------------------------------------------------
 
@@ -265,6 +266,11 @@
           const body = await api("POST", API + "/auth/login", { username: username.value, password: password.value });
           token = body.data.access_token;
           password.value = "";
+          // An idle page leaves too when the token runs out, not only at the next click.
+          const lifetime = Number(body.data.expires_in) * 1000;
+          if (lifetime > 0 && lifetime < 2147483647) {
+            expiryTimer = setTimeout(function () { sessionEnded(t("login.expired")); }, lifetime);
+          }
           await startSession();
         } catch (err) {
           if (err.status === 429) {
@@ -305,6 +311,8 @@
   }
 
   function sessionEnded(text, kind) {
+    clearTimeout(expiryTimer);
+    expiryTimer = null;
     token = null;
     me = null;
     flash = { kind: kind || "error", text: text };
@@ -512,7 +520,8 @@
     const wechat = wechatOf(node);
     if (!wechat || wechat.session_valid === undefined) return t("nodes.wechatUnknown");
     if (wechat.session_valid) {
-      return wechat.expires_at ? t("nodes.wechatValidUntil", { t: fmtTime(wechat.expires_at) }) : t("wechat.valid");
+      const account = wechat.account && wechat.account.name ? wechat.account.name + " · " : "";
+      return account + (wechat.expires_at ? t("nodes.wechatValidUntil", { t: fmtTime(wechat.expires_at) }) : t("wechat.valid"));
     }
     return t("nodes.wechatExpired");
   }

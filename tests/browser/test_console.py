@@ -16,9 +16,10 @@ try:
     from playwright.sync_api import expect
 except ImportError:  # the browser fixture skips (or, in CI, fails) and says why
     expect = None
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, PHONE, ConsolePage
+from tests.e2e import start_live_parent
 from tests.e2e.child_support import start_child, wait_for
-from tests.helpers import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD, SECRET_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -217,6 +218,29 @@ def test_expired_token_returns_to_login_with_a_message(console, console_db):
     page.wait_for_selector("#login-title")
     assert "登录已过期" in page.inner_text("#login-message")
     assert console.script_errors(allowed_statuses=(401,)) == []
+
+
+def test_an_idle_console_returns_to_login_when_the_token_expires(browser, console_db, workdir,
+                                                                   db_backend):
+    short = start_live_parent(database_url=console_db, secret_key=SECRET_KEY, workdir=workdir,
+                              workers=1, name="short-ttl",
+                              extra_env={"WERSS_CASCADE_ADMIN_TOKEN_TTL": "4"})
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", timezone_id="UTC")
+    try:
+        console = ConsolePage(context, short.base_url, db_backend)
+        page = console.page
+        tokens = _bearer_tokens(page)
+        console.login()
+        console.go("feeds")  # a page that does not poll; nobody touches it from here on
+        page.wait_for_selector("#login-title", timeout=15_000)
+        assert "登录已过期" in page.inner_text("#login-message")
+        refused = requests.get(short.base_url + "/api/v1/auth/me",
+                               headers={"Authorization": tokens[-1]}, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+        assert console.script_errors() == []
+    finally:
+        context.close()
+        short.stop()
 
 
 @pytest.mark.parametrize("viewport_name", ["desktop", "phone"])
