@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,27 @@ class ConsolePage:
         self.console_errors: list[str] = []
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
+        self.in_flight = 0
+        self.page.on("request", lambda _: self._count(1))
+        self.page.on("requestfinished", lambda _: self._count(-1))
+        self.page.on("requestfailed", lambda _: self._count(-1))
+
+    def _count(self, step: int) -> None:
+        self.in_flight += step
+
+    def settle(self, quiet: float = 0.3, timeout: float = 20.0) -> None:
+        """Wait until the page has no request in flight (its answers are all in)."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)  # lets Playwright deliver the request events
+            if self.in_flight > 0:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet:
+                return
+        raise AssertionError(f"{self.in_flight} requests still in flight after {timeout} s")
 
     def _on_console(self, message):
         if message.type in ("error", "warning"):

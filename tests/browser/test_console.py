@@ -208,6 +208,7 @@ def test_expired_token_returns_to_login_with_a_message(console, console_db):
     page = console.page
     console.login()
     console.go("feeds")  # a page that does not poll: the click below meets the expiry
+    console.settle()  # every request sent so far is answered with the token still valid
     engine = create_engine(console_db.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as connection:  # the token's lifetime runs out
         connection.execute(update(AdminToken.__table__)
