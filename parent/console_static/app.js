@@ -685,6 +685,10 @@
           return (n.running || 0) + "/" + cap;
         }],
         [t("nodes.labels"), function (n) { return chips(n.labels); }],
+        [t("nodes.sources"), function (n) {
+          if (!Array.isArray(n.effective_sources)) return "—";
+          return h("span", null, chips(n.effective_sources), n.sources_origin ? h("small", { class: "muted block" }, t("origin." + n.sources_origin)) : null);
+        }],
         [t("nodes.wechat"), function (n) { return wechatText(n); }],
         [t("nodes.actions"), function (n) {
           return h("button", { type: "button", class: "small-button", "data-node": n.name, onclick: function () { manageNode(n, refresh, message); } }, t("nodes.manage"));
@@ -730,6 +734,11 @@
       const apiUrl = h("input", { id: "edit-node-api-url", type: "url", value: node.api_url || "" });
       const labels = h("input", { id: "edit-node-labels", value: (node.labels || []).join(", ") });
       const capacity = h("input", { id: "edit-node-capacity", type: "number", min: 1, max: 1000, value: String(node.capacity) });
+      const hasSources = Array.isArray(node.effective_sources);
+      const sources = h("select", { id: "edit-node-sources" },
+        h("option", { value: "" }, t("nodes.sourcesAuto")),
+        ["rss", "wechat", "rss,wechat"].map(function (v) { return h("option", { value: v }, v.replace(",", " + ")); }));
+      sources.value = Array.isArray(node.sources) ? node.sources.slice().sort().join(",") : "";
       const save = h("button", { type: "submit", class: "primary", id: "edit-node-save" }, t("save"));
       const toggle = h("button", { type: "button", id: "node-toggle" }, node.is_active ? t("disable") : t("enable"));
       const test = h("button", { type: "button", id: "node-test" }, t("nodes.test"));
@@ -742,10 +751,12 @@
         onsubmit: busy(save, async function () {
           clear(message);
           try {
-            const updated = await api("PUT", CASCADE + "/nodes/" + node.id, {
+            const changes = {
               name: name.value, description: description.value, api_url: apiUrl.value || null,
               labels: splitLabels(labels.value), capacity: Number(capacity.value),
-            });
+            };
+            if (hasSources) changes.sources = sources.value ? sources.value.split(",") : null;
+            const updated = await api("PUT", CASCADE + "/nodes/" + node.id, changes);
             node = updated.data;
             message.append(notice("ok", t("nodes.saved")));
             refresh();
@@ -753,7 +764,9 @@
         }),
       }, field(t("nodes.name"), name), field(t("nodes.description"), description),
         field(t("nodes.apiUrl"), apiUrl), field(t("nodes.labels"), labels),
-        field(t("nodes.capacity"), capacity), h("div", { class: "field field-submit" }, save));
+        field(t("nodes.capacity"), capacity),
+        hasSources ? field(t("nodes.sources"), sources, t("nodes.sourcesHint")) : null,
+        h("div", { class: "field field-submit" }, save));
 
       toggle.addEventListener("click", busy(toggle, async function () {
         clear(message);
@@ -1038,6 +1051,7 @@
         [t("tasks.name"), function (x) { return h("strong", null, x.name); }],
         [t("tasks.type"), function (x) { return x.channel ? x.channel : t("tasks.type" + x.message_type); }],
         [t("tasks.cronCol"), function (x) { return h("code", null, x.cron_exp); }],
+        [t("tasks.nextRun"), function (x) { return x.next_run_at ? h("time", { datetime: x.next_run_at, title: x.next_run_local || "" }, fmtTime(x.next_run_at)) : "—"; }],
         [t("tasks.feedsCol"), function (x) { return x.mps_id && x.mps_id.length ? x.mps_id.map(function (m) { return m.mp_name || m.id; }).join("、") : t("tasks.allFeeds"); }],
         [t("feeds.status"), function (x) { return badge(x.status ? "enabled" : "paused"); }],
         [t("feeds.actions"), function (x) {

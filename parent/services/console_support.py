@@ -4,9 +4,6 @@ articles collected per day."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
-
-from croniter import CroniterBadDateError, croniter
 
 from shared import errors as codes
 
@@ -17,6 +14,7 @@ from ..extensions import db
 from ..models import Admin
 from ..models.work import Article
 from . import admins
+from .scheduling import next_slot
 
 
 def change_password(admin: Admin, current_password: str, new_password: str) -> None:
@@ -36,14 +34,14 @@ def change_password(admin: Admin, current_password: str, new_password: str) -> N
 def next_runs(cron_exp: str, count: int) -> dict:
     """Return the next ``count`` due times of a cron expression in the schedule's timezone."""
     tz_name = settings().schedule_timezone
-    start = now().astimezone(ZoneInfo(tz_name))
-    schedule = croniter(cron_exp, start, second_at_beginning=len(cron_exp.split()) == 6)
-    runs = []
+    runs: list[datetime] = []
+    moment = now()
     for _ in range(count):
         try:
-            runs.append(schedule.get_next(datetime).astimezone(timezone.utc))
-        except CroniterBadDateError:  # valid but never due, such as 30 February
+            moment = next_slot(cron_exp, moment, tz_name)
+        except ValueError:  # valid but never due, such as 30 February
             break
+        runs.append(moment)
     return {"cron_exp": cron_exp, "timezone": tz_name, "next_runs": runs}
 
 

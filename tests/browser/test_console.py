@@ -516,10 +516,12 @@ def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, service
     assert _feed(admin_api, "Beta")["status"] == 0
 
     # Edit a task: its cron, feeds and state reach the parent.
-    admin_api.post("/api/v1/message-tasks", json={
+    created = admin_api.post("/api/v1/message-tasks", json={
         "name": "to-edit", "message_type": 1, "web_hook_url": services.base_url + "/hook",
-        "cron_exp": "0 0 1 1 *"})
+        "cron_exp": "0 0 1 1 *"}).json()["data"]
     console.go("tasks")
+    due = datetime.fromisoformat(created["next_run_at"].replace("Z", "+00:00"))
+    assert page.inner_text('[data-task-row="to-edit"] time') == f"{due:%Y-%m-%d %H:%M:%S}"
     page.click('[data-task-row="to-edit"] button:has-text("编辑")')
     page.fill("#task-cron", "61 * * * *")
     expect(page.locator("#task-next-runs .notice-error")).to_contain_text("not a valid cron")
@@ -541,6 +543,7 @@ def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, service
     page.fill("#edit-node-labels", "cn-east, rss")
     page.fill("#edit-node-capacity", "7")
     page.fill("#edit-node-api-url", console.base_url)
+    page.select_option("#edit-node-sources", "rss")
     page.click("#edit-node-save")
     expect(page.locator("#node-dialog-message")).to_contain_text("节点已保存")
     page.click("#node-test")
@@ -552,6 +555,8 @@ def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, service
     expect(page.locator("#node-dialog-message")).to_contain_text("节点已启用")
     node = admin_api.get(f"/api/v1/cascade/nodes/{node_id}").json()["data"]
     assert (node["labels"], node["capacity"], node["is_active"]) == (["cn-east", "rss"], 7, True)
+    assert (node["sources"], node["effective_sources"]) == (["rss"], ["rss"])
+    assert "管理员设定" in page.inner_text('[data-node-row="managed"]')
     page.click("#node-delete")
     page.click("#confirm-yes")
     page.wait_for_selector('[data-node-row="managed"]', state="detached")

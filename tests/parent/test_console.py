@@ -106,6 +106,7 @@ def test_every_word_of_the_console_exists_in_chinese_and_english():
         "wechat.": ["none", "waiting_scan", "scanned", "valid", "expired", "failed"],
         "theme.": ["auto", "light", "dark"],
         "tasks.type": ["0", "1"],
+        "origin.": ["admin", "reported", "werss", "default"],
     }.items():
         assert {prefix + value for value in values} <= words["zh"], prefix
 
