@@ -34,7 +34,8 @@ def _stack(composes, flavour, tmp_path, **settings):
 
 @pytest.fixture(params=FLAVOURS)
 def stack(request, composes, built_image, tmp_path):
-    stack = _stack(composes, request.param, tmp_path)
+    # The feed is on the host's address on the compose network: a private one.
+    stack = _stack(composes, request.param, tmp_path, CASCADE_ALLOW_PRIVATE_ADDRESSES="true")
     yield stack
     print(stack.logs())         # pytest shows it only when the test failed
     stack.down()
