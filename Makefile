@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 ## The test suite on SQLite; also on PostgreSQL when WERSS_TEST_DATABASE_URL is set.
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || echo "NOTE: Chromium not found: the console's browser tests (tests/browser) are SKIPPED. Install it with 'bash deploy/install-chromium.sh' (as root)."
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## docker-compose.yml for real (root; minutes): installs docker.io and docker-compose if
@@ -48,6 +49,9 @@ format: $(STAMP)
 	$(BIN)/ruff format $(FILES)
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
+	  $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y wrk >/dev/null; } || \
+	  echo "bench: wrk not installed; the http section falls back to Python clients"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

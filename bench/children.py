@@ -196,7 +196,8 @@ def _clean_env(**extra: str) -> dict:
 class ChildAgent:
     """One `werss-child run` we started, in its own process group, logging to a file."""
 
-    def __init__(self, name: str, base_url: str, creds, workdir: Path):
+    def __init__(self, name: str, base_url: str, creds, workdir: Path,
+                 extra_env: dict | None = None):
         self.name = name
         self.log_path = workdir / f"{name}.log"
         data_dir = workdir / f"{name}-data"
@@ -205,7 +206,8 @@ class ChildAgent:
         env = _clean_env(CASCADE_PARENT_URL=base_url, CASCADE_API_KEY=creds.api_key,
                          CASCADE_API_SECRET=creds.api_secret, CASCADE_DATA_DIR=str(data_dir),
                          CASCADE_ALLOW_PRIVATE_ADDRESSES="true",
-                         NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+                         NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
+                         **(extra_env or {}))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 werss_child_argv(), cwd=workdir, env=env, stdin=subprocess.DEVNULL,

@@ -115,6 +115,8 @@ def probe_hot_paths(database_url: str, secret_key: str, creds) -> list[dict]:
         client.post(heartbeat_path, data=HEARTBEAT_BODY,
                     headers={**signed("POST", heartbeat_path, HEARTBEAT_BODY), **json_type})
         etag = client.get(feeds_path, headers=signed("GET", feeds_path)).headers.get("ETag")
+        # Steady state: the first unchanged pull of a window is logged, later ones are not.
+        client.get(feeds_path, headers={**signed("GET", feeds_path), "If-None-Match": etag or ""})
         cases = [
             ("heartbeat (signed)", lambda: client.post(
                 heartbeat_path, data=HEARTBEAT_BODY,

@@ -87,8 +87,10 @@ def render_http(results: dict) -> list[str]:
         "",
         f"WeRSS Cascade bench — {meta['backend']}, {meta['feeds']:,} feeds, "
         f"{meta['nodes']} nodes; gunicorn {gunicorn['worker_class']} {gunicorn['workers']} "
-        f"workers × {gunicorn['threads']} threads for subject and baseline; "
-        f"client {meta['client_threads']} threads; {meta['cpu_count']} CPUs",
+        f"workers × {gunicorn['threads']} threads for subject and baseline; " +
+        (f"client wrk, {meta['wrk_connections']} connections × {meta['wrk_duration_s']:g} s "
+         f"per phase" if meta.get("http_driver") == "wrk" else
+         f"client {meta['client_threads']} Python threads") + f"; {meta['cpu_count']} CPUs",
     ]
     if not results["ratios"]:
         return lines

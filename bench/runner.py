@@ -31,6 +31,7 @@ from .database import (
     remove_workdir, run_parent_cli, seed_feeds,
 )
 from .children import ChildBenchError
+from .footprint import footprint_section, render as render_footprint
 from .leasing import WorkStore
 from .phases import (
     LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, lease_throughput,
@@ -39,11 +40,13 @@ from .phases import (
 from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .pushes import push_section
 from .servers import ServerStartError, baseline_server, subject_server
+from .wrk import WrkError, run_wrk, wrk_path
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
+PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
-SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes")
+SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint")
 
 
 def _serve_defaults() -> dict:
@@ -68,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="gunicorn workers for both servers [%(default)s, as serve]")
     parser.add_argument("--server-threads", type=int, default=defaults["threads"],
                         help="gunicorn threads per worker for both servers [%(default)s, as serve]")
+    parser.add_argument("--driver", choices=("wrk", "python"),
+                        default="wrk" if wrk_path() else "python",
+                        help="load generator of the http section: wrk (C, the default when "
+                             "installed) or python (requests threads) [%(default)s]")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk: keep-alive connections [%(default)s]")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="wrk: seconds per measured phase [%(default)s]")
     parser.add_argument("--threads", type=int, default=8,
                         help="concurrent client threads, each a node of its own [%(default)s]")
     parser.add_argument("--requests", type=int, default=3000,
@@ -104,6 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="seconds a started child idles before it is measured [%(default)s]")
     leasing.add_argument("--idle-window", type=float, default=10.0,
                          help="seconds idle CPU is measured over [%(default)s]")
+    leasing.add_argument("--footprint-feeds", default="10000,100000",
+                         help="feed counts of the footprint section's parents [%(default)s]")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help="which sections to run, comma-separated [%(default)s]")
     parser.add_argument("--quick", action="store_true",
@@ -113,6 +126,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.queue_sizes = sorted({int(size) for size in args.queue_sizes.split(",") if size})
     except ValueError:
         parser.error("--queue-sizes: comma-separated whole numbers")
+    try:
+        args.footprint_feeds = [int(size) for size in args.footprint_feeds.split(",") if size]
+    except ValueError:
+        parser.error("--footprint-feeds: comma-separated whole numbers")
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown or not args.sections:
@@ -126,7 +143,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.queue_sizes = [size for size in args.queue_sizes if size < 100_000] or [1000]
         args.queue_claims = max(30, args.queue_claims // 4)
         args.child_feeds = max(8, args.child_feeds // 4)
+        args.footprint_feeds = [max(100, size // 10) for size in args.footprint_feeds]
         args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
+        args.duration = min(args.duration, 3.0)
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
         if getattr(args, name) < 1:
@@ -206,8 +225,9 @@ def _loadavg() -> list[float] | None:
 
 # What the design allows each hot path: (reads, writes, in words).
 _SQL_BUDGET = {
-    "heartbeat (signed)": (1, 2, "one indexed read; one UPDATE + the nonce INSERT"),
-    "heartbeat (plain)": (1, 1, "one indexed read; one UPDATE"),
+    "heartbeat (signed)": (1, 1, "one indexed read; the nonce INSERT"),
+    "heartbeat (plain)": (1, 0, "one indexed read; no write"),
+    "feeds pull 304 (signed)": (2, 1, "the node and the cursor; the nonce INSERT"),
 }
 
 
@@ -253,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = slow_clients = pushes = None
+    leasing = queue = children = slow_clients = pushes = footprint = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -289,10 +309,24 @@ def run(args: argparse.Namespace) -> int:
                                 time_cap=args.time_cap,
                                 warmup_per_thread=max(1, args.warmup // args.threads))
 
-            runs = {"baseline_0": measure(baseline_scenario(0), args.threads)}
+            def http_measure(scenario: Scenario) -> dict:
+                if args.driver == "python":
+                    return measure(scenario, args.threads)
+                print(f"bench: {scenario.label} (wrk, {args.connections} connections, "
+                      f"{args.duration:g} s) ...", end=" ", flush=True)
+                varies = scenario.factory(0)[2] != scenario.factory(1)[2]
+                # Let the previous phase's queued requests drain before this one starts.
+                time.sleep(PHASE_PAUSE)
+                result = run_wrk(scenario, connections=args.connections,
+                                 duration=args.duration, varies=varies)
+                print(f"{result['rps']:,.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors", flush=True)
+                return result
+
+            runs = {"baseline_0": http_measure(baseline_scenario(0))}
             for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):
-                runs[scenario.key] = measure(scenario, args.threads)
-                runs[f"baseline_{index}"] = measure(baseline_scenario(index), args.threads)
+                runs[scenario.key] = http_measure(scenario)
+                runs[f"baseline_{index}"] = http_measure(baseline_scenario(index))
                 brackets[scenario.key] = (f"baseline_{index - 1}", f"baseline_{index}")
 
         if {"leasing", "queue"} & set(sections):
@@ -336,7 +370,14 @@ def run(args: argparse.Namespace) -> int:
             except ChildBenchError as exc:
                 print(f"\nbench: pushes: {exc}", file=sys.stderr)
                 pushes = {"error": str(exc), "ok": False}
-    except (BenchSetupError, ServerStartError) as exc:
+        if "footprint" in sections:
+            try:
+                footprint = footprint_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                print(f"\nbench: footprint: {exc}", file=sys.stderr)
+                footprint = {"error": str(exc)}
+                warnings.append(f"footprint: {exc}".splitlines()[0])
+    except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
     except (KeyboardInterrupt, SystemExit):
@@ -378,6 +419,9 @@ def run(args: argparse.Namespace) -> int:
             "feeds": args.feeds,
             "nodes": len(fleet),
             "client_threads": args.threads,
+            "http_driver": args.driver,
+            "wrk_connections": args.connections if args.driver == "wrk" else None,
+            "wrk_duration_s": args.duration if args.driver == "wrk" else None,
             "requests": args.requests,
             "full_requests": args.full_requests,
             "time_cap_s": args.time_cap,
@@ -406,16 +450,20 @@ def run(args: argparse.Namespace) -> int:
         "children": children,
         "slow_clients": slow_clients,
         "pushes": pushes,
+        "footprint": footprint,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
     report.write_results(results)
     print(report.render_table(results))
+    if footprint and "error" not in footprint:
+        print("\n" + render_footprint(footprint))
     print(f"bench: finished in {results['duration_s']:.0f} s")
     failed = any(run_data["errors"] for run_data in all_runs)
     failed = failed or bool(leasing and not leasing["check"]["ok"])
     failed = failed or bool(children and "error" in children)
     failed = failed or bool(pushes and not pushes["ok"])
+    failed = failed or bool(footprint and "error" in footprint)
     return EXIT_ERRORS if failed else 0
 
 

@@ -140,7 +140,7 @@ def cmd_status(args) -> int:
         depth = cache.outbox_depth()
         print(f"parent: {config.parent_api_url}")
         print(f"last contact: {cache.get_meta('last_contact') or 'never'}")
-        print(f"cached: {len(cache.all('feeds'))} feeds, {len(cache.all('tasks'))} tasks")
+        print(f"cached: {cache.count('feeds')} feeds, {cache.count('tasks')} tasks")
         print(f"outbox: {depth.get('pending', 0)} pending, {depth.get('rejected', 0)} rejected")
         print(f"leases held: {len(cache.held_leases())}")
     finally:

@@ -29,6 +29,7 @@ from .config import ChildConfig
 from .outbox import Outbox
 
 log = logging.getLogger("werss.child")
+PULL_PAGE = 1000  # feeds per page of a full pull: the most the child holds at once
 
 
 class FatalError(Exception):
@@ -86,6 +87,7 @@ class Agent:
         self._claim_backoff = 0.0
         self._room_freed = threading.Event()
         self._started_up = False
+        self.page_size = PULL_PAGE
 
     # -- parent calls, each logged and classified ----------------------------------------------
     def _guard(self, name: str, call: Callable, *args):
@@ -129,31 +131,56 @@ class Agent:
     def _sync_table(self, table: str, route: str, changes_route: str, full: bool) -> int:
         cursor = self.cache.get_meta(f"{table}.cursor")
         if full or not cursor:
-            items, etag, cursor = self.client.pull(route, self.cache.get_meta(f"{table}.etag"))
-            if items is None:
-                return len(self.cache.all(table))
-            self.cache.replace_all(table, items, etag, cursor)
-            return len(items)
+            return self._full_pull(table, route)
         changed = 0
+        etag = self.cache.get_meta(f"{table}.etag")
         while True:
             try:
-                page = self.client.changes(changes_route, cursor)
+                page = self.client.changes(changes_route, cursor, etag=etag)
             except errors.CursorExpiredError:
                 log.info("%s cursor expired; doing a full pull", table)
                 return self._sync_table(table, route, changes_route, full=True)
-            self.cache.apply_changes(table, page["items"], page["deleted"], page["cursor"])
+            if page is None:  # 304: still at the newest cursor
+                return changed
+            self.cache.apply_changes(table, page["items"], page["deleted"], page["cursor"],
+                                     etag=page.get("etag"))
             changed += len(page["items"]) + len(page["deleted"])
-            cursor = page["cursor"]
+            cursor, etag = page["cursor"], page.get("etag")
             if not page["has_more"]:
                 return changed
+
+    def _full_pull(self, table: str, route: str) -> int:
+        """Pull the whole list page by page, writing each page in one transaction.
+
+        Only one page is held at a time; rows the pull did not write are dropped at its
+        end, and only then do its ETag and cursor replace the old ones, so an interrupted
+        pull leaves a cache that the next sync repairs.
+        """
+        generation = self.cache.next_generation(table)
+        page = self.client.pull_page(route, self.page_size,
+                                     etag=self.cache.get_meta(f"{table}.etag"))
+        if page.items is None:
+            return self.cache.count(table)
+        etag, cursor, count = page.etag, page.cursor, 0
+        while True:
+            if page.items:
+                self.cache.write_page(table, page.items, generation)
+            count += len(page.items)
+            if not page.next_after:
+                break
+            after = page.next_after
+            page = None  # let the written page go before the next one arrives
+            page = self.client.pull_page(route, self.page_size, after=after)
+        self.cache.finish_full_pull(table, generation, etag, cursor)
+        return count
 
     def sync_once(self, full: bool = False) -> dict:
         """The seed's sync: heartbeat, then feeds, then tasks."""
         self.heartbeat()
         feeds = self._sync_table("feeds", paths.FEEDS, paths.FEED_CHANGES, full)
         tasks = self._sync_table("tasks", paths.MESSAGE_TASKS, paths.MESSAGE_TASK_CHANGES, full)
-        return {"feeds": feeds, "tasks": tasks, "cached_feeds": len(self.cache.all("feeds")),
-                "cached_tasks": len(self.cache.all("tasks"))}
+        return {"feeds": feeds, "tasks": tasks, "cached_feeds": self.cache.count("feeds"),
+                "cached_tasks": self.cache.count("tasks")}
 
     # -- work ----------------------------------------------------------------------------------
     def room(self) -> int:

@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What the child keeps of a feed: enough to name it, route it and fetch it. Covers and
+# intros (the bulk of a WeChat feed's bytes) are sent again with every lease that needs them.
+FEED_FIELDS = ("id", "faker_id", "mp_name", "status", "source_type", "source_url", "labels",
+               "updated_at")
 _MIGRATIONS = {
     1: """
     CREATE TABLE feeds (id TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -31,6 +35,11 @@ _MIGRATIONS = {
         attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
         state TEXT NOT NULL DEFAULT 'pending');
     CREATE TABLE leases (lease_id TEXT PRIMARY KEY, data TEXT NOT NULL, started_at REAL NOT NULL);
+    """,
+    # A paged full pull marks each row it writes; rows left unmarked at its end are gone.
+    2: """
+    ALTER TABLE feeds ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     """,
 }
 
@@ -110,24 +119,50 @@ class LocalCache:
                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, value))])
 
     # -- feeds and tasks ---------------------------------------------------------------------
-    def replace_all(self, table: str, items: list[dict], etag: str | None,
-                    cursor: str | None) -> None:
+    def next_generation(self, table: str) -> int:
+        """The mark a new full pull of ``table`` gives the rows it writes."""
         assert table in ("feeds", "tasks")
-        statements = [(f"DELETE FROM {table}", ())]
-        statements += [(f"INSERT INTO {table} (id, data) VALUES (?, ?)",
-                        (str(item["id"]), json.dumps(item, ensure_ascii=False))) for item in items]
+        return int(self.get_meta(f"{table}.generation") or 0) + 1
+
+    def write_page(self, table: str, items: list[dict], generation: int) -> None:
+        """Write one page of a full pull in one transaction."""
+        assert table in ("feeds", "tasks")
+        self._write([(f"INSERT INTO {table} (id, data, generation) VALUES (?, ?, ?) "
+                      "ON CONFLICT(id) DO UPDATE SET data = excluded.data, "
+                      "generation = excluded.generation",
+                      (str(item["id"]), _encode(table, item), generation)) for item in items])
+
+    def finish_full_pull(self, table: str, generation: int, etag: str | None,
+                         cursor: str | None) -> None:
+        """Drop what the finished full pull did not write; then its ETag and cursor count."""
+        assert table in ("feeds", "tasks")
+        statements = [(f"DELETE FROM {table} WHERE generation <> ?", (generation,)),
+                      ("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) "
+                       "DO UPDATE SET value = excluded.value",
+                       (f"{table}.generation", str(generation)))]
         statements += _meta_updates(table, etag, cursor)
         self._write(statements)
 
+    def replace_all(self, table: str, items: list[dict], etag: str | None,
+                    cursor: str | None) -> None:
+        """A full pull that arrived as one list (a parent that does not page)."""
+        generation = self.next_generation(table)
+        self.write_page(table, items, generation)
+        self.finish_full_pull(table, generation, etag, cursor)
+
     def apply_changes(self, table: str, items: list[dict], deleted: list[str],
-                      cursor: str) -> None:
+                      cursor: str, etag: str | None = None) -> None:
         assert table in ("feeds", "tasks")
         statements = [(f"INSERT INTO {table} (id, data) VALUES (?, ?) ON CONFLICT(id) "
                        "DO UPDATE SET data = excluded.data",
-                       (str(item["id"]), json.dumps(item, ensure_ascii=False))) for item in items]
+                       (str(item["id"]), _encode(table, item))) for item in items]
         statements += [(f"DELETE FROM {table} WHERE id = ?", (str(i),)) for i in deleted]
-        statements += _meta_updates(table, None, cursor)
+        statements += _meta_updates(table, etag, cursor)
         self._write(statements)
+
+    def count(self, table: str) -> int:
+        assert table in ("feeds", "tasks")
+        return self._query(f"SELECT count(*) FROM {table}")[0][0]
 
     def all(self, table: str) -> list[dict]:
         assert table in ("feeds", "tasks")
@@ -183,6 +218,12 @@ class LocalCache:
 
     def held_leases(self) -> list[dict]:
         return [json.loads(r[0]) for r in self._query("SELECT data FROM leases ORDER BY started_at")]
+
+
+def _encode(table: str, item: dict) -> str:
+    if table == "feeds":
+        item = {name: item[name] for name in FEED_FIELDS if name in item}
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
 def _meta_updates(table: str, etag: str | None, cursor: str | None) -> list[tuple[str, tuple]]:

@@ -19,7 +19,9 @@ from typing import Any, Callable
 import requests
 
 from shared import paths, signing
-from shared.envelope import CURSOR_HEADER, IDEMPOTENCY_HEADER, REQUEST_ID_HEADER
+from shared.envelope import (
+    CURSOR_HEADER, IDEMPOTENCY_HEADER, NEXT_AFTER_HEADER, REQUEST_ID_HEADER,
+)
 
 from . import errors
 from .config import ChildConfig
@@ -49,6 +51,16 @@ class Response:
     data: Any
     headers: dict
     request_id: str | None
+
+
+@dataclass
+class Page:
+    """One page of a paged full pull (items None: not modified)."""
+
+    items: list | None
+    etag: str | None
+    cursor: str | None
+    next_after: str | None
 
 
 def new_idempotency_key() -> str:
@@ -181,8 +193,26 @@ class ParentClient:
         cursor = response.headers.get(CURSOR_HEADER)
         return (None if response.status == 304 else response.data), etag, cursor
 
-    def changes(self, route: str, since: str, limit: int = 500) -> dict:
-        return self._request("GET", route, params={"since": since, "limit": limit}).data
+    def pull_page(self, route: str, limit: int, after: str | None = None,
+                  etag: str | None = None) -> "Page":
+        """One page of a full pull; ``etag`` only on page one (a 304 means nothing changed)."""
+        params = {"limit": limit, **({"after": after} if after is not None else {})}
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._request("GET", route, params=params, headers=headers)
+        if response.status == 304:
+            return Page(None, response.headers.get("ETag", etag), None, None)
+        return Page(response.data, response.headers.get("ETag"),
+                    response.headers.get(CURSOR_HEADER), response.headers.get(NEXT_AFTER_HEADER))
+
+    def changes(self, route: str, since: str, limit: int = 500,
+                etag: str | None = None) -> dict | None:
+        """One page of changes after ``since``, its ETag under "etag"; None on a 304."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._request("GET", route, params={"since": since, "limit": limit},
+                                 headers=headers)
+        if response.status == 304:
+            return None
+        return {**response.data, "etag": response.headers.get("ETag")}
 
     def claim(self, max_count: int, wait: int, idempotency_key: str) -> list[dict]:
         response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},

@@ -81,6 +81,7 @@ cat <<MSG
 WeRSS Cascade is up:
   parent  http://127.0.0.1:${PORT}   (database ${WERSS_DATABASE_URL})
   child   local-child, health at http://${CHILD_HEALTH}/healthz
+  console http://127.0.0.1:${PORT}/   (管理后台, the admin console)
 Log in as 'admin' (the password was printed above the first time; reset it, from
   this directory, with .venv/bin/werss-parent create-admin --username admin).
 See a task flow end to end:  make demo   (in another terminal)

@@ -77,7 +77,8 @@ def authenticate_node() -> Node:
     node = db.session.execute(
         db.select(Node).where(Node.api_key == parsed.api_key)
     ).scalar_one_or_none()
-    secret = cipher().decrypt(node.secret_ciphertext) if node and node.secret_ciphertext else None
+    secret = (cipher().decrypt_cached(node.secret_ciphertext)
+              if node and node.secret_ciphertext else None)
     if secret is None:
         raise ApiError(codes.INVALID_CREDENTIALS)
 
@@ -134,9 +135,11 @@ def node_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         from .services.node_sources import note_route_family
+        from .services.presence import note_sign_of_life
 
         g.node = authenticate_node()
         note_route_family(g.node)
+        note_sign_of_life(g.node)  # any authenticated request is a sign of life
         response = view(*args, **kwargs)
         db.session.commit()
         return response

@@ -56,6 +56,7 @@ class CascadeSettings:
     public_base_url: str | None = None
     delivery_max_attempts: int = 5
     delivery_retry_backoff: int = 60
+    presence_flush_interval: int = 5
 
     @property
     def offline_after_seconds(self) -> int:
@@ -171,7 +172,7 @@ _POSITIVE_INTS = {
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
     "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
     "min_cron_interval",
-    "delivery_max_attempts", "delivery_retry_backoff",
+    "delivery_max_attempts", "delivery_retry_backoff", "presence_flush_interval",
 }
 
 

@@ -7,6 +7,8 @@ cannot authenticate as any node.
 import base64
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -14,6 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 _EXTENSION_KEY = "werss.cipher"
+_DECRYPTED_MAX = 20_000  # node secrets kept decrypted per worker (a few MB at most)
 
 
 class SecretCipher:
@@ -22,6 +25,10 @@ class SecretCipher:
     def __init__(self, secret_key: str):
         self._fernet = Fernet(self._derive(secret_key, b"werss-cascade node secrets v1"))
         self._token_key = self._derive_raw(secret_key, b"werss-cascade admin tokens v1")
+        # ciphertext -> plaintext: authenticating a node costs a dict lookup, not a Fernet
+        # decryption (HMAC + AES). A rotation stores a new ciphertext, so it never hits.
+        self._decrypted: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
 
     @staticmethod
     def _derive_raw(secret_key: str, info: bytes) -> bytes:
@@ -42,6 +49,19 @@ class SecretCipher:
             return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError):
             return None
+
+    def decrypt_cached(self, ciphertext: str) -> str | None:
+        """As decrypt(), remembering the answer for this ciphertext in this process."""
+        with self._lock:
+            if ciphertext in self._decrypted:
+                self._decrypted.move_to_end(ciphertext)
+                return self._decrypted[ciphertext]
+        plaintext = self.decrypt(ciphertext)
+        with self._lock:
+            self._decrypted[ciphertext] = plaintext
+            if len(self._decrypted) > _DECRYPTED_MAX:
+                self._decrypted.popitem(last=False)
+        return plaintext
 
     def token_digest(self, token: str) -> str:
         """Keyed digest of an admin bearer token (the stored form)."""

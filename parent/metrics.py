@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
 
 from flask import Flask, g, request
 from sqlalchemy import func
@@ -41,16 +40,16 @@ class _DatabaseCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from .auth import settings
         from .clock import now
         from .extensions import db
         from .models import Feed, MessageTask, Node
 
         moment = now()
-        cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
+        from .services.presence import online_condition
+
         alive = Node.deleted_at.is_(None)
         online = db.session.execute(db.select(func.count()).select_from(Node).where(
-            alive, Node.is_active.is_(True), Node.last_heartbeat_at >= cutoff)).scalar_one()
+            alive, Node.is_active.is_(True), online_condition(moment))).scalar_one()
         active = db.session.execute(db.select(func.count()).select_from(Node).where(
             alive, Node.is_active.is_(True))).scalar_one()
         disabled = db.session.execute(db.select(func.count()).select_from(Node).where(

@@ -5,6 +5,8 @@ from typing import Any
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CURSOR_HEADER = "X-Cascade-Cursor"
+# On a paged full pull: the `after` value of the next page; absent on the last page.
+NEXT_AFTER_HEADER = "X-Cascade-Next-After"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 

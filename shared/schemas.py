@@ -193,6 +193,13 @@ class ChangesQuerySchema(_NodePayload):
     limit = QueryInt(load_default=500, minimum=1, maximum=1000)
 
 
+class PageQuerySchema(_NodePayload):
+    """A page of a full pull: ``limit`` items with ids after ``after`` (keyset paging)."""
+
+    limit = QueryInt(required=True, minimum=1, maximum=5000)
+    after = SafeStr(load_default=None, max_length=64)
+
+
 class FeedSchema(_NodePayload):
     """A feed as GET /cascade/feeds sends it (what a child caches)."""
 

@@ -9,6 +9,7 @@ from . import (
     werss_shapes, work,
 )
 from . import deliveries, delivery_routes
+from . import console, console_support
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
 # because existing WeRSS nodes call /api/v1/wx/cascade/...
@@ -27,6 +28,8 @@ BLUEPRINTS = [
     (views.cascade_bp, CASCADE_PREFIXES),
     (views.articles_bp, (API_PREFIX,)),
     (outputs.bp, ("",)),
+    (console_support.bp, (API_PREFIX,)),
+    (console.bp, ("",)),
 ]
 
 

@@ -2,12 +2,14 @@
 
 from flask import Blueprint, current_app, g, make_response, request
 
-from shared.envelope import CURSOR_HEADER
-from shared.schemas import ChangesQuerySchema, HeartbeatSchema, ReportResultSchema
+from shared.envelope import CURSOR_HEADER, NEXT_AFTER_HEADER
+from shared.schemas import (
+    ChangesQuerySchema, HeartbeatSchema, PageQuerySchema, ReportResultSchema,
+)
 
 from ..auth import node_required
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
-from ..services import node_sync, nodes
+from ..services import node_sync, nodes, pull_pages
 from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
 
@@ -38,7 +40,31 @@ def _full_pulls() -> dict[str, tuple[int, int, bytes]]:
     return current_app.extensions.setdefault("werss.full_pulls", {})
 
 
+def _werss_tasks(entity: str) -> bool:
+    return entity == ENTITY_MESSAGE_TASK and werss_shapes.on_werss_prefix()
+
+
+def _pull_page(entity: str):
+    query = load_query(PageQuerySchema())
+    werss = _werss_tasks(entity)
+    if_none_match = request.headers.get("If-None-Match")
+    result = pull_pages.pull_page(g.node, entity,
+                                  werss_shapes.their_etag(if_none_match) if werss else if_none_match,
+                                  query["after"], query["limit"])
+    etag = werss_shapes.etag(result.etag) if werss else result.etag
+    headers = {"ETag": etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
+    if result.next_after is not None:
+        headers[NEXT_AFTER_HEADER] = result.next_after
+    if result.not_modified:
+        response = make_response("", 304)
+        response.headers.update(headers)
+        return response
+    return respond(werss_shapes.tasks(result.items) if werss else result.items, headers=headers)
+
+
 def _pull(entity: str):
+    if "limit" in request.args:  # a paged full pull; without `limit`, the whole list
+        return _pull_page(entity)
     # Tasks on the WeRSS prefix have another shape (werss_shapes), cached apart.
     werss = entity == ENTITY_MESSAGE_TASK and werss_shapes.on_werss_prefix()
     key = entity + ":werss" if werss else entity
@@ -74,19 +100,37 @@ def pull_message_tasks():
     return _pull(ENTITY_MESSAGE_TASK)
 
 
+def _changes(entity: str):
+    query = load_query(ChangesQuerySchema())
+    werss = _werss_tasks(entity)
+    if_none_match = request.headers.get("If-None-Match")
+
+    def etag(cursor) -> str:
+        value = pull_pages.changes_etag(entity, cursor)
+        return werss_shapes.etag(value) if werss else value
+
+    if pull_pages.changes_not_modified(
+            g.node, entity, query["since"],
+            werss_shapes.their_etag(if_none_match) if werss else if_none_match):
+        response = make_response("", 304)
+        response.headers["ETag"] = etag(query["since"])
+        return response
+    data = node_sync.pull_changes(g.node, entity, query["since"], query["limit"])
+    if werss:
+        data = {**data, "items": werss_shapes.tasks(data["items"])}
+    return respond(data, headers={"ETag": etag(data["cursor"])})
+
+
 @bp.get("/feeds/changes")
 @node_required
 def feed_changes():
-    query = load_query(ChangesQuerySchema())
-    return respond(node_sync.pull_changes(g.node, ENTITY_FEED, query["since"], query["limit"]))
+    return _changes(ENTITY_FEED)
 
 
 @bp.get("/message-tasks/changes")
 @node_required
 def message_task_changes():
-    query = load_query(ChangesQuerySchema())
-    page = node_sync.pull_changes(g.node, ENTITY_MESSAGE_TASK, query["since"], query["limit"])
-    return respond({**page, "items": werss_shapes.tasks(page["items"])})
+    return _changes(ENTITY_MESSAGE_TASK)
 
 
 @bp.post("/report-result")

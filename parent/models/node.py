@@ -40,6 +40,10 @@ class Node(TimestampMixin, db.Model):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Presence as last recorded in the sync log; used only to detect transitions.
     presence: Mapped[str] = mapped_column(String(10), default=STATUS_OFFLINE)
+    # The node counts as offline from this moment unless heard from again: its last sign
+    # of life plus the threshold its own cadence (seconds between requests) earns it.
+    offline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cadence_seconds: Mapped[int | None] = mapped_column(Integer)
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     agent_version: Mapped[str | None] = mapped_column(String(64))
     hostname: Mapped[str | None] = mapped_column(String(255))
@@ -62,6 +66,8 @@ class Node(TimestampMixin, db.Model):
         """Return online/offline/disabled as seen at ``moment``."""
         if not self.is_active or self.deleted_at is not None:
             return STATUS_DISABLED
+        if self.offline_at is not None:
+            return STATUS_ONLINE if moment <= self.offline_at else STATUS_OFFLINE
         if self.last_heartbeat_at and moment - self.last_heartbeat_at <= timedelta(
             seconds=offline_after
         ):

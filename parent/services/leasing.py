@@ -31,6 +31,7 @@ from . import node_sources
 from .feeds import feed_to_wire
 from .message_tasks import task_to_wire
 from .scheduling import schedule_due_runs
+from .work_log import log_lease_results
 
 MAX_LABEL_SUBSET_LABELS = 8
 POLL_INTERVAL_SECONDS = 0.5
@@ -297,6 +298,7 @@ def complete(node: Node, lease_id: str, results: list[dict]) -> dict:
              current_lease_id=None, lease_expires_at=None, last_error=None)
     lease.status, lease.ended_at = LEASE_COMPLETED, moment
     _record_feed_results(node, allocation, results, moment)
+    log_lease_results(node.id, results, moment)
     db.session.flush()
     return {"allocation_id": allocation.id, "status": ALLOC_COMPLETED}
 

@@ -18,6 +18,7 @@ from . import replication
 from .feeds import all_feeds, feed_to_wire, feeds_by_ids
 from .message_tasks import enabled_tasks, enabled_tasks_by_ids, task_to_wire
 from .sync_logs import log_sync
+from .unchanged_pulls import log_unchanged_pull
 
 _OPERATION = {ENTITY_FEED: OP_SYNC_FEEDS, ENTITY_MESSAGE_TASK: OP_SYNC_TASKS}
 _ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
@@ -37,6 +38,9 @@ class PullResult:
 
 
 def _log_pull(node: Node, entity: str, status: str, count: int, started) -> None:
+    if status == STATUS_NOT_MODIFIED:
+        log_unchanged_pull(node, _OPERATION[entity], now(), started)
+        return
     node.last_sync_at = now()
     log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, status, data_count=count,
              started_at=started)

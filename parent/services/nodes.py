@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func
 
 from shared import errors as codes
 from shared import signing
@@ -17,8 +17,8 @@ from ..errors import ApiError, NotFoundError
 from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
-from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
-from . import node_sources
+from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, STATUS_SUCCESS
+from . import node_sources, presence
 from .leasing import release_node_leases
 from .sync_logs import log_sync
 from ..paging import first_row as _first
@@ -77,6 +77,7 @@ def create_node(values: dict) -> Node:
 
 
 def get_node(node_id: str) -> Node:
+    presence.flush_presence()
     node = db.session.get(Node, node_id)
     if node is None or node.deleted_at is not None:
         raise NotFoundError("Node", node_id)
@@ -84,20 +85,17 @@ def get_node(node_id: str) -> Node:
 
 
 def _status_condition(status: str, moment: datetime):
-    cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
     if status == STATUS_DISABLED:
         return Node.is_active.is_(False)
     if status == STATUS_ONLINE:
-        return and_(Node.is_active.is_(True), Node.last_heartbeat_at >= cutoff)
-    return and_(
-        Node.is_active.is_(True),
-        or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff),
-    )
+        return and_(Node.is_active.is_(True), presence.online_condition(moment))
+    return and_(Node.is_active.is_(True), presence.offline_condition(moment))
 
 
 def list_nodes(filters: dict, page: int, page_size: int,
                offset: int | None = None) -> tuple[list[Node], int]:
     moment = now()
+    presence.flush_presence()
     conditions = [Node.deleted_at.is_(None)]
     if filters.get("node_type") is not None:
         conditions.append(Node.node_type == filters["node_type"])
@@ -152,33 +150,22 @@ def issue_credentials(node_id: str) -> tuple[Node, str, str]:
 
 
 def record_heartbeat(node: Node, payload: dict) -> dict:
-    """Mark a node online and store what it reported: one UPDATE of its row."""
+    """Store what a node reported; an UPDATE only when something in it changed.
+
+    Presence itself was recorded by authentication, as for every node request.
+    """
     cfg = settings()
     moment = now()
-    offline_after = timedelta(seconds=cfg.offline_after_seconds)
-    if node.presence == STATUS_ONLINE and node.last_heartbeat_at and (
-        moment - node.last_heartbeat_at > offline_after
-    ):
-        # It went offline and no sweep noticed before it came back: record both edges.
-        log_sync(node.id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS,
-                 finished_at=node.last_heartbeat_at + offline_after)
-        node.presence = STATUS_OFFLINE
-    if node.presence != STATUS_ONLINE:
-        log_sync(node.id, OP_NODE_ONLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=moment)
-        node.presence = STATUS_ONLINE
-    node.last_heartbeat_at = moment
-    if payload.get("version") is not None:
-        node.agent_version = payload["version"]
-    if payload.get("hostname") is not None:
-        node.hostname = payload["hostname"]
-    if payload.get("running") is not None:
-        node.running = payload["running"]
-    if payload.get("capacity") is not None:
-        node.reported_capacity = payload["capacity"]
+    reported = {name: payload[key] for key, name in (
+        ("version", "agent_version"), ("hostname", "hostname"), ("running", "running"),
+        ("capacity", "reported_capacity")) if payload.get(key) is not None}
     if payload.get("capabilities") is not None:
-        node.capabilities = _capabilities_to_json(payload["capabilities"])
+        reported["capabilities"] = _capabilities_to_json(payload["capabilities"])
     if payload.get("callback_url") is not None:
-        node.callback_url = payload["callback_url"] or None
+        reported["callback_url"] = payload["callback_url"] or None
+    for name, value in reported.items():
+        if getattr(node, name) != value:  # an unchanged report writes nothing
+            setattr(node, name, value)
     db.session.flush()
     return {
         "node_id": node.id,
@@ -186,7 +173,7 @@ def record_heartbeat(node: Node, payload: dict) -> dict:
         "server_time": isoformat_z(moment),
         "heartbeat_interval": cfg.heartbeat_interval,
         "sync_interval": cfg.sync_interval,
-        "offline_after": cfg.offline_after_seconds,
+        "offline_after": presence.offline_after_for(node),
     }
 
 
@@ -201,22 +188,24 @@ def _capabilities_to_json(capabilities: dict) -> dict:
 
 
 def sweep_presence(moment: datetime | None = None) -> int:
-    """Record online -> offline for nodes whose heartbeats stopped; safe to run anywhere.
+    """Record online -> offline for nodes whose signs of life stopped; safe to run anywhere.
 
-    One guarded UPDATE ... RETURNING: when several workers sweep at once, each node's
-    transition is returned to exactly one of them.
+    This worker's pending signs of life are written first. One guarded UPDATE ...
+    RETURNING: when several workers sweep at once, each node's transition is returned to
+    exactly one of them.
     """
     moment = moment or now()
+    presence.flush_presence()
     offline_after = timedelta(seconds=settings().offline_after_seconds)
     changed = db.session.execute(
         db.update(Node)
-        .where(Node.presence == STATUS_ONLINE, Node.last_heartbeat_at < moment - offline_after)
+        .where(Node.presence == STATUS_ONLINE, presence.offline_condition(moment))
         .values(presence=STATUS_OFFLINE)
-        .returning(Node.id, Node.last_heartbeat_at)
+        .returning(Node.id, Node.offline_at, Node.last_heartbeat_at)
         .execution_options(synchronize_session=False)
     ).all()
-    for node_id, last_heartbeat_at in changed:
+    for node_id, offline_at, last_heartbeat_at in changed:
         log_sync(node_id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS,
-                 finished_at=last_heartbeat_at + offline_after)
+                 finished_at=offline_at or last_heartbeat_at + offline_after)
     db.session.flush()
     return len(changed)

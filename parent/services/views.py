@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -13,6 +13,7 @@ from ..auth import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node
+from . import presence
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_FAILED
 from ..paging import first_row as _first
 
@@ -120,10 +121,10 @@ def stats() -> dict:
     failed_today = db.session.execute(
         db.select(func.count()).select_from(Lease)
         .where(Lease.status == LEASE_FAILED, Lease.ended_at >= midnight)).scalar_one()
-    cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
     online = db.session.execute(
         db.select(func.count()).select_from(Node).where(
-            Node.deleted_at.is_(None), Node.is_active.is_(True), Node.last_heartbeat_at >= cutoff)
+            Node.deleted_at.is_(None), Node.is_active.is_(True),
+            presence.online_condition(moment))
     ).scalar_one()
     return {
         "pending": by_status.get(ALLOC_PENDING, 0),

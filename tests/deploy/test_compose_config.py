@@ -15,6 +15,8 @@ PROFILES = [
     pytest.param(["child"], {"parent", "child"}, id="parent-and-child"),
     pytest.param(["postgres"], {"parent", "postgres"}, id="postgres"),
     pytest.param(["postgres", "child"], {"parent", "child", "postgres"}, id="postgres-and-child"),
+    pytest.param(["postgres", "scale"], {"parent", "postgres", "parent-b", "proxy"},
+                 id="two-parents-behind-a-proxy"),
 ]
 
 

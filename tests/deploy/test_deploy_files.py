@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import tomllib
 
 import pytest
 import yaml
@@ -37,6 +38,38 @@ def test_services_depend_only_on_services_that_are_enabled_with_them(name):
     for dependency in COMPOSE["services"][name].get("depends_on") or {}:
         needed = set(COMPOSE["services"][dependency].get("profiles", []))
         assert not needed or needed & profiles, (name, dependency)
+
+
+def _pins(lock: str) -> list[tuple[str, str]]:
+    lines = (REPO / lock).read_text().splitlines()
+    return [tuple(line.split("==")) for line in lines if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-test.lock"])
+def test_every_pin_installs_on_the_oldest_python_the_project_claims(lock):
+    # Debian bookworm's python3 is 3.11.2: a pin needing 3.11.5 breaks `pip install` there
+    # (and the image built on it), though pyproject.toml says 3.11 will do.
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    claimed = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    oldest = claimed.removeprefix(">=") + ".0"
+    for name, version in _pins(lock):
+        assert metadata.version(name) == version, f"{name}: run make install"
+        needs = metadata.metadata(name).get("Requires-Python") or ""
+        assert SpecifierSet(needs).contains(oldest), f"{name}=={version} needs Python {needs}"
+
+
+def test_the_child_service_passes_on_every_child_variable():
+    from child.config import ENV_NAMES
+
+    environment = COMPOSE["services"]["child"]["environment"]
+    missing = sorted(set(ENV_NAMES.values()) - set(environment))
+    assert not missing, f"add to the child's environment in docker-compose.yml: {missing}"
+    fixed = {"CASCADE_PARENT_URL", "CASCADE_DATA_DIR", "CASCADE_HEALTH_LISTEN"}
+    for name in set(ENV_NAMES.values()) - fixed:     # taken from .env, empty = the default
+        assert environment[name] == f"${{{name}:-}}", (name, environment[name])
 
 
 ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"

@@ -85,7 +85,8 @@ def test_sync_logs_are_pruned_after_retention(app, client, admin, plain_caller, 
     plain_caller.get("/feeds")
     clock.advance(31 * 86400)
     plain_caller.get("/message-tasks")
-    assert _sweep(app)["sync_logs"] == 1
+    # The pull, and the presence edges it caused (online, then offline 180 s later).
+    assert _sweep(app)["sync_logs"] == 3
     admin.headers["Authorization"] = "Bearer " + client.post("/api/v1/auth/login", json={
         "username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}).get_json()["data"]["access_token"]
     ops = [i["operation"] for i in admin.get("/api/v1/cascade/sync-logs").get_json()["data"]["items"]]

@@ -1,0 +1,119 @@
+"""`python -m bench.profile`: where one heartbeat's and one 304 pull's time goes, in-process.
+
+Runs N requests of each kind through the real app (Flask's test client, no HTTP, a temp
+SQLite database or ``--pg URL``) under cProfile and prints, per kind: SQL statements and
+COMMITs per request, microseconds per request, and the functions that take the most time
+(own time, then cumulative time of the parent's own code). The figures say what to change;
+the load sections say how much it mattered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import secrets
+import time
+
+from sqlalchemy import event
+
+from shared import signing
+from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
+
+from .database import BenchDatabase, create_nodes, make_workdir, remove_workdir, seed_feeds
+from .probe import HEARTBEAT_BODY
+
+
+def _cases(client, creds, etag):
+    heartbeat, feeds = CASCADE_PREFIX + HEARTBEAT, CASCADE_PREFIX + FEEDS
+    plain = signing.plain_authorization(creds.api_key, creds.api_secret)
+    json_type = {"Content-Type": "application/json"}
+
+    def signed(method, path, body=b""):
+        return signing.signed_authorization(creds.api_key, creds.api_secret, method, path, "",
+                                            body)
+    return {
+        "heartbeat (signed)": lambda: client.post(heartbeat, data=HEARTBEAT_BODY, headers={
+            "Authorization": signed("POST", heartbeat, HEARTBEAT_BODY), **json_type}),
+        "heartbeat (plain)": lambda: client.post(heartbeat, data=HEARTBEAT_BODY, headers={
+            "Authorization": plain, **json_type}),
+        "feeds pull 304 (signed)": lambda: client.get(feeds, headers={
+            "Authorization": signed("GET", feeds), "If-None-Match": etag}),
+    }
+
+
+def profile(database_url: str, secret_key: str, creds, count: int, top: int) -> str:
+    from parent import create_app
+    from parent.extensions import db
+
+    app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
+    client = app.test_client()
+    counts = {"sql": 0, "commit": 0}
+    with app.app_context():
+        engine = db.engine
+
+    def on_execute(*_args):
+        counts["sql"] += 1
+
+    def on_commit(_conn):
+        counts["commit"] += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    out = io.StringIO()
+    try:
+        etag = client.get(CASCADE_PREFIX + FEEDS, headers={"Authorization": signing.
+                          plain_authorization(creds.api_key, creds.api_secret)}).headers["ETag"]
+        for name, call in _cases(client, creds, etag).items():
+            for _ in range(20):  # warm up: the first heartbeat records the online edge
+                call()
+            counts.update(sql=0, commit=0)
+            profiler = cProfile.Profile()
+            started = time.perf_counter()
+            profiler.enable()
+            for _ in range(count):
+                call()
+            profiler.disable()
+            elapsed = time.perf_counter() - started
+            out.write(f"\n== {name}: {count} requests, {elapsed / count * 1e6:,.0f} µs each "
+                      f"(profiled), {counts['sql'] / count:.2f} SQL and "
+                      f"{counts['commit'] / count:.2f} COMMIT per request\n")
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("tottime").print_stats(top)
+            stats.sort_stats("cumulative").print_stats(r"/(parent|shared)/", top)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    return out.getvalue()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--pg", nargs="?", const="postgresql://postgres@127.0.0.1:5432/postgres",
+                        default=None, metavar="URL")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args(argv)
+    workdir = make_workdir()
+    database = BenchDatabase(args.pg, workdir)
+    try:
+        url = database.create()
+        from .database import parent_env, run_parent_cli
+
+        secret_key = secrets.token_urlsafe(32)
+        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+        creds = create_nodes(url, secret_key, 1)[0]
+        seed_feeds(url, secret_key, 1000)
+        print(profile(url, secret_key, creds, args.requests, args.top))
+    finally:
+        database.drop()
+        remove_workdir(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Admin routes the console needs that no other resource offers."""
+
+from flask import Blueprint, current_app, g
+
+from shared.schemas import QueryInt, SafeStr
+from shared.timeutil import isoformat_z
+
+from ..auth import admin_required
+from ..schemas import _AdminInput, validate_cron
+from ..services import console_support
+from ._io import load_body, load_query, respond
+
+bp = Blueprint("console_support", __name__)
+
+
+class PasswordChangeSchema(_AdminInput):
+    current_password = SafeStr(required=True, min_length=1, max_length=1024)
+    new_password = SafeStr(required=True, min_length=1, max_length=1024)
+
+
+class NextRunsQuerySchema(_AdminInput):
+    cron_exp = SafeStr(required=True, min_length=1, max_length=120, validate=validate_cron)
+    count = QueryInt(load_default=5, minimum=1, maximum=20)
+
+
+class DailyQuerySchema(_AdminInput):
+    days = QueryInt(load_default=14, minimum=1, maximum=90)
+
+
+@bp.post("/auth/password")
+@admin_required
+def change_password():
+    values = load_body(PasswordChangeSchema())
+    console_support.change_password(g.admin, values["current_password"], values["new_password"])
+    return respond(None, "密码已修改，请重新登录")
+
+
+@bp.get("/cron/next-runs")
+@admin_required
+def next_runs():
+    query = load_query(NextRunsQuerySchema())
+    result = console_support.next_runs(query["cron_exp"], query["count"])
+    result["next_runs"] = [isoformat_z(moment) for moment in result["next_runs"]]
+    return respond(result)
+
+
+@bp.get("/articles/daily")
+@admin_required
+def articles_daily():
+    query = load_query(DailyQuerySchema())
+    return respond({"days": console_support.articles_per_day(query["days"])})
+
+
+@bp.get("/console/features")
+@admin_required
+def features():
+    return respond(console_support.features(current_app.url_map))

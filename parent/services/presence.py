@@ -1,0 +1,187 @@
+"""Presence: every authenticated node request is a sign of life, recorded without a write each.
+
+A node is online until its ``offline_at``: its last sign of life plus a threshold earned
+by the cadence it actually shows (the seconds between its requests), never less than
+``cascade.offline_after``. So a WeRSS child, which heartbeats only inside its 300 s sync,
+gets 750 s and does not flap, while our own child (a request at least every 60 s) keeps
+the configured 180 s.
+
+Signs of life are kept per worker in memory and written in one batched UPDATE at most
+every ``presence_flush_interval`` seconds (and by housekeeping), so a steady heartbeat or
+pull writes nothing of its own. Only a change of presence (offline -> online) is written
+in the request's own transaction, with its sync-log event. Offline detection lags by at
+most the flush interval, well inside one heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, has_request_context, request
+from sqlalchemy import and_, bindparam, or_
+
+from shared.paths import WX_CASCADE_PREFIX
+
+from ..clock import now
+from ..extensions import db
+from ..models import Node
+from ..models.node import STATUS_OFFLINE, STATUS_ONLINE
+from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
+from .sync_logs import log_sync
+
+MARGIN = 2.5  # one missed request, and some
+LEARN_MIN_GAP = 5  # seconds: requests closer than this are one burst (a sync), not a cadence
+OUTAGE_GAP = 6 * 3600  # a longer silence is an outage, not a cadence to learn
+WERSS_CADENCE = 300  # WeRSS's default sync_interval, assumed until a WeRSS node shows its own
+
+
+def _settings():
+    return current_app.config["WERSS_SETTINGS"].cascade
+
+
+def threshold_seconds(cadence: int | None) -> int:
+    """Seconds of silence after which a node with this cadence counts as offline."""
+    floor = _settings().offline_after_seconds
+    return max(floor, math.ceil(MARGIN * cadence)) if cadence else floor
+
+
+def learn_cadence(cadence: int | None, gap: float) -> int | None:
+    """Fold one gap between requests into a node's cadence.
+
+    It rises at most twofold per gap (an outage does not teach a long threshold at once)
+    and falls by a tenth per gap (one quick retry does not undo a slow node's cadence).
+    """
+    if gap < LEARN_MIN_GAP or gap > OUTAGE_GAP:
+        return cadence
+    if cadence is None:
+        return round(gap)
+    if gap > cadence:
+        return round(min(gap, 2 * cadence))
+    return round(max(gap, 0.9 * cadence))
+
+
+@dataclass
+class _Seen:
+    seen_at: datetime
+    offline_at: datetime
+    cadence: int | None
+
+
+class PresenceBuffer:
+    """Signs of life not yet written, per node, in this worker."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pending: dict[str, _Seen] = {}
+        self.oldest: float | None = None  # time.monotonic() of the oldest pending entry
+
+    def get(self, node_id: str) -> _Seen | None:
+        with self.lock:
+            return self.pending.get(node_id)
+
+    def put(self, node_id: str, seen: _Seen) -> None:
+        with self.lock:
+            if not self.pending:
+                self.oldest = time.monotonic()
+            self.pending[node_id] = seen
+
+    def drop(self, node_id: str) -> None:
+        with self.lock:
+            self.pending.pop(node_id, None)
+
+    def due(self, interval: float) -> bool:
+        with self.lock:
+            return self.oldest is not None and time.monotonic() - self.oldest >= interval
+
+    def take(self) -> dict[str, _Seen]:
+        with self.lock:
+            taken, self.pending, self.oldest = self.pending, {}, None
+            return taken
+
+
+def buffer() -> PresenceBuffer:
+    return current_app.extensions.setdefault("werss.presence", PresenceBuffer())
+
+
+def _default_cadence() -> int:
+    if has_request_context() and request.path.startswith(WX_CASCADE_PREFIX):
+        return WERSS_CADENCE
+    return _settings().heartbeat_interval
+
+
+def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
+    """Record that ``node`` was just heard from (call once per authenticated request)."""
+    moment = moment or now()
+    held = buffer().get(node.id)
+    last_seen = held.seen_at if held else node.last_heartbeat_at
+    cadence = held.cadence if held else node.cadence_seconds
+    if last_seen is not None:
+        cadence = learn_cadence(cadence, (moment - last_seen).total_seconds())
+    offline_at = moment + timedelta(seconds=threshold_seconds(cadence or _default_cadence()))
+    expires = held.offline_at if held else node.offline_at
+    if expires is None and node.last_heartbeat_at is not None:
+        expires = node.last_heartbeat_at + timedelta(seconds=_settings().offline_after_seconds)
+    if node.presence == STATUS_ONLINE and expires is not None and moment > expires:
+        # It went offline and no sweep noticed before it came back: record both edges.
+        log_sync(node.id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=expires)
+        node.presence = STATUS_OFFLINE
+    if node.presence != STATUS_ONLINE:
+        log_sync(node.id, OP_NODE_ONLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=moment)
+        node.presence = STATUS_ONLINE
+        node.last_heartbeat_at, node.offline_at, node.cadence_seconds = moment, offline_at, cadence
+        buffer().drop(node.id)
+        return
+    buffer().put(node.id, _Seen(moment, offline_at, cadence))
+    if buffer().due(_settings().presence_flush_interval):
+        flush_presence()
+
+
+def flush_presence() -> int:
+    """Write this worker's pending signs of life in one batched UPDATE (in this transaction).
+
+    Guarded by the time seen, so a worker with an older view never moves a node back. If
+    the transaction then rolls back, these signs are lost; each node's next request
+    records it again, and its offline threshold still runs from its previous one.
+    """
+    taken = buffer().take()
+    if not taken:
+        return 0
+    table = Node.__table__
+    statement = (
+        table.update()
+        .where(table.c.id == bindparam("b_id"),
+               or_(table.c.last_heartbeat_at.is_(None),
+                   table.c.last_heartbeat_at < bindparam("b_seen_at")))
+        .values(last_heartbeat_at=bindparam("b_seen_at"), offline_at=bindparam("b_offline_at"),
+                cadence_seconds=bindparam("b_cadence"))
+    )
+    # In id order: two workers flushing overlapping nodes lock rows in the same order.
+    db.session.execute(statement, [
+        {"b_id": node_id, "b_seen_at": seen.seen_at, "b_offline_at": seen.offline_at,
+         "b_cadence": seen.cadence} for node_id, seen in sorted(taken.items())])
+    return len(taken)
+
+
+def online_condition(moment: datetime):
+    """SQL: the node is heard from recently enough to count as online at ``moment``."""
+    cutoff = moment - timedelta(seconds=_settings().offline_after_seconds)
+    return or_(Node.offline_at >= moment,
+               and_(Node.offline_at.is_(None), Node.last_heartbeat_at >= cutoff))
+
+
+def offline_condition(moment: datetime):
+    cutoff = moment - timedelta(seconds=_settings().offline_after_seconds)
+    return or_(Node.offline_at < moment,
+               and_(Node.offline_at.is_(None),
+                    or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff)))
+
+
+def offline_after_for(node: Node) -> int:
+    """The threshold this node has earned, as the heartbeat answer reports it."""
+    held = buffer().get(node.id)
+    return threshold_seconds((held.cadence if held else node.cadence_seconds)
+                             or _default_cadence())

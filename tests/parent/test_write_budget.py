@@ -1,0 +1,144 @@
+"""The write budget of the hot node requests, counted in SQL statements and COMMITs.
+
+A steady heartbeat or unchanged (304) pull must not write per request: presence is kept
+in memory and written in one batched UPDATE, unchanged pulls are logged once per window,
+and the only write left is the nonce a signed request must consume (replays are refused
+across workers and instances by the database's primary key).
+"""
+
+import contextlib
+import re
+
+import pytest
+from sqlalchemy import event
+
+from parent.extensions import db
+from shared.timeutil import parse_iso
+from parent.services import presence
+from tests.conftest import create_node_with_credentials
+from tests.helpers import NodeCaller, NodeCredentials
+
+BODY = {"version": "0.3.0", "hostname": "edge-1", "capacity": 4, "running": 0}
+
+
+@pytest.fixture
+def cascade_settings():
+    return {"presence_flush_interval": 3600}  # no time-based flush inside a test
+
+
+@contextlib.contextmanager
+def counted(app):
+    """Collect ('VERB table', ...) for each statement, and the COMMIT count, in the block."""
+    seen = {"statements": [], "commits": 0}
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        verb = words[0].upper()
+        table = re.search(r"(?:FROM|INTO|UPDATE)\s+\"?(\w+)", statement, re.IGNORECASE)
+        seen["statements"].append(f"{verb} {table.group(1) if table else ''}".strip())
+
+    def on_commit(conn):
+        seen["commits"] += 1
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+
+
+def _data(statements):
+    """Statements that touch tables (not BEGIN / SAVEPOINT / pool pings)."""
+    return [s for s in statements if s.split()[0] in ("SELECT", "INSERT", "UPDATE", "DELETE")
+            and s != "SELECT"]
+
+
+def _writes(statements):
+    return [s for s in _data(statements) if not s.startswith("SELECT")]
+
+
+@pytest.mark.parametrize("mode", ["plain", "signed"])
+def test_a_steady_heartbeat_writes_nothing_but_the_nonce(app, client, node, clock, mode):
+    caller = NodeCaller(client, node, clock=clock, mode=mode)
+    assert caller.post("/heartbeat", json=BODY).status_code == 200  # the online edge
+    clock.advance(60)
+    with counted(app) as seen:
+        response = caller.post("/heartbeat", json=BODY)
+    assert response.status_code == 200
+    assert _writes(seen["statements"]) == ([] if mode == "plain" else ["INSERT used_nonces"])
+    assert _data(seen["statements"]) == ["SELECT nodes"] + _writes(seen["statements"])
+    assert seen["commits"] == 1
+
+
+def test_a_heartbeat_that_reports_a_change_writes_one_update(app, client, node, clock):
+    caller = NodeCaller(client, node, clock=clock, mode="plain")
+    caller.post("/heartbeat", json=BODY)
+    with counted(app) as seen:
+        caller.post("/heartbeat", json={**BODY, "running": 3})
+    assert _writes(seen["statements"]) == ["UPDATE nodes"]
+
+
+@pytest.mark.parametrize("mode", ["plain", "signed"])
+def test_an_unchanged_pull_reads_the_cursor_and_writes_only_the_nonce(app, client, node, clock,
+                                                                     mode):
+    caller = NodeCaller(client, node, clock=clock, mode=mode)
+    etag = caller.get("/feeds").headers["ETag"]
+    assert caller.get("/feeds", headers={"If-None-Match": etag}).status_code == 304
+    clock.advance(5)
+    with counted(app) as seen:
+        response = caller.get("/feeds", headers={"If-None-Match": etag})
+    assert response.status_code == 304
+    assert _writes(seen["statements"]) == ([] if mode == "plain" else ["INSERT used_nonces"])
+    assert "SELECT feeds" not in seen["statements"]
+    assert seen["commits"] == 1
+
+
+def test_unchanged_pulls_are_logged_once_per_window(admin, plain_caller, clock):
+    etag = plain_caller.get("/feeds").headers["ETag"]
+    for _ in range(5):
+        plain_caller.get("/feeds", headers={"If-None-Match": etag})
+        clock.advance(10)
+    clock.advance(60)
+    plain_caller.get("/feeds", headers={"If-None-Match": etag})
+    items = admin.get("/api/v1/cascade/sync-logs?operation=sync_feeds").get_json()["data"]["items"]
+    assert [item["status"] for item in reversed(items)] == ["success", "not_modified",
+                                                            "not_modified"]
+
+
+def test_signs_of_life_reach_the_database_in_one_batched_update(app, client, admin, clock):
+    callers = [NodeCaller(client, create_node_with_credentials(admin, f"n{i}"), mode="plain")
+               for i in range(3)]
+    for caller in callers:
+        caller.post("/heartbeat", json=BODY)
+    clock.advance(30)
+    for caller in callers:
+        caller.post("/heartbeat", json=BODY)
+    with app.app_context():
+        with counted(app) as seen:
+            assert presence.flush_presence() == 3
+            db.session.commit()
+        db.session.remove()
+    assert _writes(seen["statements"]) == ["UPDATE nodes"]  # one executemany
+    seen_at = {parse_iso(n["last_heartbeat_at"]) for n in
+               admin.get("/api/v1/cascade/nodes").get_json()["data"]["items"]}
+    assert seen_at == {clock()}
+
+
+@pytest.mark.parametrize("mode", ["plain", "signed"])
+def test_a_wrong_secret_costs_the_same_read_as_a_right_one_and_writes_nothing(
+        app, client, node, clock, mode):
+    right = NodeCaller(client, node, clock=clock, mode=mode)
+    wrong = NodeCaller(client, NodeCredentials(node.node_id, node.api_key, "CS" + "x" * 32),
+                       clock=clock, mode=mode)
+    right.post("/heartbeat", json=BODY)
+    with counted(app) as good:
+        assert right.post("/heartbeat", json=BODY).status_code == 200
+    with counted(app) as bad:
+        assert wrong.post("/heartbeat", json=BODY).status_code == 401
+    assert [s for s in _data(bad["statements"]) if s.startswith("SELECT")] == \
+        [s for s in _data(good["statements"]) if s.startswith("SELECT")] == ["SELECT nodes"]
+    assert _writes(bad["statements"]) == [] and bad["commits"] == 0
