@@ -18,7 +18,8 @@ from tests.helpers import assert_error
 pytestmark = pytest.mark.e2e
 
 FAST = {"WERSS_CASCADE_MAINTENANCE_INTERVAL": "1", "WERSS_CASCADE_HEARTBEAT_INTERVAL": "1",
-        "WERSS_CASCADE_PRESENCE_FLUSH_INTERVAL": "1"}
+        "WERSS_CASCADE_PRESENCE_FLUSH_INTERVAL": "1",
+        "WERSS_CASCADE_MIN_CRON_INTERVAL": "1"}  # a task due every 2 s
 
 
 @pytest.fixture
