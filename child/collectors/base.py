@@ -25,10 +25,16 @@ class CollectError(Exception):
     rate_limited_until: datetime | None = None
 
     def __init__(self, message: str, retryable: bool = True,
-                 rate_limited_until: datetime | None = None):
+                 rate_limited_until: datetime | None = None, *, action: str | None = None,
+                 result_extra: dict | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.rate_limited_until = rate_limited_until
+        # "release": hand the lease back unspent (another node takes it, no attempt
+        # counted); "fail": fail the whole allocation; None: report it in the feed's result.
+        self.action = action
+        # Extra fields of the feed's result (e.g. feed_invalid for the parent).
+        self.result_extra = result_extra or {}
 
 
 @dataclass(frozen=True)
