@@ -29,6 +29,8 @@ class LeaseResultSchema(_NodePayload):
     error = SafeStr(max_length=4000, allow_none=True, load_default=None)
     # Articles of this feed the parent refused at upload, each {id, reason}.
     refused = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=100))
+    # WeChat refused the account (200002): the parent stops scheduling the feed.
+    feed_invalid = fields.Boolean(load_default=False)
 
 
 class CompleteSchema(_NodePayload):
