@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from shared.timeutil import from_unix, isoformat_z
@@ -52,6 +53,12 @@ class WechatManager:
         """The session if it is still valid (by its flag and its stored expiry)."""
         with self._lock:
             session = self._session
+        if session is None or session.expired:
+            # `werss-child wechat login` may have stored a new one while the agent runs.
+            stored = self.store.load()
+            if stored is not None and (session is None or stored.token != session.token):
+                with self._lock:
+                    self._session = session = stored
         if session is None:
             return None
         if not session.valid_at(self.clock()):
@@ -125,10 +132,29 @@ class WechatManager:
             self._last_account_at = self.clock()
 
     # -- logins ---------------------------------------------------------------------------
-    def login(self, on_state: Callable[..., None]) -> WechatSession:
-        """Run the QR login; the new session replaces the old one."""
-        session = run_login(self.api, on_state, poll_interval=self.poll_interval,
-                            stop=self.stop_event, clock=self.clock)
+    def login(self, on_state: Callable[..., None], qr_file: str | None = None) -> WechatSession:
+        """Run the QR login; the new session replaces the old one.
+
+        The QR image is also saved (DATA_DIR/wechat-login-qr.png unless ``qr_file``), where
+        the health listener serves it, until the scan completes or expires.
+        """
+        from .cli import qr_path
+
+        path = Path(qr_file) if qr_file else qr_path(self.config)
+
+        def show(state, **fields):
+            if state == "waiting_scan" and fields.get("qr_png"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(fields["qr_png"])
+            elif state != "waiting_scan":
+                path.unlink(missing_ok=True)
+            on_state(state, **fields)
+
+        try:
+            session = run_login(self.api, show, poll_interval=self.poll_interval,
+                                stop=self.stop_event, clock=self.clock)
+        finally:
+            path.unlink(missing_ok=True)
         self.adopt(session)
         return session
 

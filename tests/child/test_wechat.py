@@ -235,3 +235,33 @@ def test_wechat_defaults_follow_werss():
     assert config.wechat_base_url == "https://mp.weixin.qq.com"
     assert (config.wechat_mode, config.wechat_max_pages, config.wechat_pages_per_run) == ("web", 5, 1)
     assert config.wechat_page_pause == (0, 10) and config.wechat_account_pause == (3, 10)
+
+
+def test_cli_login_saves_the_qr_then_status_shows_the_session(fake, config, cache, tmp_path):
+    import io
+    from child.wechat import cli
+
+    qr = tmp_path / "qr.png"
+    seen = {}
+
+    def phone():
+        fake.wait_for_qr()
+        while not qr.exists():
+            threading.Event().wait(0.02)
+        seen["png"] = qr.read_bytes()
+        fake.confirm()
+    threading.Thread(target=phone, daemon=True).start()
+    out = io.StringIO()
+    assert cli.login(config, cache, out=out, qr_file=str(qr)) == 0
+    assert seen["png"].startswith(b"\x89PNG") and not qr.exists()
+    assert "logged in as 测试运营号" in out.getvalue()
+    out = io.StringIO()
+    assert cli.status(config, cache, out=out) == 0
+    assert "wechat session: valid" in out.getvalue() and "测试运营号" in out.getvalue()
+
+
+def test_agent_sees_a_session_stored_by_the_cli(fake, config, cache, tmp_path):
+    running = WechatManager(config, cache)
+    assert running.session() is None
+    logged_in(fake, config, LocalCache(tmp_path))
+    assert running.session() is not None
