@@ -75,6 +75,8 @@ class FakeWechat:
         self.session_lifetime: float | None = None
         self.verification = False
         self.invalid_fakeids: set[str] = set()
+        self.calls_left: dict[str, int] = {}  # token -> list/search calls before 200013
+        self.freq_controlled: list[str] = []  # the token of every 200013 answer
         self.calls: list[tuple[str, str, dict]] = []  # (path, token, query)
         self.list_calls: list[tuple[float, str]] = []  # (time, token) of list/search calls
         self.lock = threading.RLock()
@@ -164,6 +166,19 @@ class FakeWechat:
             time.sleep(0.02)
         raise AssertionError(f"no poller saw WeChat scan status {status}")
 
+    def newest_token(self) -> str:
+        with self.lock:
+            return max(self.sessions.values(), key=lambda s: s.created).token
+
+    def limit_session(self, token: str, calls: int) -> None:
+        """Answer 200013 to this session once it has made ``calls`` more list/search calls."""
+        with self.lock:
+            self.calls_left[token] = calls
+
+    def expire_session(self, token: str) -> None:
+        with self.lock:
+            self.sessions.pop(token, None)
+
     def expire_sessions(self) -> None:
         """Every session ends now (as when the account logs in elsewhere)."""
         with self.lock:
@@ -193,6 +208,10 @@ class FakeWechat:
         return session
 
     def _rate_limited(self, token: str) -> bool:
+        if token in self.calls_left:
+            if self.calls_left[token] <= 0:
+                return True
+            self.calls_left[token] -= 1
         now = self.clock()
         self.list_calls = [(t, k) for t, k in self.list_calls if now - t < 60]
         if self.rate_limit_per_minute is not None and len(
@@ -208,6 +227,7 @@ class FakeWechat:
         if session is None:
             return 200, {"base_resp": {"ret": 200003, "err_msg": "invalid session"}}
         if self._rate_limited(token):
+            self.freq_controlled.append(token)
             return 200, {"base_resp": {"ret": 200013, "err_msg": "freq control"}}
         if path == "/cgi-bin/searchbiz":
             name = query.get("query", "")
