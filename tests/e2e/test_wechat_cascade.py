@@ -8,6 +8,8 @@ an article a WeRSS child uploads and the same article our child collects are sto
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.paths import WX_CASCADE_PREFIX
@@ -73,6 +75,19 @@ def test_wechat_collection_across_three_children(parent, admin_http, fake, servi
         log_in_through_parent(admin, fake, second)
         assert wechat_state(admin, third)["state"] == "none"
 
+        # Finding an account goes through a node with a session, within a few seconds.
+        fake.add_account("MzA5MjE4NjA2Nw==", "人民日报", signature="参与、沟通、记录时代。")
+        asked = time.monotonic()
+        found = admin.post("/api/v1/feeds/search", json={"query": "人民"})
+        assert found.status_code == 200, found.text
+        assert time.monotonic() - asked < 5
+        assert found.json()["data"] == [{"faker_id": "MzA5MjE4NjA2Nw==", "mp_name": "人民日报",
+                                         "mp_intro": "参与、沟通、记录时代。",
+                                         "mp_cover": "https://mmbiz.qpic.cn/head.jpg"}]
+        added = admin.post("/api/v1/feeds", json=found.json()["data"][0])
+        assert added.status_code == 201 and added.json()["data"]["id"] == "MP_WXS_3092186067"
+        admin.delete("/api/v1/feeds/MP_WXS_3092186067")
+
         feed_ids = []
         for n in range(FEEDS):
             fakeid = f"MzA5MDAwMDAw{n}Q=="
@@ -86,6 +101,7 @@ def test_wechat_collection_across_three_children(parent, admin_http, fake, servi
             "cron_exp": "0 0 1 1 *"}).json()["data"]
 
         fake.limit_session(first_token, 1)  # the first child is rate-limited after one feed
+        fake.list_delay = 0.5  # so neither child can take every feed before the other claims
         assert admin.post("/api/v1/cascade/dispatch", json={"task_id": task["id"]}).ok
         wait_for(lambda: all(feeds_by_id(admin)[f]["last_run_status"] == "success"
                              for f in feed_ids), 60, what="every WeChat feed collected")

@@ -238,3 +238,38 @@ def test_search_is_relayed_to_a_node_with_a_session(app, admin, node, node_calle
                                                 ("faker_id", "mp_name", "mp_intro", "mp_cover")})
     assert created.status_code == 201
     assert created.get_json()["data"]["id"] == "MP_WXS_3092186067"
+
+
+def test_every_feed_is_collected_once_before_any_twice_despite_a_rate_limit(app, admin, client,
+                                                                           clock):
+    """Fairness: a feed handed back by a rate-limited node goes before the next cycle's."""
+    feeds = [admin.post("/api/v1/feeds", json={"mp_name": f"wx{n}", "faker_id": f"F{n}"}
+                        ).get_json()["data"]["id"] for n in range(4)]
+    task_id = make_task(admin)
+    first = NodeCaller(client, create_node_with_credentials(admin, name="a"), clock=clock)
+    second = NodeCaller(client, create_node_with_credentials(admin, name="b"), clock=clock)
+    heartbeat(first, True)
+    heartbeat(second, True)
+    dispatch(admin, task_id)
+    collected = []
+
+    def collect_one(caller):
+        [lease] = caller.post("/claim", json={"max": 1, "wait": 0}).get_json()["data"]["leases"]
+        feed_id = lease["feeds"][0]["id"]
+        caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": [
+            {"mp_id": feed_id, "article_count": 1}]})
+        collected.append(feed_id)
+        clock.advance(1)
+
+    collect_one(first)
+    [limited] = first.post("/claim", json={"max": 1, "wait": 0}).get_json()["data"]["leases"]
+    until = iso(clock() + timedelta(hours=1))
+    first.post(f"/leases/{limited['lease_id']}/fail", json={
+        "error": "WeChat frequency control (200013)", "rate_limited_until": until})
+    collect_one(second)
+    dispatch(admin, task_id)  # the next cycle arrives before this one is done
+    for _ in range(2):
+        collect_one(second)
+    assert sorted(collected) == sorted(feeds), "each feed once before any feed twice"
+    collect_one(second)
+    assert collected[-1] in feeds and len(collected) == 5

@@ -75,6 +75,7 @@ class FakeWechat:
         self.session_lifetime: float | None = None
         self.verification = False
         self.invalid_fakeids: set[str] = set()
+        self.list_delay = 0.0  # seconds each list/search call takes, as a slow network
         self.calls_left: dict[str, int] = {}  # token -> list/search calls before 200013
         self.freq_controlled: list[str] = []  # the token of every 200013 answer
         self.calls: list[tuple[str, str, dict]] = []  # (path, token, query)
@@ -345,6 +346,12 @@ class FakeWechat:
                     return self._send(200, f"<html><body>{session.nickname}</body></html>".encode(),
                                       "text/html")
                 if path in ("/cgi-bin/searchbiz", "/cgi-bin/appmsgpublish", "/cgi-bin/appmsg"):
+                    if fake.list_delay:
+                        fake.lock.release()  # others are served meanwhile
+                        try:
+                            time.sleep(fake.list_delay)
+                        finally:
+                            fake.lock.acquire()
                     _, body = fake._api(path, query, cookies)
                     return self._json(body)
                 if path.startswith("/s/"):
