@@ -125,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="children logged in to the fake WeChat [%(default)s]")
     parser.add_argument("--wechat-rate", type=int, default=20,
                         help="the fake's limit: list calls per minute per login [%(default)s]")
-    parser.add_argument("--wechat-window", type=float, default=150.0,
-                        help="seconds the WeChat run is measured over [%(default)s]")
+    parser.add_argument("--wechat-window", type=float, default=120.0,
+                        help="seconds the WeChat run is measured over, rounded to whole "
+                             "minutes [%(default)s]")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: a tenth of the requests and feeds, no 100k queue")
     args = parser.parse_args(argv)

@@ -3,9 +3,11 @@
 Each child is logged in through the parent's login routes to the fake mp.weixin.qq.com
 (tests/support/fake_wechat.py), which answers 200013 past ``rate`` list calls per minute
 per session. A run dispatches more WeChat feeds than the children can collect in the
-window and counts the feeds with stored articles at its end. The figure is the ratio of
-feeds per hour to the limit (N x rate x 60): 1.0 means the cascade collects as fast as
-WeChat allows, with every hand-off on frequency control included.
+window and counts the feeds with stored articles at its end. The window is whole minutes:
+the fake counts over a sliding minute, so in W seconds no login can make more than
+rate x W / 60 calls. The figure is the ratio of feeds per hour to the limit (N x rate x 60
+per hour): 1.0 means the cascade collects as fast as WeChat allows, with every hand-off on
+frequency control included.
 """
 
 from __future__ import annotations
@@ -77,9 +79,10 @@ def wechat_section(args, workdir: Path, secret_key: str) -> dict:
         server = subject_server(env, args.workers, args.server_threads, here / "parent.log")
         server.start()
         limit_per_hour = args.wechat_children * args.wechat_rate * 60
-        feeds = max(20, int(limit_per_hour * args.wechat_window / 3600 * 2))
+        window = max(60, round(args.wechat_window / 60) * 60)
+        feeds = max(20, int(limit_per_hour * window / 3600 * 2))
         print(f"bench: wechat: {args.wechat_children} children, fake limit {args.wechat_rate} "
-              f"calls/min per login, {feeds} feeds, {args.wechat_window:.0f} s window", flush=True)
+              f"calls/min per login, {feeds} feeds, {window} s window", flush=True)
         children = [ChildAgent(f"wechat-{n}", server.base_url, creds, here, extra_env={
             "CASCADE_WECHAT_BASE_URL": fake.base_url, "CASCADE_WECHAT_PAGE_PAUSE": "0",
             "CASCADE_WECHAT_ACCOUNT_PAUSE": "0", "CASCADE_WECHAT_ARTICLE_PAUSE": "0",
@@ -107,14 +110,15 @@ def wechat_section(args, workdir: Path, secret_key: str) -> dict:
         engine = create_engine(url)
         started = time.monotonic()
         admin.dispatch(task["id"])
-        time.sleep(args.wechat_window)
+        time.sleep(max(0.0, started + window - time.monotonic()))
         collected = _collected(engine, feed_ids)
         elapsed = time.monotonic() - started
-        per_hour = collected * 3600 / elapsed
+        per_hour = collected * 3600 / window
         return {
             "children": args.wechat_children,
             "rate_limit_per_minute": args.wechat_rate,
-            "window_s": round(elapsed, 1),
+            "window_s": window,
+            "measured_after_s": round(elapsed, 1),
             "feeds_dispatched": feeds,
             "feeds_collected": collected,
             "feeds_per_hour": round(per_hour),

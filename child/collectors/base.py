@@ -47,11 +47,12 @@ class CollectedArticle:
     description: str
     content: str | None
     publish_time: int
+    wechat: dict | None = None  # item_show_type, copyright_stat, create/update time
 
     @classmethod
     def fitted(cls, *, id: str, mp_id: str, title: str = "", url: str = "", pic_url: str = "",
                description: str = "", content: str | None = None,
-               publish_time: int = 0) -> CollectedArticle:
+               publish_time: int = 0, wechat: dict | None = None) -> CollectedArticle:
         """Build an article trimmed to what the parent accepts (no NULs, bounded lengths)."""
         url = _clean(url).strip()
         if len(url) > MAX_URL or not url.lower().startswith(("http://", "https://")):
@@ -66,6 +67,7 @@ class CollectedArticle:
             id=_clean(id)[:MAX_ID], mp_id=str(mp_id), title=_clean(title)[:MAX_TITLE], url=url,
             pic_url=pic_url, description=_clean(description)[:MAX_DESCRIPTION],
             content=content, publish_time=min(max(int(publish_time or 0), 0), MAX_PUBLISH_TIME),
+            wechat=wechat,
         )
 
     def to_wire(self) -> dict:
@@ -75,6 +77,8 @@ class CollectedArticle:
                 "publish_time": self.publish_time}
         if self.content is not None:
             wire["content"] = self.content
+        if self.wechat is not None:
+            wire["wechat"] = self.wechat
         return wire
 
 

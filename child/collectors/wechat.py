@@ -109,7 +109,8 @@ class WechatCollector:
                 id=aid, mp_id=feed_id, title=str(item.get("title") or ""),
                 url=str(item.get("link") or ""), pic_url=str(item.get("cover") or ""),
                 description=str(item.get("digest") or ""), content=content,
-                publish_time=int(item.get("update_time") or item.get("create_time") or 0)))
+                publish_time=int(item.get("update_time") or item.get("create_time") or 0),
+                wechat=_wechat_fields(item)))
         articles.sort(key=lambda a: a.publish_time, reverse=True)
         return articles[:MAX_ARTICLES]
 
@@ -121,3 +122,12 @@ class WechatCollector:
             raise _rate_limited(self.manager, exc) from None
         self.manager.pause("article")
         return content
+
+
+def _wechat_fields(item: dict) -> dict:
+    fields = {}
+    for name in ("item_show_type", "copyright_stat", "create_time", "update_time"):
+        value = item.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**33:
+            fields[name] = value
+    return fields

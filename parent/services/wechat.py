@@ -272,6 +272,9 @@ def _search_node() -> Node | None:
     ).scalars().all()
     ready = [n for n in candidates if n.status_at(moment, settings().offline_after_seconds)
              == STATUS_ONLINE and _wechat_ready(n, moment)]
+    # A node with free room is waiting in a claim and hears the search at once; a busy
+    # one only with its next heartbeat.
+    ready.sort(key=lambda n: (n.running or 0) >= (n.reported_capacity or n.capacity))
     return ready[0] if ready else None
 
 

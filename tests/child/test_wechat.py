@@ -111,6 +111,10 @@ def test_collects_first_five_pages_then_stops_at_a_page_already_seen(fake, confi
     assert first[0].url == newest["link"] and first[0].pic_url == newest["cover"]
     assert first[0].description == newest["digest"]
     assert first[0].publish_time == newest["update_time"]
+    assert first[0].wechat == {"item_show_type": 0, "copyright_stat": 1,
+                               "create_time": newest["create_time"],
+                               "update_time": newest["update_time"]}
+    assert first[0].to_wire()["wechat"]["copyright_stat"] == 1
 
     fake.publish("MzA5MDAwMDAwMQ==", title="新文章")
     second = collector_for("wechat", None, None, wechat=manager).collect(feed)

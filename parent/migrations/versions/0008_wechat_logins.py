@@ -50,12 +50,16 @@ def upgrade():
     )
     with op.batch_alter_table('feeds', schema=None) as batch_op:
         batch_op.add_column(sa.Column('invalid_reason', sa.Text(), nullable=True))
+    with op.batch_alter_table('articles', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('wechat', sa.JSON(), nullable=True))
     with op.batch_alter_table('nodes', schema=None) as batch_op:
         batch_op.add_column(sa.Column('commands_waiting', sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
 
 
 def downgrade():
+    with op.batch_alter_table('articles', schema=None) as batch_op:
+        batch_op.drop_column('wechat')
     with op.batch_alter_table('nodes', schema=None) as batch_op:
         batch_op.drop_column('commands_waiting')
     with op.batch_alter_table('feeds', schema=None) as batch_op:
