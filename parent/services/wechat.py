@@ -129,6 +129,12 @@ def login_view(node: Node, login: WechatLogin | None, moment: datetime | None = 
             state, qr_expires_at = login.state, login.qr_expires_at
     elif login is not None and login.state == LOGIN_FAILED and state != LOGIN_VALID:
         state, error = LOGIN_FAILED, login.error
+    elif login is not None and login.state == LOGIN_VALID and state != LOGIN_VALID and (
+            node.last_heartbeat_at is None or login.updated_at >= node.last_heartbeat_at):
+        # Logged in just now; the node's next heartbeat (sent at once) confirms it.
+        state, expires_at = LOGIN_VALID, isoformat_z(login.expires_at)
+        account = {"name": login.account_name or "", "avatar": login.account_avatar or ""}
+        session = session or {"session_valid": True}
     return {
         "node_id": node.id,
         "state": state,

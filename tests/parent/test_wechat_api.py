@@ -77,6 +77,8 @@ def test_admin_login_reaches_the_node_and_its_qr_is_served_until_scanned(admin, 
     node_caller.post("/wechat/login-state", json={
         "command_id": commands[0]["id"], "state": "valid", "expires_at": expires,
         "account": {"name": "运营号", "avatar": "https://mmbiz.qpic.cn/a.jpg"}})
+    early = wechat_view(admin, node.node_id)  # before the heartbeat that confirms it
+    assert early["state"] == "valid" and early["account"]["name"] == "运营号"
     heartbeat(node_caller, True, expires_at=expires)
     view = wechat_view(admin, node.node_id)
     assert view["state"] == "valid" and view["account"]["name"] == "运营号"
