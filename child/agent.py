@@ -234,7 +234,7 @@ class Agent:
         from .collectors import collector_for
 
         return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
-                             self.source_session, wechat=self.wechat,
+                             self.source_session, wechat=self.wechat, task_id=task_id,
                              allow_private_addresses=self.config.allow_private_addresses)
 
     def _notifier(self, task: dict):

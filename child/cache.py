@@ -164,6 +164,11 @@ class LocalCache:
         assert table in ("feeds", "tasks")
         return self._query(f"SELECT count(*) FROM {table}")[0][0]
 
+    def one(self, table: str, item_id: str) -> dict | None:
+        assert table in ("feeds", "tasks")
+        rows = self._query(f"SELECT data FROM {table} WHERE id = ?", (str(item_id),))
+        return json.loads(rows[0][0]) if rows else None
+
     def all(self, table: str) -> list[dict]:
         assert table in ("feeds", "tasks")
         return [json.loads(row[0]) for row in self._query(f"SELECT data FROM {table} ORDER BY id")]

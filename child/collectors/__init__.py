@@ -16,12 +16,12 @@ def _rss(cache, session, timeout, *, allow_private_addresses: bool = False, **_c
                         allow_private_addresses=allow_private_addresses)
 
 
-def _wechat(cache, session, timeout, *, wechat=None, **_context):
-    from .wechat import WechatCollector
+def _wechat(cache, session, timeout, *, wechat=None, task_id=None, **_context):
+    from .wechat import WechatCollector, task_wants_full_text
 
     if wechat is None:
         raise CollectError("this child has no WeChat login manager", retryable=False)
-    return WechatCollector(wechat)
+    return WechatCollector(wechat, full_text=task_wants_full_text(wechat, task_id))
 
 
 # source_type -> factory(cache, session, timeout, **context): one line per collector.

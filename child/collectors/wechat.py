@@ -131,3 +131,11 @@ def _wechat_fields(item: dict) -> dict:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**33:
             fields[name] = value
     return fields
+
+
+def task_wants_full_text(manager, task_id: str | None) -> bool:
+    """Full text when the child's setting says so, or the task's template shows ``content``."""
+    if manager.config.wechat_full_text:
+        return True
+    task = manager.cache.one("tasks", task_id) if task_id else None
+    return "content" in str((task or {}).get("message_template") or "")

@@ -206,6 +206,20 @@ def test_full_text_keeps_js_content_with_real_images(fake, config, cache):
     assert "data-src" not in article.content and "<script" not in article.content
 
 
+def test_a_task_whose_template_shows_content_gets_full_text(fake, config, cache):
+    manager = logged_in(fake, config, cache)
+    fake.add_account("F", "全文号", articles=1)
+    cache.replace_all("tasks", [
+        {"id": "t-full", "message_template": "{% for a in articles %}{{ a.content }}{% endfor %}"},
+        {"id": "t-plain", "message_template": "{{ feed.mp_name }}"}], None, None)
+    [full] = collector_for("wechat", None, None, wechat=manager, task_id="t-full").collect(
+        {"id": "X", "faker_id": "F"})
+    [plain] = collector_for("wechat", None, None, wechat=manager, task_id="t-plain").collect(
+        {"id": "Y", "faker_id": "F"})
+    assert full.content and "js_content" in full.content
+    assert plain.content is None
+
+
 def test_extract_content_drops_scripts_and_keeps_nesting():
     html = ('<div id="x"><div id="js_content" style="visibility:hidden"><p>a<b>b</b></p>'
             '<script>evil()</script><img data-src="u"><br></div><p>after</p></div>')
