@@ -305,6 +305,7 @@ class Agent:
         jittered(self.intervals["sync"]).do(self._guard, "sync", self.sync_once)
         scheduler.every(5).seconds.do(self._guard, "renew", self.renew_leases)
         scheduler.every(5).seconds.do(self._guard, "flush", self.outbox.drain)
+        scheduler.every(1800).seconds.do(self._guard, "wechat check", self.wechat.check_session)
         return scheduler
 
     def _claim_loop(self) -> None:

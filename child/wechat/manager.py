@@ -103,6 +103,20 @@ class WechatManager:
             except Exception:  # noqa: BLE001 - reporting is retried by the next heartbeat
                 log.exception("reporting the expired WeChat session failed")
 
+    def check_session(self) -> bool:
+        """Ask WeChat's home page whether the login still works (an idle child notices too)."""
+        session = self.session()
+        if session is None or self.blocked():
+            return session is not None
+        try:
+            alive = self.api.check(session)
+        except WechatError as exc:
+            log.info("WeChat session check could not run: %s", exc)
+            return True
+        if not alive:
+            self.mark_expired("WeChat's home page asks to log in again")
+        return alive
+
     def block(self) -> float:
         """Frequency control: no WeChat calls for the cool-down; return when it ends."""
         with self._lock:

@@ -169,6 +169,16 @@ def test_expired_session_releases_the_lease_and_is_reported_once(fake, config, c
     assert len(reports) == 1 and reports[0]["session_valid"] is False
 
 
+def test_idle_child_notices_the_expired_session_on_wechats_home_page(fake, config, cache):
+    manager = logged_in(fake, config, cache)
+    reports = []
+    manager.on_expired = lambda: reports.append(manager.capability()["session_valid"])
+    assert manager.check_session() is True and reports == []
+    fake.expire_sessions()
+    assert manager.check_session() is False
+    assert reports == [False] and manager.session() is None
+
+
 def test_invalid_account_marks_the_feed_invalid(fake, config, cache):
     manager = logged_in(fake, config, cache)
     fake.add_account("F", "无效号")
