@@ -293,3 +293,41 @@ def test_agent_sees_a_session_stored_by_the_cli(fake, config, cache, tmp_path):
     assert running.session() is None
     logged_in(fake, config, LocalCache(tmp_path))
     assert running.session() is not None
+
+
+def test_health_listener_shows_a_pending_qr_code_only_while_the_scan_waits(fake, config, cache,
+                                                                         tmp_path):
+    import requests
+    from types import SimpleNamespace
+
+    from child.health import serve_health
+    from tests.helpers import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    agent = SimpleNamespace(config=config, client=SimpleNamespace(last_success_at=None),
+                            intervals={"heartbeat": 60}, _active_lock=threading.Lock(),
+                            active={}, outbox=SimpleNamespace(depth=lambda: 0),
+                            draining=threading.Event())
+    server = serve_health(agent, listen)
+    try:
+        url = f"http://{listen}/wechat/qr.png"
+        assert requests.get(url, timeout=5).status_code == 404
+        manager = WechatManager(config, cache, poll_interval=0.05)
+        shown = {}
+
+        def phone():
+            fake.wait_for_qr()
+            for _ in range(100):
+                answer = requests.get(url, timeout=5)
+                if answer.status_code == 200:
+                    shown["png"] = answer.content
+                    break
+                threading.Event().wait(0.05)
+            fake.confirm()
+        threading.Thread(target=phone, daemon=True).start()
+        manager.login(lambda *a, **k: None)
+        assert shown["png"].startswith(b"\x89PNG")
+        assert requests.get(url, timeout=5).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
