@@ -113,17 +113,30 @@ def test_wechat_collection_across_three_children(parent, admin_http, fake, servi
             stored = admin.get("/api/v1/articles", params={"feed_id": feed_id}).json()["data"]
             assert stored["total"] == 3
 
-        # A WeRSS child uploads an article our child already stored: it is stored once.
-        account = fake.accounts["MzA5MDAwMDAw0Q=="]
-        item = account.articles[0]
-        werss = NodeHttp(parent.base_url, admin.create_node_with_credentials(name="werss"),
-                         mode="plain", prefix=WX_CASCADE_PREFIX)
-        uploaded = werss.post("/articles", json={"articles": [{
-            "id": item["aid"], "mp_id": feed_ids[0], "title": item["title"],
-            "url": item["link"], "pic_url": item["cover"], "description": item["digest"],
-            "publish_time": item["update_time"]}]})
+        # A WeRSS child, through WeRSS's own routes, uploads an article our child already
+        # stored: it is stored once. (A label keeps our children off this task.)
+        item = fake.accounts["MzA5MDAwMDAw0Q=="].articles[0]
+        werss_creds = admin.create_node_with_credentials(name="werss")
+        admin.request("PUT", f"/api/v1/cascade/nodes/{werss_creds.node_id}",
+                      json={"labels": ["werss"]})
+        werss = NodeHttp(parent.base_url, werss_creds, mode="plain", prefix=WX_CASCADE_PREFIX)
+        assert werss.post("/heartbeat", json={"capabilities": {"sources": ["wechat"], "wechat": {
+            "session_valid": True, "expires_at": None}}}).status_code == 200
+        werss_task = admin.post("/api/v1/message-tasks", json={
+            "name": "werss", "message_type": 1, "web_hook_url": services.base_url + "/hook",
+            "cron_exp": "0 0 1 1 *", "labels": ["werss"],
+            "mps_id": [{"id": feed_ids[0]}]}).json()["data"]
+        assert admin.post("/api/v1/cascade/dispatch", json={"task_id": werss_task["id"]}).ok
+        package = werss.post("/claim-task", json={}).json()["data"]
+        assert package and package["feeds"][0]["id"] == feed_ids[0]
+        uploaded = werss.post("/upload-articles", json={
+            "allocation_id": package["allocation_id"], "articles": [{
+                "id": item["aid"], "mp_id": feed_ids[0], "title": item["title"],
+                "url": item["link"], "pic_url": item["cover"], "content": "",
+                "publish_time": item["update_time"], "description": item["digest"],
+                "ext": {"mp_title": "公众号0", "mp_id": feed_ids[0]}}]})
         assert uploaded.status_code == 200, uploaded.text
-        assert uploaded.json()["data"] == {"received": 1, "new": 0}
+        assert uploaded.json()["data"]["new"] == 0
         assert admin.get("/api/v1/articles", params={"feed_id": feed_ids[0]}).json()[
             "data"]["total"] == 3
 
@@ -157,3 +170,5 @@ def test_wechat_collection_across_three_children(parent, admin_http, fake, servi
         log = child.log_text()
         assert first_token not in log, "WeChat tokens never reach the log"
         assert "Traceback" not in log, log[-3000:]
+    assert first_token not in parent.log_path.read_text(errors="replace"), \
+        "the parent never sees a WeChat token"
