@@ -28,7 +28,8 @@ def _login(admin: WorkParentClient, fake, node_id: str) -> None:
     base = admin.base_url + f"/api/v1/cascade/nodes/{node_id}/wechat"
     response = admin.session.post(base + "/login", timeout=30)
     if response.status_code != 202:
-        raise ChildBenchError(f"wechat login answered {response.status_code}: {response.text[:200]}")
+        raise ChildBenchError(f"wechat login answered {response.status_code}: "
+                              f"{response.text[:200]}")
     deadline = time.monotonic() + LOGIN_TIMEOUT
     confirmed = False
     while time.monotonic() < deadline:

@@ -132,13 +132,14 @@ class WechatApi:
         if ret in (0, "0", None):
             return body
         ret = int(ret) if str(ret).lstrip("-").isdigit() else ret
+        said = f" {message}" if message else ""
         if ret == RET_FREQ_CONTROL:
-            raise WechatRateLimitedError(f"WeChat frequency control (200013 {message})".strip(), ret)
+            raise WechatRateLimitedError(f"WeChat frequency control (200013{said})", ret)
         if ret == RET_INVALID_SESSION:
-            raise WechatSessionExpiredError(f"WeChat session expired (200003 {message})".strip(), ret)
+            raise WechatSessionExpiredError(f"WeChat session expired (200003{said})", ret)
         if ret == RET_INVALID_ARGS:
             raise WechatInvalidAccountError(
-                f"WeChat refuses this account (200002 {message}): check its faker_id, then edit "
+                f"WeChat refuses this account (200002{said}): check its faker_id, then edit "
                 "the feed to collect it again", ret)
         raise WechatError(f"WeChat error {ret}: {message or 'no message'}", ret)
 
@@ -154,7 +155,7 @@ class WechatApi:
     def qr_image(self, login: PendingLogin) -> bytes:
         response = self._call(login.http, "GET", "/cgi-bin/scanloginqrcode",
                               {"action": "getqrcode", "random": int(self.clock() * 1000)})
-        if not response.content.startswith(b"\x89PNG") and not response.content[:3] == b"\xff\xd8\xff":
+        if not response.content.startswith((b"\x89PNG", b"\xff\xd8\xff")):
             raise WechatError("WeChat did not send a QR image")
         return response.content
 

@@ -213,7 +213,8 @@ class WechatManager:
             return
         except Exception as exc:  # noqa: BLE001
             log.exception("WeChat login failed")
-            self._report(command_id, "failed", error=f"the child hit an error: {type(exc).__name__}")
+            self._report(command_id, "failed",
+                         error=f"the child hit an error: {type(exc).__name__}")
             return
         self._report(command_id, "valid",
                      account={"name": session.account_name, "avatar": session.account_avatar},

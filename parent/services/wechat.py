@@ -306,7 +306,8 @@ def search_accounts(query: str, timeout: float = SEARCH_TIMEOUT_SECONDS) -> list
         if command.status == COMMAND_DONE:
             return list((command.result or {}).get("results") or [])
         if command.status == COMMAND_FAILED:
-            raise ApiError(codes.WECHAT_FAILED, f"The node could not search WeChat: {command.error}")
+            raise ApiError(codes.WECHAT_FAILED,
+                           f"The node could not search WeChat: {command.error}")
         db.session.commit()  # end the read transaction so the next read sees the node's write
     db.session.execute(
         db.update(NodeCommand).where(NodeCommand.id == command_id,
