@@ -56,11 +56,13 @@ class WechatCollector:
             raise CollectError(f"feed {feed.get('id')} has no faker_id", retryable=False,
                                result_extra={"feed_invalid": True})
         self._session()
-        self.manager.pause("account")
-        try:
-            return self._collect(feed, fakeid)
-        finally:
-            self.manager.account_done()
+        with self.manager.collecting:
+            self._session()  # it may have expired or cooled down while this lease waited
+            self.manager.pause("account")
+            try:
+                return self._collect(feed, fakeid)
+            finally:
+                self.manager.account_done()
 
     def _collect(self, feed: dict, fakeid: str) -> list[CollectedArticle]:
         feed_id = str(feed["id"])

@@ -42,6 +42,9 @@ class WechatManager:
         self.store = SessionStore(cache, config.api_secret)
         self._session = self.store.load()
         self._lock = threading.RLock()
+        # One account at a time per login, as WeRSS does: leases worked in parallel must
+        # not multiply the rate WeChat sees from this session.
+        self.collecting = threading.Lock()
         self.blocked_until = 0.0
         self._last_account_at: float | None = None
         self._login_thread: threading.Thread | None = None

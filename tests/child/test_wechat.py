@@ -122,6 +122,21 @@ def test_collects_first_five_pages_then_stops_at_a_page_already_seen(fake, confi
     assert second[0].title == "新文章"
 
 
+def test_parallel_leases_collect_one_account_at_a_time(fake, config, cache):
+    manager = logged_in(fake, config, cache)
+    fake.list_delay = 0.2
+    for n in range(3):
+        fake.add_account(f"F{n}", f"号{n}", articles=2)
+    threads = [threading.Thread(target=collector_for("wechat", None, None, wechat=manager).collect,
+                                args=({"id": f"X{n}", "faker_id": f"F{n}"},)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fake.list_call_count("/cgi-bin/appmsgpublish") == 3
+    assert fake.max_in_flight == 1
+
+
 def test_api_mode_lists_appmsg_with_the_same_ids(fake, config, cache):
     manager = logged_in(fake, replace(config, wechat_mode="api", wechat_max_pages=1), cache)
     manager.config = replace(config, wechat_mode="api", wechat_max_pages=1)

@@ -76,6 +76,8 @@ class FakeWechat:
         self.verification = False
         self.invalid_fakeids: set[str] = set()
         self.list_delay = 0.0  # seconds each list/search call takes, as a slow network
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most list/search calls answered at once
         self.calls_left: dict[str, int] = {}  # token -> list/search calls before 200013
         self.freq_controlled: list[str] = []  # the token of every 200013 answer
         self.calls: list[tuple[str, str, dict]] = []  # (path, token, query)
@@ -346,12 +348,15 @@ class FakeWechat:
                     return self._send(200, f"<html><body>{session.nickname}</body></html>".encode(),
                                       "text/html")
                 if path in ("/cgi-bin/searchbiz", "/cgi-bin/appmsgpublish", "/cgi-bin/appmsg"):
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     if fake.list_delay:
                         fake.lock.release()  # others are served meanwhile
                         try:
                             time.sleep(fake.list_delay)
                         finally:
                             fake.lock.acquire()
+                    fake.in_flight -= 1
                     _, body = fake._api(path, query, cookies)
                     return self._json(body)
                 if path.startswith("/s/"):
