@@ -48,6 +48,7 @@ class WechatManager:
         self.blocked_until = 0.0
         self._last_account_at: float | None = None
         self._login_thread: threading.Thread | None = None
+        self._login_stop = threading.Event()
         self.on_expired: Callable[[], None] | None = None  # the agent reports and releases
         self.on_login: Callable[[], None] | None = None  # the agent reports the new session
 
@@ -149,7 +150,8 @@ class WechatManager:
             self._last_account_at = self.clock()
 
     # -- logins ---------------------------------------------------------------------------
-    def login(self, on_state: Callable[..., None], qr_file: str | None = None) -> WechatSession:
+    def login(self, on_state: Callable[..., None], qr_file: str | None = None,
+              stop: threading.Event | None = None) -> WechatSession:
         """Run the QR login; the new session replaces the old one.
 
         The QR image is also saved (DATA_DIR/wechat-login-qr.png unless ``qr_file``), where
@@ -169,7 +171,7 @@ class WechatManager:
 
         try:
             session = run_login(self.api, show, poll_interval=self.poll_interval,
-                                stop=self.stop_event, clock=self.clock)
+                                stop=stop or self.stop_event, clock=self.clock)
         finally:
             path.unlink(missing_ok=True)
         self.adopt(session)
@@ -181,10 +183,14 @@ class WechatManager:
             kind = command.get("kind")
             if kind == KIND_LOGIN:
                 with self._lock:
-                    if self._login_thread and self._login_thread.is_alive():
-                        continue  # one login at a time; the parent shows the running one
+                    running, stop = self._login_thread, threading.Event()
+                    if running and running.is_alive():
+                        # The admin asked again: the newer request replaces the old login.
+                        self._login_stop.set()
+                        running.join(timeout=self.poll_interval + 5)
+                    self._login_stop = stop
                     self._login_thread = threading.Thread(
-                        target=self._login_for_parent, args=(command,), daemon=True,
+                        target=self._login_for_parent, args=(command, stop), daemon=True,
                         name="werss-wechat-login")
                     self._login_thread.start()
             elif kind == KIND_SEARCH:
@@ -205,11 +211,12 @@ class WechatManager:
         except Exception as exc:  # noqa: BLE001 - the login goes on; the heartbeat tells the rest
             log.warning("could not tell the parent the WeChat login is %s: %s", state, exc)
 
-    def _login_for_parent(self, command: dict) -> None:
+    def _login_for_parent(self, command: dict, stop: threading.Event | None = None) -> None:
         command_id = command.get("id")
         log.info("the parent asked for a WeChat login; the QR code is shown there")
         try:
-            session = self.login(lambda state, **kw: self._report(command_id, state, **kw))
+            session = self.login(lambda state, **kw: self._report(command_id, state, **kw),
+                                 stop=stop)
         except WechatError as exc:
             log.warning("WeChat login failed: %s", exc)
             self._report(command_id, "failed", error=str(exc))

@@ -346,3 +346,28 @@ def test_health_listener_shows_a_pending_qr_code_only_while_the_scan_waits(fake,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_newer_login_request_replaces_the_running_one(fake, config, cache):
+    reports = []
+
+    class Parent:
+        def report_wechat_login(self, body):
+            reports.append((body["command_id"], body["state"]))
+
+        def heartbeat(self, payload):
+            return {}
+
+    manager = WechatManager(config, cache, Parent(), poll_interval=0.05)
+    manager.handle_commands([{"id": "first", "kind": "wechat_login", "payload": {}}])
+    fake.wait_for_qr()
+    manager.handle_commands([{"id": "second", "kind": "wechat_login", "payload": {}}])
+    for _ in range(200):
+        if ("second", "waiting_scan") in reports:
+            break
+        threading.Event().wait(0.02)
+    fake.confirm()
+    manager._login_thread.join(10)
+    assert ("first", "failed") in reports
+    assert reports[-1] == ("second", "valid")
+    assert manager.session() is not None
