@@ -124,7 +124,8 @@ def login_view(node: Node, login: WechatLogin | None, moment: datetime | None = 
     qr_expires_at = None
     if login is not None and login.state in PENDING_STATES:
         if login.qr_expires_at and login.qr_expires_at <= moment:
-            state, error = LOGIN_FAILED, "the QR code expired before it was scanned"
+            if state != LOGIN_VALID:  # a session still valid stays shown as valid
+                state, error = LOGIN_FAILED, "the QR code expired before it was scanned"
         else:
             state, qr_expires_at = login.state, login.qr_expires_at
     elif login is not None and login.state == LOGIN_FAILED and state != LOGIN_VALID:
