@@ -288,3 +288,15 @@ def test_werss_fields_of_a_wechat_article_are_kept(admin, node_caller):
     assert response.status_code == 200, response.get_json()
     [stored] = admin.get(f"/api/v1/articles?feed_id={feed['id']}").get_json()["data"]["items"]
     assert stored["id"] == "2650000001_1" and stored["wechat"] == fields
+
+
+def test_unscanned_relogin_leaves_a_valid_session_shown_valid(admin, node, node_caller, clock):
+    heartbeat(node_caller, True)
+    admin.post(f"/api/v1/cascade/nodes/{node.node_id}/wechat/login")
+    command = heartbeat(node_caller, True)["commands"][0]
+    node_caller.post("/wechat/login-state", json={
+        "command_id": command["id"], "state": "waiting_scan",
+        "qr_png": base64.b64encode(PNG).decode(), "qr_expires_at": iso(clock() + timedelta(seconds=30))})
+    assert wechat_view(admin, node.node_id)["state"] == "waiting_scan"
+    clock.advance(31)
+    assert wechat_view(admin, node.node_id)["state"] == "valid"
