@@ -143,6 +143,12 @@ def cmd_status(args) -> int:
         print(f"cached: {cache.count('feeds')} feeds, {cache.count('tasks')} tasks")
         print(f"outbox: {depth.get('pending', 0)} pending, {depth.get('rejected', 0)} rejected")
         print(f"leases held: {len(cache.held_leases())}")
+        from .wechat.manager import WechatManager
+
+        wechat = WechatManager(config, cache).capability()
+        print(f"wechat: {'valid' if wechat['session_valid'] else 'no valid session'}"
+              + (f" ({wechat['account']['name']}, until {wechat['expires_at']})"
+                 if wechat["session_valid"] and wechat["account"] else ""))
     finally:
         cache.close()
     return EXIT_OK

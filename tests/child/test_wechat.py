@@ -371,3 +371,19 @@ def test_a_newer_login_request_replaces_the_running_one(fake, config, cache):
     assert ("first", "failed") in reports
     assert reports[-1] == ("second", "valid")
     assert manager.session() is not None
+
+
+def test_child_status_shows_the_wechat_session(fake, config, tmp_path, capsys, monkeypatch):
+    from child.__main__ import main
+
+    cache = LocalCache(tmp_path)
+    logged_in(fake, config, cache)
+    cache.close()
+    for name, value in {"CASCADE_PARENT_URL": "http://127.0.0.1:9", "CASCADE_API_KEY": KEY,
+                        "CASCADE_API_SECRET": SECRET, "CASCADE_DATA_DIR": str(tmp_path),
+                        "CASCADE_WECHAT_BASE_URL": fake.base_url}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        main(["status"])
+    assert stopped.value.code == 0
+    assert "wechat: valid (测试运营号, until " in capsys.readouterr().out
