@@ -277,8 +277,11 @@ def _search_node() -> Node | None:
                               Node.last_heartbeat_at >= cutoff)
         .order_by(Node.last_heartbeat_at.desc())
     ).scalars().all()
+    # Only nodes that report a valid session answer commands (a WeRSS node trusted to
+    # log in on its own does not).
     ready = [n for n in candidates if n.status_at(moment, settings().offline_after_seconds)
-             == STATUS_ONLINE and _wechat_ready(n, moment)]
+             == STATUS_ONLINE and _wechat_ready(n, moment)
+             and _session_capability(n).get("session_valid")]
     # A node with free room is waiting in a claim and hears the search at once; a busy
     # one only with its next heartbeat.
     ready.sort(key=lambda n: (n.running or 0) >= (n.reported_capacity or n.capacity))
