@@ -174,7 +174,7 @@ class WechatApi:
         if not match:
             raise WechatError("WeChat's login answer holds no token")
         now = self.clock()
-        cookies = {c.name: c.value for c in login.http.cookies}
+        cookies = {c.name: c.value or "" for c in login.http.cookies}
         expiries = [c.expires for c in login.http.cookies if c.expires]
         session = WechatSession(
             token=match.group(1), cookies=cookies, fingerprint=login.fingerprint,

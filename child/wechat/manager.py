@@ -197,8 +197,8 @@ class WechatManager:
                 threading.Thread(target=self._search_for_parent, args=(command,), daemon=True,
                                  name="werss-wechat-search").start()
 
-    def _report(self, command_id: str, state: str, **fields) -> None:
-        body = {"command_id": command_id, "state": state}
+    def _report(self, command_id: str | None, state: str, **fields) -> None:
+        body: dict = {"command_id": command_id, "state": state}
         if fields.get("qr_png") is not None:
             body["qr_png"] = base64.b64encode(fields["qr_png"]).decode("ascii")
         if fields.get("qr_expires_at"):

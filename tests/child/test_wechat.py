@@ -12,7 +12,7 @@ from child.cache import LocalCache
 from child.collectors import collector_for
 from child.collectors.base import CollectError
 from child.config import load_config
-from child.wechat.api import WechatApi, WechatError, extract_content
+from child.wechat.api import WechatApi, extract_content
 from child.wechat.login import LoginFailedError, run_login
 from child.wechat.manager import WechatManager
 from child.wechat.session import META_NAME, SessionStore
