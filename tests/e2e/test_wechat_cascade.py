@@ -64,7 +64,8 @@ def test_wechat_collection_across_three_children(parent, admin_http, fake, servi
     children = [start_child(parent.base_url, creds, tmp_path, f"wx-{n}",
                             CASCADE_WECHAT_BASE_URL=fake.base_url, CASCADE_CAPACITY="1",
                             CASCADE_WECHAT_PAGE_PAUSE="0", CASCADE_WECHAT_ACCOUNT_PAUSE="0",
-                            CASCADE_WECHAT_ARTICLE_PAUSE="0", CASCADE_WECHAT_COOLDOWN="600")
+                            CASCADE_WECHAT_ARTICLE_PAUSE="0", CASCADE_WECHAT_COOLDOWN="600",
+                            CASCADE_ALLOW_PRIVATE_ADDRESSES="true")
                 for n, creds in enumerate(nodes)]
     try:
         first, second, third = (creds.node_id for creds in nodes)

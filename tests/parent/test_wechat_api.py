@@ -280,9 +280,12 @@ def test_every_feed_is_collected_once_before_any_twice_despite_a_rate_limit(app,
 def test_werss_fields_of_a_wechat_article_are_kept(admin, node_caller):
     feed = admin.post("/api/v1/feeds", json={"mp_name": "wx", "faker_id": "MzA5MTIzNDU2Nw=="}
                       ).get_json()["data"]
+    dispatch(admin, make_task(admin))
+    heartbeat(node_caller, True)
+    [lease] = claim_all(node_caller)
     fields = {"item_show_type": 0, "copyright_stat": 1, "create_time": 1718000000,
               "update_time": 1718000100}
-    response = node_caller.post("/articles", json={"articles": [{
+    response = node_caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [{
         "id": "2650000001_1", "mp_id": feed["id"], "title": "测试", "url": "https://mp.weixin.qq.com/s/abc",
         "publish_time": 1718000100, "wechat": fields}]})
     assert response.status_code == 200, response.get_json()
