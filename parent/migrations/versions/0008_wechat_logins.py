@@ -1,7 +1,7 @@
 """wechat logins, node commands, invalid feeds
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0010
 Create Date: 2026-12-01
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0008'
-down_revision = '0006'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
