@@ -157,7 +157,7 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
         console.go("overview")
         assert "1 在线" in page.inner_text("#ov-nodes").replace("\n", " ")
         assert "共 3 篇" in page.inner_text("#ov-chart")
-        console.screenshot("overview-desktop")
+        console.screenshot("overview-after-run-desktop")
 
         # Rotate the credentials (after a warning): the running child is refused at once.
         console.go("nodes")
