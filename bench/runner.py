@@ -41,12 +41,14 @@ from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .pushes import push_section
 from .servers import ServerStartError, baseline_server, subject_server
 from .wrk import WrkError, run_wrk, wrk_path
+from .wechat import render_wechat, wechat_section
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
 PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
-SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint")
+SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint",
+            "wechat")
 
 
 def _serve_defaults() -> dict:
@@ -119,6 +121,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="feed counts of the footprint section's parents [%(default)s]")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help="which sections to run, comma-separated [%(default)s]")
+    parser.add_argument("--wechat-children", type=int, default=3,
+                        help="children logged in to the fake WeChat [%(default)s]")
+    parser.add_argument("--wechat-rate", type=int, default=20,
+                        help="the fake's limit: list calls per minute per login [%(default)s]")
+    parser.add_argument("--wechat-window", type=float, default=120.0,
+                        help="seconds the WeChat run is measured over, rounded to whole "
+                             "minutes [%(default)s]")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: a tenth of the requests and feeds, no 100k queue")
     args = parser.parse_args(argv)
@@ -273,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = slow_clients = pushes = footprint = None
+    leasing = queue = children = slow_clients = pushes = footprint = wechat = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -377,6 +386,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nbench: footprint: {exc}", file=sys.stderr)
                 footprint = {"error": str(exc)}
                 warnings.append(f"footprint: {exc}".splitlines()[0])
+        if "wechat" in sections:
+            try:
+                wechat = wechat_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                print(f"\nbench: wechat: {exc}", file=sys.stderr)
+                wechat = {"error": str(exc)}
+                warnings.append(f"wechat: {exc}".splitlines()[0])
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -451,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
         "slow_clients": slow_clients,
         "pushes": pushes,
         "footprint": footprint,
+        "wechat": wechat,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
@@ -458,12 +475,15 @@ def run(args: argparse.Namespace) -> int:
     print(report.render_table(results))
     if footprint and "error" not in footprint:
         print("\n" + render_footprint(footprint))
+    if wechat:
+        print("\n".join(render_wechat(wechat)))
     print(f"bench: finished in {results['duration_s']:.0f} s")
     failed = any(run_data["errors"] for run_data in all_runs)
     failed = failed or bool(leasing and not leasing["check"]["ok"])
     failed = failed or bool(children and "error" in children)
     failed = failed or bool(pushes and not pushes["ok"])
     failed = failed or bool(footprint and "error" in footprint)
+    failed = failed or bool(wechat and "error" in wechat)
     return EXIT_ERRORS if failed else 0
 
 

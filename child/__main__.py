@@ -1,4 +1,4 @@
-"""`werss-child`: run | sync | check | status.
+"""`werss-child`: run | sync | check | status | wechat login|status.
 
 Exit codes: 0 clean stop, 1 parent unreachable (check, sync) or a crash, 2 bad
 configuration (including a parent URL that is not a WeRSS parent), 3 credentials
@@ -143,6 +143,12 @@ def cmd_status(args) -> int:
         print(f"cached: {cache.count('feeds')} feeds, {cache.count('tasks')} tasks")
         print(f"outbox: {depth.get('pending', 0)} pending, {depth.get('rejected', 0)} rejected")
         print(f"leases held: {len(cache.held_leases())}")
+        from .wechat.manager import WechatManager
+
+        wechat = WechatManager(config, cache).capability()
+        print(f"wechat: {'valid' if wechat['session_valid'] else 'no valid session'}"
+              + (f" ({wechat['account']['name']}, until {wechat['expires_at']})"
+                 if wechat["session_valid"] and wechat["account"] else ""))
     finally:
         cache.close()
     return EXIT_OK
@@ -174,6 +180,20 @@ COMMANDS = (
 )
 
 
+def cmd_wechat(args) -> int:
+    from .cache import LocalCache
+    from .wechat import cli
+
+    config = _config(args)
+    cache = LocalCache(config.data_dir)
+    try:
+        if args.wechat_command == "login":
+            return cli.login(config, cache, qr_file=args.qr)
+        return cli.status(config, cache)
+    finally:
+        cache.close()
+
+
 def main(argv=None) -> None:
     from . import __version__
 
@@ -197,6 +217,13 @@ def main(argv=None) -> None:
         sub.add_argument("--config", dest="config_sub", metavar="FILE",
                          help="same as werss-child --config FILE")
         sub.set_defaults(handler=handler)
+    wechat = commands.add_parser("wechat", help="log this child in to WeChat, or show its session")
+    wechat.add_argument("--config", dest="config_sub", metavar="FILE",
+                        help="same as werss-child --config FILE")
+    wechat.add_argument("wechat_command", choices=("login", "status"))
+    wechat.add_argument("--qr", help="where to save the QR image (default: DATA_DIR/"
+                                     "wechat-login-qr.png)")
+    wechat.set_defaults(handler=cmd_wechat)
     args = parser.parse_args(argv)
     if args.handler is not cmd_run:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # one-shot commands just end

@@ -27,6 +27,7 @@ from .cache import LocalCache
 from .client import ParentClient, new_idempotency_key
 from .config import ChildConfig
 from .outbox import Outbox
+from .wechat.manager import WechatManager
 
 log = logging.getLogger("werss.child")
 PULL_PAGE = 1000  # feeds per page of a full pull: the most the child holds at once
@@ -88,6 +89,10 @@ class Agent:
         self._room_freed = threading.Event()
         self._started_up = False
         self.page_size = PULL_PAGE
+        self.wechat = WechatManager(config, self.cache, self.client, clock=clock)
+        self.wechat.on_expired = lambda: self._guard("heartbeat", self.heartbeat)
+        self.wechat.on_login = self.wechat.on_expired
+        self.client.on_commands = self.wechat.handle_commands
 
     # -- parent calls, each logged and classified ----------------------------------------------
     def _guard(self, name: str, call: Callable, *args):
@@ -119,8 +124,7 @@ class Agent:
             "hostname": socket.gethostname(),
             "capacity": self.config.capacity,
             "running": running,
-            "capabilities": {"sources": ["rss"], "wechat": {"session_valid": False,
-                                                            "expires_at": None}},
+            "capabilities": {"sources": ["rss", "wechat"], "wechat": self.wechat.capability()},
         })
         for key in ("heartbeat_interval", "sync_interval"):
             if isinstance((data or {}).get(key), int) and data[key] > 0:
@@ -230,7 +234,7 @@ class Agent:
         from .collectors import collector_for
 
         return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
-                             self.source_session,
+                             self.source_session, wechat=self.wechat, task_id=task_id,
                              allow_private_addresses=self.config.allow_private_addresses)
 
     def _notifier(self, task: dict):
@@ -253,9 +257,11 @@ class Agent:
                         new_idempotency_key())
         self._guard("flush", self.outbox.drain)
 
-    def _finish_with_failure(self, work: LeaseWork, error: str, retryable: bool) -> None:
-        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail",
-                        {"error": error, "retryable": retryable}, new_idempotency_key())
+    def _finish_with_failure(self, work: LeaseWork, error: str, retryable: bool,
+                             release: bool = False) -> None:
+        body = {"error": error, "retryable": retryable, **({"release": True} if release else {})}
+        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail", body,
+                        new_idempotency_key())
         self._guard("flush", self.outbox.drain)
 
     def renew_leases(self) -> None:
@@ -299,6 +305,7 @@ class Agent:
         jittered(self.intervals["sync"]).do(self._guard, "sync", self.sync_once)
         scheduler.every(5).seconds.do(self._guard, "renew", self.renew_leases)
         scheduler.every(5).seconds.do(self._guard, "flush", self.outbox.drain)
+        scheduler.every(1800).seconds.do(self._guard, "wechat check", self.wechat.check_session)
         return scheduler
 
     def _claim_loop(self) -> None:

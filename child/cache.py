@@ -164,9 +164,32 @@ class LocalCache:
         assert table in ("feeds", "tasks")
         return self._query(f"SELECT count(*) FROM {table}")[0][0]
 
+    def one(self, table: str, item_id: str) -> dict | None:
+        assert table in ("feeds", "tasks")
+        rows = self._query(f"SELECT data FROM {table} WHERE id = ?", (str(item_id),))
+        return json.loads(rows[0][0]) if rows else None
+
     def all(self, table: str) -> list[dict]:
         assert table in ("feeds", "tasks")
         return [json.loads(row[0]) for row in self._query(f"SELECT data FROM {table} ORDER BY id")]
+
+    # -- articles already collected (the WeChat collector's stop-at-a-seen-page rule) ---------
+    def unseen(self, feed_id: str, article_ids: list[str]) -> set[str]:
+        if not article_ids:
+            return set()
+        seen = set()
+        for start in range(0, len(article_ids), 500):
+            chunk = article_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            seen.update(row[0] for row in self._query(
+                f"SELECT article_id FROM seen_articles WHERE feed_id = ? AND article_id IN ({marks})",
+                (feed_id, *chunk)))
+        return set(article_ids) - seen
+
+    def mark_seen(self, feed_id: str, article_ids: Iterable[str]) -> None:
+        now = time.time()
+        self._write([("INSERT OR IGNORE INTO seen_articles (feed_id, article_id, seen_at) "
+                      "VALUES (?, ?, ?)", (feed_id, article_id, now)) for article_id in article_ids])
 
     # -- HTTP validators of sources ----------------------------------------------------------
     def validators(self, url: str) -> tuple[str | None, str | None]:

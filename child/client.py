@@ -79,6 +79,9 @@ class ParentClient:
         self.clock = clock
         self.user_agent = user_agent
         self.last_success_at: float | None = None
+        # Hears the commands (WeChat login, account search) the parent sends along with
+        # heartbeat and claim answers.
+        self.on_commands: Callable[[list], None] | None = None
 
     # -- transport ---------------------------------------------------------------------------
     def _authorization(self, prepared: requests.PreparedRequest) -> str:
@@ -180,7 +183,21 @@ class ParentClient:
 
     # -- routes ------------------------------------------------------------------------------
     def heartbeat(self, payload: dict) -> dict:
-        return self._request("POST", paths.HEARTBEAT, json_body=payload).data
+        data = self._request("POST", paths.HEARTBEAT, json_body=payload).data
+        self._hand_over_commands(data)
+        return data
+
+    def _hand_over_commands(self, data) -> None:
+        if isinstance(data, dict) and data.get("commands") and self.on_commands:
+            self.on_commands(data["commands"])
+
+    def report_wechat_login(self, body: dict) -> dict:
+        return self._request("POST", paths.WECHAT_LOGIN_STATE, json_body=body,
+                             idempotency_key=new_idempotency_key()).data
+
+    def command_result(self, command_id: str, body: dict) -> dict:
+        return self._request("POST", paths.COMMAND_RESULT.format(command_id=command_id),
+                             json_body=body, idempotency_key=new_idempotency_key()).data
 
     def whoami(self, retry: RetryPolicy | None = None) -> dict:
         return self._request("GET", paths.WHOAMI, retry=retry).data
@@ -217,7 +234,10 @@ class ParentClient:
     def claim(self, max_count: int, wait: int, idempotency_key: str) -> list[dict]:
         response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},
                                  idempotency_key=idempotency_key, timeout=wait + 15)
-        return [] if response.status == 204 else response.data["leases"]
+        if response.status == 204:
+            return []
+        self._hand_over_commands(response.data)
+        return response.data["leases"]
 
     def cancel_claim_wait(self) -> dict:
         """End this node's waiting claim now (the agent is stopping); one quick try."""

@@ -41,6 +41,15 @@ class ChildConfig:
     claim_wait: int = 25
     allow_private_addresses: bool = False
     content_format: str = "html"
+    wechat_base_url: str = "https://mp.weixin.qq.com"
+    wechat_mode: str = "web"
+    wechat_max_pages: int = 5
+    wechat_pages_per_run: int = 1
+    wechat_page_pause: tuple[float, float] = (0.0, 10.0)
+    wechat_account_pause: tuple[float, float] = (3.0, 10.0)
+    wechat_article_pause: tuple[float, float] = (3.0, 10.0)
+    wechat_full_text: bool = False
+    wechat_cooldown: int = 1800
     source: str = "environment"
 
 
@@ -62,6 +71,15 @@ ENV_NAMES = {
     "claim_wait": "CASCADE_CLAIM_WAIT",
     "allow_private_addresses": "CASCADE_ALLOW_PRIVATE_ADDRESSES",
     "content_format": "CASCADE_CONTENT_FORMAT",
+    "wechat_base_url": "CASCADE_WECHAT_BASE_URL",
+    "wechat_mode": "CASCADE_WECHAT_MODE",
+    "wechat_max_pages": "CASCADE_WECHAT_MAX_PAGES",
+    "wechat_pages_per_run": "CASCADE_WECHAT_PAGES_PER_RUN",
+    "wechat_page_pause": "CASCADE_WECHAT_PAGE_PAUSE",
+    "wechat_account_pause": "CASCADE_WECHAT_ACCOUNT_PAUSE",
+    "wechat_article_pause": "CASCADE_WECHAT_ARTICLE_PAUSE",
+    "wechat_full_text": "CASCADE_WECHAT_FULL_TEXT",
+    "wechat_cooldown": "CASCADE_WECHAT_COOLDOWN",
 }
 # Keys of the parent's own `cascade:` section: a config.yaml shared by both roles is fine.
 PARENT_ONLY_KEYS = {
@@ -250,7 +268,9 @@ def _validate(values: dict, source: str) -> ChildConfig:
         raise ConfigError(f"{_label('request_timeout')}: expected seconds") from None
     if not 1 <= timeout <= 300:
         raise ConfigError(f"{_label('request_timeout')}: must be between 1 and 300 seconds")
+    wechat = _wechat_settings(values)
     return ChildConfig(
+        **wechat,
         parent_api_url=url,
         api_key=credentials["api_key"],
         api_secret=credentials["api_secret"],
@@ -269,3 +289,45 @@ def _validate(values: dict, source: str) -> ChildConfig:
         content_format=content_format,
         source=source,
     )
+
+
+def _pause(values: dict, key: str, default: tuple[float, float]) -> tuple[float, float]:
+    """A pause range: "LOW-HIGH" seconds (or one number, or a two-item list)."""
+    raw = values.get(key, default)
+    try:
+        if isinstance(raw, (list, tuple)):
+            low, high = (float(v) for v in raw)
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            low = high = float(raw)
+        else:
+            text = str(raw).replace(" ", "")
+            low_text, sep, high_text = text.partition("-")
+            low = float(low_text)
+            high = float(high_text) if sep else low
+    except (TypeError, ValueError):
+        raise ConfigError(f"{_label(key)}: expected seconds as LOW-HIGH (e.g. 3-10), "
+                          f"got {raw!r}") from None
+    if not 0 <= low <= high <= 600:
+        raise ConfigError(f"{_label(key)}: expected 0 <= LOW <= HIGH <= 600, got {raw!r}")
+    return (low, high)
+
+
+def _wechat_settings(values: dict) -> dict:
+    base_url = str(values.get("wechat_base_url") or "https://mp.weixin.qq.com").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(f"{_label('wechat_base_url')}: expected an http(s) URL, got {base_url!r}")
+    mode = str(values.get("wechat_mode", "web")).lower()
+    if mode not in ("web", "api"):
+        raise ConfigError(f"{_label('wechat_mode')}: expected web or api, got {mode!r}")
+    return {
+        "wechat_base_url": base_url,
+        "wechat_mode": mode,
+        "wechat_max_pages": _int(values, "wechat_max_pages", 5, 1, 100),
+        "wechat_pages_per_run": _int(values, "wechat_pages_per_run", 1, 1, 100),
+        "wechat_page_pause": _pause(values, "wechat_page_pause", (0.0, 10.0)),
+        "wechat_account_pause": _pause(values, "wechat_account_pause", (3.0, 10.0)),
+        "wechat_article_pause": _pause(values, "wechat_article_pause", (3.0, 10.0)),
+        "wechat_full_text": _bool(values, "wechat_full_text", False),
+        "wechat_cooldown": _int(values, "wechat_cooldown", 1800, 1, 86400),
+    }

@@ -28,6 +28,14 @@ def serve_health(agent, listen: str) -> ThreadingHTTPServer:
                                    "last_contact_age_seconds": age, "outbox_depth": depth,
                                    "leases_held": held, "draining": agent.draining.is_set()})
                 self._send(200 if healthy else 503, body.encode(), "application/json")
+            elif self.path == "/wechat/qr.png":
+                # The QR code of a login in progress, for a person at this host to scan.
+                from .wechat.cli import qr_path
+
+                path = qr_path(agent.config)
+                body = path.read_bytes() if path.exists() else b""
+                self._send(200 if body else 404, body or b'{"error": "no_login_pending"}',
+                           "image/png" if body else "application/json")
             elif self.path == "/metrics":
                 lines = [
                     "# TYPE werss_child_last_contact_timestamp_seconds gauge",

@@ -78,10 +78,15 @@ class LeaseRunner:
                 articles = agent._collector(feed.get("source_type", "rss"),
                                             task["id"]).collect(feed)
             except CollectError as exc:
+                if exc.action in ("release", "fail"):
+                    # release: the WeChat session expired, another node takes it unspent.
+                    agent._finish_with_failure(work, str(exc), retryable=True,
+                                               release=exc.action == "release")
+                    return
                 if exc.rate_limited_until:
                     agent._hand_back_rate_limited(work, str(exc), exc.rate_limited_until)
                     return
-                results.append(_result(feed, error=str(exc)))
+                results.append({**_result(feed, error=str(exc)), **exc.result_extra})
                 continue
             try:
                 results.append(self._feed(work, task, feed, articles))

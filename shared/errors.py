@@ -70,6 +70,14 @@ CURSOR_EXPIRED = _e(
 )
 LEASE_LOST = _e("lease_lost", 409, "The lease expired or belongs to another claim.")
 
+WECHAT_UNAVAILABLE = _e(
+    "wechat_unavailable", 503,
+    "No online node has a valid WeChat session; log a node in to WeChat first.")
+WECHAT_TIMEOUT = _e("wechat_timeout", 504, "The node did not answer in time; try again.")
+WECHAT_FAILED = _e("wechat_failed", 502, "The node could not ask WeChat; see the message.")
+QR_NOT_AVAILABLE = _e("qr_not_available", 404, "No WeChat login QR code is waiting to be scanned.")
+LOGIN_SUPERSEDED = _e("login_superseded", 409, "A newer WeChat login was requested for this node.")
+
 INTERNAL_ERROR = _e("internal_error", 500, "Something went wrong on the server; it has been logged.")
 SERVICE_UNAVAILABLE = _e("service_unavailable", 503, "The service cannot reach its database.")
 

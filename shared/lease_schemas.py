@@ -29,6 +29,8 @@ class LeaseResultSchema(_NodePayload):
     error = SafeStr(max_length=4000, allow_none=True, load_default=None)
     # Articles of this feed the parent refused at upload, each {id, reason}.
     refused = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=100))
+    # WeChat refused the account (200002): the parent stops scheduling the feed.
+    feed_invalid = fields.Boolean(load_default=False)
 
 
 class CompleteSchema(_NodePayload):
@@ -44,6 +46,15 @@ class FailSchema(_NodePayload):
     release = fields.Boolean(load_default=False)
 
 
+class WechatArticleFieldsSchema(_NodePayload):
+    """WeRSS's fields of a WeChat article beyond the common ones."""
+
+    item_show_type = StrictInt(minimum=0, maximum=1000, allow_none=True, load_default=None)
+    copyright_stat = StrictInt(minimum=0, maximum=1000, allow_none=True, load_default=None)
+    create_time = StrictInt(minimum=0, maximum=2**33, allow_none=True, load_default=None)
+    update_time = StrictInt(minimum=0, maximum=2**33, allow_none=True, load_default=None)
+
+
 class ArticleSchema(_NodePayload):
     id = SafeStr(required=True, min_length=1, max_length=255)
     mp_id = SafeStr(required=True, min_length=1, max_length=64)
@@ -53,6 +64,7 @@ class ArticleSchema(_NodePayload):
     description = SafeStr(max_length=20000, load_default="", allow_none=True)
     content = SafeStr(max_length=2_000_000, allow_none=True, load_default=None)
     publish_time = StrictInt(minimum=0, maximum=2**33, load_default=0)
+    wechat = fields.Nested(WechatArticleFieldsSchema, allow_none=True, load_default=None)
 
 
 class ArticleBatchSchema(_NodePayload):

@@ -23,3 +23,7 @@ REPORT_RESULT = "/report-result"
 WHOAMI = "/whoami"
 # Ends the caller's waiting claim (long-poll) at once: a stopping child calls it.
 CLAIM_CANCEL = "/claim/cancel"
+
+# WeChat logins relayed through the parent (node side; docs/WECHAT.md).
+WECHAT_LOGIN_STATE = "/wechat/login-state"
+COMMAND_RESULT = "/commands/{command_id}/result"

@@ -152,9 +152,15 @@ class _NodePayload(Schema):
         unknown = EXCLUDE
 
 
+class WechatAccountCapabilitySchema(_NodePayload):
+    name = SafeStr(max_length=255, load_default="")
+    avatar = SafeStr(max_length=1000, load_default="")
+
+
 class WechatCapabilitySchema(_NodePayload):
     session_valid = fields.Boolean(load_default=False)
     expires_at = FlexibleTime(allow_none=True, load_default=None)
+    account = fields.Nested(WechatAccountCapabilitySchema, allow_none=True, load_default=None)
 
 
 class CapabilitiesSchema(_NodePayload):

@@ -25,10 +25,16 @@ class CollectError(Exception):
     rate_limited_until: datetime | None = None
 
     def __init__(self, message: str, retryable: bool = True,
-                 rate_limited_until: datetime | None = None):
+                 rate_limited_until: datetime | None = None, *, action: str | None = None,
+                 result_extra: dict | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.rate_limited_until = rate_limited_until
+        # "release": hand the lease back unspent (another node takes it, no attempt
+        # counted); "fail": fail the whole allocation; None: report it in the feed's result.
+        self.action = action
+        # Extra fields of the feed's result (e.g. feed_invalid for the parent).
+        self.result_extra = result_extra or {}
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,12 @@ class CollectedArticle:
     description: str
     content: str | None
     publish_time: int
+    wechat: dict | None = None  # item_show_type, copyright_stat, create/update time
 
     @classmethod
     def fitted(cls, *, id: str, mp_id: str, title: str = "", url: str = "", pic_url: str = "",
                description: str = "", content: str | None = None,
-               publish_time: int = 0) -> CollectedArticle:
+               publish_time: int = 0, wechat: dict | None = None) -> CollectedArticle:
         """Build an article trimmed to what the parent accepts (no NULs, bounded lengths)."""
         url = _clean(url).strip()
         if len(url) > MAX_URL or not url.lower().startswith(("http://", "https://")):
@@ -60,6 +67,7 @@ class CollectedArticle:
             id=_clean(id)[:MAX_ID], mp_id=str(mp_id), title=_clean(title)[:MAX_TITLE], url=url,
             pic_url=pic_url, description=_clean(description)[:MAX_DESCRIPTION],
             content=content, publish_time=min(max(int(publish_time or 0), 0), MAX_PUBLISH_TIME),
+            wechat=wechat,
         )
 
     def to_wire(self) -> dict:
@@ -69,6 +77,8 @@ class CollectedArticle:
                 "publish_time": self.publish_time}
         if self.content is not None:
             wire["content"] = self.content
+        if self.wechat is not None:
+            wire["wechat"] = self.wechat
         return wire
 
 

@@ -6,7 +6,7 @@ from shared.paths import API_PREFIX, CASCADE_PREFIXES
 
 from . import (
     auth, compat, feeds, health, message_tasks, node_routes, nodes, outputs, sync_logs, views,
-    werss_shapes, work,
+    wechat, werss_shapes, work,
 )
 from . import deliveries, delivery_routes
 from . import console, console_support
@@ -16,12 +16,14 @@ from . import console, console_support
 BLUEPRINTS = [
     (health.bp, ("",)),
     (auth.bp, (API_PREFIX,)),
+    (wechat.search_bp, (API_PREFIX,)),
     (feeds.bp, (API_PREFIX,)),
     (message_tasks.bp, (API_PREFIX,)),
     (nodes.bp, CASCADE_PREFIXES),
     (sync_logs.bp, CASCADE_PREFIXES),
     (node_routes.bp, CASCADE_PREFIXES),
     (work.bp, CASCADE_PREFIXES),
+    (wechat.bp, CASCADE_PREFIXES),
     (compat.bp, CASCADE_PREFIXES),
     (delivery_routes.bp, CASCADE_PREFIXES),
     (deliveries.bp, (API_PREFIX,)),

@@ -9,7 +9,7 @@ from shared.schemas import (
 
 from ..auth import node_required
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
-from ..services import node_sync, nodes, pull_pages
+from ..services import node_sync, nodes, pull_pages, wechat
 from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
 
@@ -21,7 +21,11 @@ bp = Blueprint("node_routes", __name__)
 @idempotent
 def heartbeat():
     payload = load_body(HeartbeatSchema(), required=False)
-    return respond(nodes.record_heartbeat(g.node, payload), "心跳成功")
+    data = nodes.record_heartbeat(g.node, payload)
+    commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
+    if commands:
+        data["commands"] = commands
+    return respond(data, "心跳成功")
 
 
 @bp.get("/whoami")

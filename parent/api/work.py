@@ -6,7 +6,7 @@ from shared.lease_schemas import (
 )
 
 from ..auth import admin_required, node_required
-from ..services import articles, leasing, scheduling
+from ..services import articles, leasing, scheduling, wechat
 from ..work_schemas import DispatchSchema
 from . import werss_shapes
 from ._io import idempotent, load_body, respond
@@ -20,9 +20,11 @@ bp = Blueprint("work", __name__)
 def claim():
     values = load_body(ClaimSchema(), required=False)
     leases = leasing.claim(g.node, values["max"], values["wait"])
-    if not leases:
+    commands = wechat.deliver_commands(g.node)  # a long-poll ends early for these
+    if not leases and not commands:
         return make_response("", 204)
-    return respond({"leases": werss_shapes.leases(leases)})
+    return respond({"leases": werss_shapes.leases(leases),
+                    **({"commands": commands} if commands else {})})
 
 
 @bp.post("/claim/cancel")
@@ -43,7 +45,9 @@ def renew(lease_id):
 @idempotent
 def complete(lease_id):
     values = load_body(CompleteSchema(), required=False)
-    return respond(leasing.complete(g.node, lease_id, values["results"]))
+    outcome = leasing.complete(g.node, lease_id, values["results"])
+    wechat.mark_feeds_invalid(g.node, values["results"])
+    return respond(outcome)
 
 
 @bp.post("/leases/<lease_id>/fail")

@@ -1123,6 +1123,7 @@
       const cookies = h("input", { id: "task-cookies", value: task.cookies || "" });
       const labels = h("input", { id: "task-labels", value: (task.labels || []).join(", ") });
       const enabled = h("input", { id: "task-enabled", type: "checkbox", checked: task.status === 1 });
+      const pushNewest = h("input", { id: "task-push-newest", type: "number", min: 0, max: 50, value: String(task.push_newest || 0) });
       const save = h("button", { type: "submit", class: "primary", id: "task-save" }, t("tasks.save"));
       const formMessage = h("div", { id: "task-form-message" });
 
@@ -1150,8 +1151,11 @@
         if (!features.task_preview) return;
         const mine = ++previewAsked;
         try {
-          const body = { message_template: template.value, message_type: Number(type.value), mps_id: selectedFeeds() };
-          if (features.task_channel && channel.value) body.channel = channel.value;
+          // The parent renders for one feed: the first one picked (else its own choice).
+          const body = { message_template: template.value, message_type: Number(type.value) };
+          const first = selectedFeeds()[0];
+          if (first) body.feed_id = first.id;
+          if (editing) body.task_id = task.id;
           const d = (await api("POST", API + "/message-tasks/preview", body)).data;
           if (mine !== previewAsked) return;
           const rendered = d && (d.rendered !== undefined ? d.rendered : (d.body !== undefined ? d.body : d));
@@ -1188,6 +1192,7 @@
           };
           if (features.task_channel && channel.value) body.channel = channel.value;
           if (features.task_sign_secret && signSecret.value) body.sign_secret = signSecret.value;
+          if (features.task_push_newest) body.push_newest = Number(pushNewest.value || 0);
           try {
             if (editing) await api("PUT", API + "/message-tasks/" + task.id, body);
             else await api("POST", API + "/message-tasks", body);
@@ -1206,6 +1211,7 @@
         h("div", { class: "two-col" }, field(t("tasks.template"), template), h("div", { class: "field" }, h("span", { class: "label" }, t("tasks.preview")), preview)),
         h("div", { class: "grid-form" },
           field(t("tasks.headers"), headers), field(t("tasks.cookies"), cookies), field(t("tasks.labels"), labels),
+          features.task_push_newest ? field(t("tasks.pushNewest"), pushNewest, t("tasks.pushNewestHint")) : null,
           h("div", { class: "field check-field" }, h("label", { for: "task-enabled", class: "check" }, enabled, " ", t("tasks.enabled")))),
         formMessage,
         h("div", { class: "actions" }, save, h("button", { type: "button", onclick: function () { clear(formBox); } }, t("cancel"))));
@@ -1326,8 +1332,13 @@
         [t("del.task"), function (d) { return (taskNames[d.task_id] || {}).name || short(d.task_id); }],
         [t("del.feed"), function (d) { return (feedNames[d.feed_id] || {}).mp_name || d.feed_id || "—"; }],
         [t("del.status"), function (d) { return badge(d.status); }],
+        [t("del.channel"), function (d) { return d.channel || "—"; }],
+        [t("del.articles"), function (d) { return d.article_count !== undefined ? String(d.article_count) : "—"; }],
         [t("del.attempts"), function (d) { return String(d.attempts !== undefined ? d.attempts : (d.attempt || "—")); }],
-        [t("del.error"), function (d) { return d.last_error || d.error ? h("span", { class: "error-text" }, d.last_error || d.error) : "—"; }],
+        [t("del.error"), function (d) {
+          const text = d.vendor_message || d.last_error || d.error || (d.vendor_code ? String(d.vendor_code) : "");
+          return text && d.status !== "sent" ? h("span", { class: "error-text" }, text) : "—";
+        }],
         [t("del.updated"), function (d) { return timeEl(d.updated_at || d.created_at, true); }],
         [t("feeds.actions"), function (d) {
           if (d.status !== "failed" || !features.delivery_retry) return "—";
@@ -1341,7 +1352,8 @@
           }));
           return retry;
         }],
-      ], items), pager(total, page, 50, function (p) { page = p; refresh(); }));
+      ], items, { rowAttrs: function (d) { return { "data-delivery-status": d.status }; } }),
+      pager(total, page, 50, function (p) { page = p; refresh(); }));
     }
     status.addEventListener("change", function () { page = 1; refresh(); });
     taskSelect.addEventListener("change", function () { page = 1; refresh(); });

@@ -9,6 +9,7 @@ from .replication import ChangeLogEntry, MetaValue
 from .report import TaskReport
 from .request_guard import IdempotencyRecord, UsedNonce
 from .sync_log import SyncLog
+from .wechat import NodeCommand, WechatLogin
 from .work import Allocation, Article, Lease, TaskRun
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "Delivery", "PushedArticle", "TaskFeedStart",
     "Admin", "AdminLoginSource", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
     "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
+    "NodeCommand", "WechatLogin",
 ]

@@ -32,3 +32,5 @@ class Feed(TimestampMixin, db.Model):
     last_run_node_id: Mapped[str | None] = mapped_column(String(36))
     last_run_status: Mapped[str | None] = mapped_column(String(16))
     last_run_error: Mapped[str | None] = mapped_column(Text)
+    # Set when WeChat refused the account (200002): not scheduled until an admin edits it.
+    invalid_reason: Mapped[str | None] = mapped_column(Text)

@@ -61,6 +61,9 @@ class Node(TimestampMixin, db.Model):
     route_family: Mapped[str | None] = mapped_column(String(10))
     # A stopping child asked for its waiting claims to end (POST /cascade/claim/cancel).
     claim_cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when a command (a WeChat login, a search) waits: heartbeats and claims read it
+    # with the node's own row, so a node with nothing waiting costs no extra query.
+    commands_waiting: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def status_at(self, moment: datetime, offline_after: int) -> str:
         """Return online/offline/disabled as seen at ``moment``."""

@@ -112,3 +112,5 @@ class Article(TimestampMixin, db.Model):
     content: Mapped[str | None] = mapped_column(Text)
     publish_time: Mapped[int] = mapped_column(db.BigInteger, default=0)
     node_id: Mapped[str | None] = mapped_column(String(36))
+    # WeRSS's extra fields of a WeChat article (item_show_type, copyright_stat, ...).
+    wechat: Mapped[dict | None] = mapped_column(JSON)

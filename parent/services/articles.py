@@ -114,6 +114,7 @@ def ingest_articles(node: Node, articles: list[dict], overwrite: bool = False) -
             "pic_url": a.get("pic_url") or "", "description": a.get("description") or "",
             "content": a.get("content"), "publish_time": a.get("publish_time") or 0,
             "node_id": node.id, "created_at": moment, "updated_at": moment,
+            "wechat": a.get("wechat") or None,
         } for (feed_id, article_id), a in unique.items()]
         # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the rows it returns
         # are exactly the new ones, even when two children upload the same article.
@@ -169,6 +170,7 @@ def article_to_dict(article: Article) -> dict:
         "description": article.description,
         "publish_time": article.publish_time,
         "has_content": article.content is not None,
+        "wechat": article.wechat,
         "node_id": article.node_id,
         "created_at": isoformat_z(article.created_at),
     }

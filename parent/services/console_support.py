@@ -93,4 +93,5 @@ def features(url_map) -> dict:
     task_fields = schemas.MessageTaskCreateSchema().fields
     found["task_channel"] = "channel" in task_fields
     found["task_sign_secret"] = "sign_secret" in task_fields
+    found["task_push_newest"] = "push_newest" in task_fields
     return found

@@ -37,6 +37,7 @@ def feed_to_admin(feed: Feed) -> dict:
         "last_run_at": isoformat_z(feed.last_run_at),
         "last_run_node_id": feed.last_run_node_id,
         "last_run_status": feed.last_run_status,
+        "invalid_reason": feed.invalid_reason,
     }
 
 
@@ -174,6 +175,7 @@ def update_feed(feed_id: str, values: dict) -> Feed:
         raise ApiError(codes.ALREADY_EXISTS, f"Feed not updated: {reason}.")
     for name, value in values.items():
         setattr(feed, name, value)
+    feed.invalid_reason = None  # an admin's edit is the retry WeChat's 200002 waits for
     db.session.flush()
     replication.record_upserts(ENTITY_FEED, [feed.id])
     return feed

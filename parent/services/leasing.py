@@ -32,6 +32,7 @@ from .feeds import feed_to_wire
 from .message_tasks import task_to_wire
 from .scheduling import schedule_due_runs
 from .work_log import log_lease_results
+from .wechat import has_pending_commands
 
 MAX_LABEL_SUBSET_LABELS = 8
 POLL_INTERVAL_SECONDS = 0.5
@@ -205,6 +206,8 @@ def claim(node: Node, max_count: int, wait: int) -> list[dict]:
             # Look before writing: an idle fleet's long-polls stay read-only.
             if _anything_claimable(node):
                 claimed = claim_once(node, max_count)
+            elif has_pending_commands(node):
+                break  # an admin asked this node for something (a WeChat login): answer now
         return lease_payloads(claimed)
     finally:
         slot.release()

@@ -20,6 +20,7 @@ from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, STATUS_SUCCESS
 from . import node_sources, presence
 from .leasing import release_node_leases
+from . import wechat as wechat_service
 from .sync_logs import log_sync
 from ..paging import first_row as _first
 
@@ -160,7 +161,9 @@ def record_heartbeat(node: Node, payload: dict) -> dict:
         ("version", "agent_version"), ("hostname", "hostname"), ("running", "running"),
         ("capacity", "reported_capacity")) if payload.get(key) is not None}
     if payload.get("capabilities") is not None:
-        reported["capabilities"] = _capabilities_to_json(payload["capabilities"])
+        capabilities = _capabilities_to_json(payload["capabilities"])
+        wechat_service.note_session_change(node, node.capabilities, capabilities)
+        reported["capabilities"] = capabilities
     if payload.get("callback_url") is not None:
         reported["callback_url"] = payload["callback_url"] or None
     for name, value in reported.items():
@@ -183,6 +186,7 @@ def _capabilities_to_json(capabilities: dict) -> dict:
         wechat = {
             "session_valid": bool(wechat.get("session_valid")),
             "expires_at": isoformat_z(wechat.get("expires_at")),
+            "account": wechat.get("account") or None,
         }
     return {"sources": list(capabilities.get("sources") or []), "wechat": wechat}
 

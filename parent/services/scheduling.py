@@ -73,7 +73,8 @@ def _task_feeds(task: MessageTask, enabled_feeds: list[Feed]) -> list[Feed]:
 
 def _enabled_feeds() -> list[Feed]:
     return list(db.session.execute(
-        db.select(Feed).where(Feed.status == 1).order_by(Feed.sync_time, Feed.id)
+        db.select(Feed).where(Feed.status == 1, Feed.invalid_reason.is_(None))
+        .order_by(Feed.sync_time, Feed.id)
     ).scalars())
 
 

@@ -105,6 +105,9 @@ class ConsolePage:
         self.console_errors: list[str] = []
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
+        self.failed_responses: list[str] = []
+        self.page.on("response", lambda r: r.status >= 400 and self.failed_responses.append(
+            f"{r.status} {r.request.method} {r.url}"))
         self.in_flight = 0
         self.page.on("request", lambda _: self._count(1))
         self.page.on("requestfinished", lambda _: self._count(-1))
@@ -134,9 +137,12 @@ class ConsolePage:
     def script_errors(self, allowed_statuses: tuple[int, ...] = ()) -> list[str]:
         """Console errors, less the browser's own network line for an expected status."""
         allowed = tuple(f"status of {status} " for status in allowed_statuses)
-        return [text for text in self.console_errors
-                if not (allowed and "Failed to load resource" in text
-                        and any(a in text for a in allowed))]
+        errors = [text for text in self.console_errors
+                  if not (allowed and "Failed to load resource" in text
+                          and any(a in text for a in allowed))]
+        if errors:  # name the requests that failed, to tell which one it was
+            errors.append("responses >= 400: " + "; ".join(self.failed_responses))
+        return errors
 
     def open(self, path: str = "/"):
         return self.page.goto(self.base_url + path)

@@ -107,6 +107,8 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
         expect(page.locator("#task-next-runs li")).to_have_text(expected)
         page.check('#task-feeds input[data-name="alpha"]')
         page.fill("#task-template", TEMPLATE)
+        if page.locator("#task-push-newest").count():
+            page.fill("#task-push-newest", "10")  # the feed's articles predate the task
         console.screenshot("task-form-desktop")
         page.click("#task-save")
         page.wait_for_selector('[data-task-row="push-alpha"]')
@@ -119,8 +121,16 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
         row = page.locator('[data-allocation-status="completed"]').first.inner_text()
         assert "alpha" in row and "edge-1" in row and "1/3" in row
         console.screenshot("runs-desktop")
+        # As in WeRSS, the template loop's iterations are joined with a newline.
         assert [p["body"] for p in services.pushes] == [
-            "alpha: [alpha post 1] [alpha post 2] [alpha post 3]"]
+            "alpha: [alpha post 1]\n [alpha post 2]\n [alpha post 3]"]
+
+        # On a parent that keeps deliveries, the push is one, sent.
+        if admin_features(parent)["deliveries"]:
+            console.go("deliveries")
+            page.wait_for_selector('[data-delivery-status="sent"]')
+            row = page.locator('[data-delivery-status="sent"]').first.inner_text()
+            assert "push-alpha" in row and "alpha" in row
 
         # The articles appear, searchable by title.
         console.go("articles")
@@ -147,7 +157,7 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
         console.go("overview")
         assert "1 在线" in page.inner_text("#ov-nodes").replace("\n", " ")
         assert "共 3 篇" in page.inner_text("#ov-chart")
-        console.screenshot("overview-desktop")
+        console.screenshot("overview-after-run-desktop")
 
         # Rotate the credentials (after a warning): the running child is refused at once.
         console.go("nodes")
@@ -177,6 +187,16 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
                            headers={"Authorization": tokens[-1]}, timeout=10)
     assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_token"
     assert console.script_errors() == []
+
+
+def admin_features(parent) -> dict:
+    from tests.e2e import AdminHttp
+
+    admin = AdminHttp.login(parent.base_url)
+    try:
+        return admin.get("/api/v1/console/features").json()["data"]
+    finally:
+        admin.close()
 
 
 class _Creds:

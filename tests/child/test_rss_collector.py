@@ -405,7 +405,7 @@ def test_collector_for_rss_fetches_rss(server, cache, session):
 
 
 @pytest.mark.parametrize("source_type, message", [
-    ("wechat", "later release"), ("telegram", "unsupported source type 'telegram'")])
+    ("wechat", "no WeChat login manager"), ("telegram", "unsupported source type 'telegram'")])
 def test_collector_for_other_sources_is_refused_for_good(cache, session, source_type, message):
     with pytest.raises(CollectError, match=message) as caught:
         collector_for(source_type, cache, session)

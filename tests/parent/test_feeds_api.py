@@ -357,7 +357,8 @@ def test_delete_removes_the_feed(admin):
 # --- what nodes see ---------------------------------------------------------------------
 
 # The parent's collection bookkeeping stays admin-side; nodes get the replicated fields.
-BOOKKEEPING = ("sync_time", "update_time", "last_run_at", "last_run_node_id", "last_run_status")
+BOOKKEEPING = ("sync_time", "update_time", "last_run_at", "last_run_node_id", "last_run_status",
+               "invalid_reason")
 
 
 def as_node_sees_it(feed: dict) -> dict:
