@@ -821,7 +821,7 @@
   function wechatSection(node, dialog) {
     const box = h("section", { class: "subcard", id: "node-wechat" }, h("h3", null, t("nodes.wechatTitle")));
     box.append(h("p", null, t("nodes.wechatReported", { s: wechatText(node) })));
-    if (!features.wechat_login || !features.wechat_status) {
+    if (!features.wechat_login || !features.wechat_status || node.node_type !== 1) {
       box.append(unavailableNotice("/api/v1/cascade/nodes/{id}/wechat"));
       return box;
     }
@@ -829,30 +829,46 @@
     const qr = h("div", { class: "qr" });
     let timer = null;
     let qrUrl = null;
+    let qrShownFor = null;  // which QR is on screen: its qr_expires_at
+    let closed = false;
     const stop = function () {
       clearTimeout(timer);
       if (qrUrl) URL.revokeObjectURL(qrUrl);
       qrUrl = null;
+      qrShownFor = null;
     };
-    dialog.addEventListener("close", stop);
+    dialog.addEventListener("close", function () { closed = true; stop(); });
+    async function showQr(s) {
+      try {
+        const blob = await api("GET", CASCADE + "/nodes/" + node.id + "/wechat/qr.png", undefined, { blob: true });
+        if (closed) return;
+        if (qrUrl) URL.revokeObjectURL(qrUrl);
+        qrUrl = URL.createObjectURL(blob);
+        qrShownFor = s.qr_expires_at || "shown";
+        clear(qr).append(h("img", { src: qrUrl, alt: "WeChat QR", width: 200, height: 200 }),
+          h("p", { class: "muted small" }, t("nodes.wechatScan", { t: fmtTime(s.qr_expires_at) })));
+      } catch (err) { /* not ready yet: the next poll asks again */ }
+    }
     async function poll() {
+      if (closed) return;
       try {
         const s = (await api("GET", CASCADE + "/nodes/" + node.id + "/wechat")).data;
+        if (closed) return;
         const account = s.account && s.account.name ? " · " + s.account.name : "";
         state.textContent = t("nodes.wechatState", { s: t("wechat." + s.state) }) + account +
-          (s.expires_at ? " · " + fmtTime(s.expires_at) : "");
-        if (s.state === "waiting_scan" && features.wechat_qr && !qrUrl) {
-          const blob = await api("GET", CASCADE + "/nodes/" + node.id + "/wechat/qr.png", undefined, { blob: true });
-          qrUrl = URL.createObjectURL(blob);
-          clear(qr).append(h("img", { src: qrUrl, alt: "WeChat QR", width: 200, height: 200 }),
-            h("p", { class: "muted small" }, t("nodes.wechatScan", { t: fmtTime(s.qr_expires_at) })));
-        } else if (s.state !== "waiting_scan" && s.state !== "scanned") {
-          clear(qr);
-          stop();
+          (s.expires_at ? " · " + fmtTime(s.expires_at) : "") + (s.error ? " · " + s.error : "");
+        const pending = s.state === "waiting_scan" || s.state === "scanned";
+        // The node uploads the QR a moment after the request: wait for qr_ready.
+        if (s.state === "waiting_scan" && features.wechat_qr && s.qr_ready !== false &&
+            qrShownFor !== (s.qr_expires_at || "shown")) {
+          await showQr(s);
         }
-        if (s.state === "waiting_scan" || s.state === "scanned") timer = setTimeout(poll, 2000);
+        if (!pending) { clear(qr); stop(); }
+        if (pending && !closed) timer = setTimeout(poll, 2000);
       } catch (err) {
-        if (err.status !== 401) state.textContent = describe(err);
+        if (err.status === 401 || closed) return;
+        state.textContent = describe(err);
+        if (err.status === 0 || err.status >= 500) timer = setTimeout(poll, 5000);
       }
     }
     const start = h("button", { type: "button", id: "wechat-login" }, t("nodes.wechatStart"));

@@ -372,17 +372,22 @@ class _Upcoming:
     def wechat(self, route):
         self._note(route)
         if route.request.method == "POST":
-            self.wechat_states = ["waiting_scan", "waiting_scan", "valid"]
-            _ok(route, {"state": "waiting_scan"})
+            # The node uploads the QR a moment after the request (qr_ready), then it is scanned.
+            self.wechat_states = [("waiting_scan", False), ("waiting_scan", True),
+                                  ("scanned", True), ("valid", False)]
+            _ok(route, {"state": "waiting_scan", "qr_ready": False}, status=202)
             return
-        state = self.wechat_states.pop(0) if len(self.wechat_states) > 1 else self.wechat_states[0]
-        _ok(route, {"state": state, "account": {"name": "测试公众号", "avatar": ""} if state == "valid" else None,
+        state, ready = (self.wechat_states.pop(0) if len(self.wechat_states) > 1
+                        else self.wechat_states[0]) if self.wechat_states != ["none"] else ("none", False)
+        _ok(route, {"state": state, "qr_ready": ready,
+                    "account": {"name": "测试公众号", "avatar": ""} if state == "valid" else None,
                     "expires_at": "2026-12-03T08:00:00Z" if state == "valid" else None,
-                    "qr_expires_at": "2026-12-01T09:05:00Z" if state == "waiting_scan" else None})
+                    "qr_expires_at": "2026-12-01T09:05:00Z" if ready else None, "error": None})
 
     def qr(self, route):
         self._note(route)
-        route.fulfill(status=200, content_type="image/png", body=_png())
+        route.fulfill(status=200, content_type="image/png", body=_png(),
+                      headers={"Cache-Control": "no-store"})
 
 
 def test_pages_for_upcoming_routes_follow_the_contract(console, admin_api):
@@ -434,7 +439,8 @@ def test_pages_for_upcoming_routes_follow_the_contract(console, admin_api):
     console.screenshot("wechat-qr-desktop")
     expect(page.locator("#wechat-state")).to_contain_text("测试公众号", timeout=15_000)
     assert page.locator("#node-wechat .qr img").count() == 0
-    assert ("GET", f"/cascade/nodes/{node_id}/wechat/qr.png", "") in upcoming.calls
+    qr_calls = [call for call in upcoming.calls if call[1].endswith("/wechat/qr.png")]
+    assert qr_calls == [("GET", f"/cascade/nodes/{node_id}/wechat/qr.png", "")]  # once ready
     assert console.script_errors() == []
 
 
@@ -560,6 +566,9 @@ def test_managing_feeds_tasks_nodes_and_the_password(console, admin_api, service
     node_id = admin_api.post("/api/v1/cascade/nodes", json={"name": "managed"}).json()["data"]["id"]
     console.go("nodes")
     page.click('button[data-node="managed"]')
+    if admin_api.get("/api/v1/console/features").json()["data"]["wechat_status"]:
+        # The parent's own WeChat route: a child that never logged in.
+        expect(page.locator("#wechat-state")).to_contain_text("未登录")
     page.fill("#edit-node-labels", "cn-east, rss")
     page.fill("#edit-node-capacity", "7")
     page.fill("#edit-node-api-url", console.base_url)
