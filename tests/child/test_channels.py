@@ -218,18 +218,18 @@ def test_telegram_waits_the_retry_after_it_is_told():
 
 
 # -- redaction (issue 8 item 10): any encoding of a secret keeps the reply out ------------------
-TOKEN = "robot-Secret-Token-77aa99"
+TOKEN = "robot/Secret+Token-77aa99"
 
 
 @pytest.mark.parametrize("echo", [
-    TOKEN, quote(f"access_token={TOKEN}", safe=""), json.dumps(f"/{TOKEN}/x")[1:-1].replace("/", "\\/"),
+    TOKEN, quote(TOKEN, safe=""), quote(TOKEN, safe="").lower(), json.dumps(f"/{TOKEN}/x")[1:-1].replace("/", "\\/"),
     base64.b64encode(f"token={TOKEN}".encode()).decode(), TOKEN.upper(),
     base64.urlsafe_b64encode(TOKEN.encode()).decode(),
 ])
 @pytest.mark.parametrize("channel", ["webhook", "dingtalk", "wecom"])
 @responses.activate
 def test_no_encoding_of_a_secret_reaches_the_error(channel, echo):
-    url = f"https://hooks.example.org/robot/send?access_token={TOKEN}"
+    url = f"https://hooks.example.org/robot/send?access_token={quote(TOKEN, safe='')}"
     body = {"errcode": 400, "errmsg": f"bad token {echo}"} if channel != "webhook" else None
     if body:
         responses.post("https://hooks.example.org/robot/send", json=body)
