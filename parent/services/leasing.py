@@ -238,7 +238,9 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
             "run_id": allocation.run_id,
             "task": {key: task_wire.get(key) for key in (
                 "id", "name", "message_type", "message_template", "web_hook_url", "headers",
-                "cookies", "cron_exp", "mps_id")},
+                "cookies", "cron_exp", "mps_id", "channel")}
+            # The signing secret reaches a node only inside its lease.
+            | {"sign_secret": task.sign_secret if task else None},
             "feeds": [feed_to_wire(feeds[f]) for f in allocation.feed_ids if f in feeds],
         })
     return payloads
