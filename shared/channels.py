@@ -57,3 +57,22 @@ def effective_channel(task: dict) -> str:
     if task.get("message_type") == MESSAGE_TYPE_WEBHOOK:
         return WEBHOOK
     return channel_from_url(task.get("web_hook_url") or "") or WEBHOOK
+
+
+SEND_PERMITS = "/send-permits"  # node route, relative to a cascade prefix
+
+
+def send_permit_schema():
+    """The body of ``POST /cascade/send-permits``: ``{channel, destination}``."""
+    from marshmallow import RAISE, Schema, fields, validate
+
+    class SendPermitSchema(Schema):
+        class Meta:
+            unknown = RAISE
+
+        channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+        # SHA-256 hex of the channel and the robot's URL: the parent never sees the token.
+        destination = fields.String(required=True,
+                                    validate=validate.Regexp(r"^[0-9a-f]{64}\Z"))
+
+    return SendPermitSchema()

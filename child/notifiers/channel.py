@@ -79,6 +79,7 @@ class ChannelNotifier:
         self.clock = clock
         self.sleep = sleep
         self.throttle_retries = throttle_retries
+        self.last_reply: Reply | None = None
 
     # -- what a channel module provides --------------------------------------------------------
     def build(self, task: dict, title: str, text: str, msg_uuid: str | None) -> Outgoing:
@@ -135,6 +136,7 @@ class ChannelNotifier:
                           *url_secrets(outgoing.url)]:
                 redactor.add(value)
             reply = self._call(outgoing, redactor)
+            self.last_reply = reply
             if reply.ok:
                 return reply
             message = (f"{self.name} refused the message ({_where(task)}): "

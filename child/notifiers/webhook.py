@@ -37,6 +37,7 @@ class WebhookNotifier:
         self.timeout = timeout
         self.content_format = content_format  # html, text or markdown, as WeRSS's setting
         self.clock = clock  # its time zone is the one dates are shown in
+        self.last_reply: dict | None = None
 
     def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
              delivery_id: str | None = None) -> int:
@@ -75,6 +76,8 @@ class WebhookNotifier:
         with response:
             status = response.status_code
             if 200 <= status < 300:
+                self.last_reply = {"ok": True, "status": status, "vendor_code": None,
+                                   "vendor_message": f"HTTP {status}"}
                 log.info("pushed %d article(s) of feed %s to webhook %s (HTTP %d)",
                          len(articles), feed.get("id"), where, status)
                 return len(articles)
