@@ -123,3 +123,24 @@ def test_concurrent_askers_never_share_a_moment(db_url):
         row = db.session.get(SendBudget, ROBOT)
         assert row.grants == 40
         db.engine.dispose()
+
+
+def test_the_shipped_config_example_states_the_channel_defaults():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    shipped = load_settings(environ={"WERSS_CONFIG": str(example)})
+    defaults = load_settings(environ={})
+    assert shipped.channel_limits == defaults.channel_limits
+    assert shipped.notice is None
+
+
+def test_a_notice_channel_is_checked_at_start():
+    with pytest.raises(ConfigError, match="notice.web_hook_url"):
+        load_settings({"notice": {"channel": "dingtalk", "web_hook_url": "ftp://x"}}, environ={})
+    with pytest.raises(ConfigError, match="notice.sign_secret"):
+        load_settings({"notice": {"web_hook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/"
+                                                  "send?key=k", "sign_secret": "x"}}, environ={})
+    notice = load_settings({"notice": {"web_hook_url": "https://open.feishu.cn/open-apis/bot/"
+                                                       "v2/hook/x"}}, environ={}).notice
+    assert notice["channel"] == "feishu"
