@@ -164,6 +164,21 @@ def test_an_over_long_wecom_message_arrives_as_ordered_parts():
     assert positions == sorted(positions)
 
 
+def test_an_over_long_feishu_card_is_split_below_its_20_kb_body_limit():
+    many = [CollectedArticle(id=f"c{i}", mp_id="feed-1", title=f"“引号”标题{i} " + "长" * 100,
+                             url=f"https://example.org/c/{i}", pic_url="", description="",
+                             content=None, publish_time=1714521600) for i in range(120)]
+    with FakeVendors() as fake:
+        robot = fake.add("feishu", "feishu-split", secret="feishu-split-secret")
+        t = task(fake.url(robot), channel="feishu", sign_secret=robot.secret)
+        assert notifier_for(t, requests.Session(), 5).push(t, FEED, many) == 120
+    assert robot.refused == [] and len(robot.accepted) > 1
+    titles = [r.body["card"]["header"]["title"]["content"] for r in robot.accepted]
+    assert titles[0].endswith(f"(1/{len(titles)})")
+    text = "\n".join(r.body["card"]["elements"][0]["text"]["content"] for r in robot.accepted)
+    assert all(f"https://example.org/c/{i})" in text for i in range(120))
+
+
 # -- vendor errors are read from the body ----------------------------------------------------
 @responses.activate
 @pytest.mark.parametrize("url,answer,code,retryable", [

@@ -147,8 +147,10 @@ class FakeVendors:
             return self._refuse(robot, body, DINGTALK_KEYWORD)
         return self._accept(robot, body, DINGTALK_OK, DINGTALK_TOO_FAST)
 
-    def _feishu(self, token: str, body: dict) -> tuple[int, dict]:
+    def _feishu(self, token: str, body: dict, size: int = 0) -> tuple[int, dict]:
         robot = self.robots.get(("feishu", token))
+        if size > 20 * 1024:
+            return 400, FEISHU_TOO_LARGE
         if robot is None:
             return 200, {"code": 19001, "data": {}, "msg": "param invalid: incoming webhook access token invalid"}
         if robot.secret:
@@ -231,7 +233,7 @@ class FakeVendors:
             if path == "/robot/send":
                 return self._dingtalk(query, body)
             if path.startswith("/open-apis/bot/v2/hook/"):
-                return self._feishu(path.rsplit("/", 1)[1], body)
+                return self._feishu(path.rsplit("/", 1)[1], body, len(raw))
             if path == "/cgi-bin/webhook/send":
                 return self._wecom(query, body)
             if path == "/push":
