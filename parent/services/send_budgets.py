@@ -37,6 +37,12 @@ def settings_limits() -> dict:
     return current_app.config["WERSS_SETTINGS"].channel_limits
 
 
+def send_limit_wire(channel: str | None) -> dict | None:
+    """The limit a lease's task is pushed under, or None: no permits needed."""
+    limit = limit_of(channel) if channel else None
+    return None if limit is None else {"count": limit.count, "per": limit.per}
+
+
 def reserve(channel: str, destination: str) -> dict:
     """Reserve the next send moment for ``destination``; say how long to wait for it.
 

@@ -63,6 +63,15 @@ def test_sign_secret_reaches_the_node_only_in_its_lease(admin, node_caller):
     [lease] = claim(node_caller)
     assert lease["task"]["sign_secret"] == DING_SECRET
     assert lease["task"]["channel"] == "dingtalk"
+    assert lease["task"]["send_limit"] == {"count": 20, "per": 60.0}
+
+
+def test_a_task_without_a_limit_needs_no_permits(admin, node_caller):
+    make_feeds(admin, 1)
+    task = create(admin, message_type=1, web_hook_url="https://hooks.example.org/x")
+    dispatch(admin, task["id"])
+    [lease] = claim(node_caller)
+    assert lease["task"]["send_limit"] is None and lease["task"]["sign_secret"] is None
 
 
 @pytest.mark.parametrize("fields,complaint", [
