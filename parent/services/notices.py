@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import requests
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..extensions import db
@@ -81,7 +82,7 @@ def _claim(name: str, old: str | None, new: str) -> bool:
             with db.session.begin_nested():
                 db.session.add(NoticeMark(name=name, value=new))
             return True
-        except Exception:  # noqa: BLE001 - IntegrityError: another worker created it
+        except IntegrityError:  # another worker created it first
             return False
     return db.session.execute(
         db.update(NoticeMark).where(NoticeMark.name == name, NoticeMark.value == old)
