@@ -6,6 +6,7 @@ reach a log line or an error message.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime
 from typing import Callable
@@ -55,8 +56,6 @@ class WebhookNotifier:
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
         if self.permit is not None:
-            import hashlib
-
             self.permit(self.name, hashlib.sha256(f"{self.name}\n{url}".encode()).hexdigest())
         if delivery_id:
             headers[DELIVERY_ID_HEADER] = delivery_id
