@@ -281,3 +281,26 @@ def test_every_message_asks_for_a_permit_for_its_destination():
     assert [c for c, _ in asked] == ["dingtalk"] * 3
     assert asked[0][1] == asked[1][1] != asked[2][1]
     assert TOKEN not in asked[0][1] and "ding0123456789token" not in asked[0][1]
+
+
+@responses.activate
+def test_a_limited_webhook_asks_for_a_permit_too():
+    responses.post("https://hooks.example.org/x", status=204)
+    asked = []
+    t = task("https://hooks.example.org/x", message_type=1)
+    n = notifier_for(t, requests.Session(), 5, permit=lambda c, k: asked.append(c))
+    assert n.push(t, FEED, ARTICLES) == 3
+    assert asked == ["webhook"]
+
+
+def test_split_dingtalk_parts_carry_the_delivery_id_and_numbered_uuids():
+    many = [CollectedArticle(id=f"d{i}", mp_id="feed-1", title="长" * 300,
+                             url=f"https://example.org/d/{i}", pic_url="", description="",
+                             content=None, publish_time=1714521600) for i in range(40)]
+    with FakeVendors() as fake:
+        robot = fake.add("dingtalk", "ding-split-token")
+        t = task(fake.url(robot), channel="dingtalk")
+        notifier_for(t, requests.Session(), 5).push(t, FEED, many, delivery_id="dlv-7")
+    uuids = [r.body["msgUuid"] for r in robot.accepted]
+    assert len(uuids) > 1
+    assert uuids == ["dlv-7"] + [f"dlv-7-{i}" for i in range(2, len(uuids) + 1)]
