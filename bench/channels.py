@@ -76,7 +76,9 @@ def _seed(database_url: str, secret_key: str, feeds_url: str, hook_url: str) -> 
             replication.record_upserts(ENTITY_FEED, [row["id"] for row in rows])
             task = message_tasks.create_task({
                 "name": "bench dingtalk", "message_type": 0, "channel": "dingtalk",
-                "web_hook_url": hook_url, "sign_secret": SECRET, "cron_exp": "0 0 1 1 *"})
+                "web_hook_url": hook_url, "sign_secret": SECRET, "cron_exp": "0 0 1 1 *",
+                # The feeds' articles predate the task: push them on this first run.
+                "push_newest": ARTICLES_PER_FEED})
             db.session.commit()
             return task.id
         finally:
