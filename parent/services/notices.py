@@ -22,12 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, MessageTask, Node, NoticeMark, SyncLog
-from ..models.sync_log import OP_NODE_OFFLINE
+from ..models.sync_log import OP_NODE_OFFLINE, OP_WECHAT_SESSION_EXPIRED
 from ..models.work import ALLOC_COMPLETED
 
 log = logging.getLogger(__name__)
 
-OP_WECHAT_SESSION_EXPIRED = "wechat_session_expired"
 CURSOR = "sync_log_cursor"
 FAILING = "failing"
 HEALTHY = "ok"
