@@ -5,7 +5,9 @@ are taken against the mean of the two baselines around it, so a noisy neighbour 
 slows the machine for a while moves both sides of a ratio. Sections, in order: http
 (heartbeats, feed pulls), leasing (claims/completes from 50 clients, double-lease check),
 queue (claim latency at 1k/10k/100k pending), children (real agents: idle footprint,
-dispatch-to-results with 1 and 4 children), pushes (the push-once soak with kill -9s).
+dispatch-to-results with 1 and 4 children), pushes (the push-once soak with kill -9s),
+channels (4 children pushing to one rate-limited robot: deliveries per minute as a ratio of
+its limit).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ EXIT_ERRORS = 1
 PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
 SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint",
-            "wechat")
+            "wechat", "channels")
 
 
 def _serve_defaults() -> dict:
@@ -282,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     load_before = _loadavg()
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
-    leasing = queue = children = slow_clients = pushes = footprint = wechat = None
+    leasing = queue = children = slow_clients = pushes = footprint = wechat = channels = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -393,6 +395,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nbench: wechat: {exc}", file=sys.stderr)
                 wechat = {"error": str(exc)}
                 warnings.append(f"wechat: {exc}".splitlines()[0])
+        if "channels" in sections:
+            from .channels import channel_section
+
+            try:
+                channels = channel_section(args, workdir, secret_key)
+            except ChildBenchError as exc:
+                channels = {"error": str(exc)}
+                warnings.append(f"channels: {exc}".splitlines()[0])
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -468,6 +478,7 @@ def run(args: argparse.Namespace) -> int:
         "pushes": pushes,
         "footprint": footprint,
         "wechat": wechat,
+        "channels": channels,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
@@ -477,8 +488,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + render_footprint(footprint))
     if wechat:
         print("\n".join(render_wechat(wechat)))
+    if channels:
+        from .channels import render as render_channels
+
+        print(render_channels(channels))
     print(f"bench: finished in {results['duration_s']:.0f} s")
     failed = any(run_data["errors"] for run_data in all_runs)
+    failed = failed or bool(channels and not channels.get("ok"))
     failed = failed or bool(leasing and not leasing["check"]["ok"])
     failed = failed or bool(children and "error" in children)
     failed = failed or bool(pushes and not pushes["ok"])

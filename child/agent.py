@@ -241,9 +241,12 @@ class Agent:
         if self._notifier_factory:
             return self._notifier_factory(task)
         from .notifiers import notifier_for
+        from .permits import SendPermits
 
+        # Only a limited destination needs the parent's permits (and the parent up).
+        permit = SendPermits(self.client, self.stop_event) if task.get("send_limit") else None
         return notifier_for(task, self.source_session,
-                            content_format=self.config.content_format)
+                            content_format=self.config.content_format, permit=permit)
 
     def execute(self, work: LeaseWork) -> None:
         """Collect each leased feed, upload, push what the parent hands out, complete."""

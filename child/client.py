@@ -262,6 +262,12 @@ class ParentClient:
                              json_body={"feed_id": feed_id, "article_ids": article_ids},
                              idempotency_key=idempotency_key, retry=retry).data
 
+    def send_permit(self, body: dict) -> dict:
+        """Ask for the next send moment of one push destination (child/permits.py)."""
+        from shared.channels import SEND_PERMITS
+
+        return self._request("POST", SEND_PERMITS, json_body=body).data
+
     def send_write(self, method: str, route: str, body: Any, idempotency_key: str,
                    retry: RetryPolicy | None = None) -> Response:
         """Send one outbox entry (articles, results, completions)."""

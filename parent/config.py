@@ -72,6 +72,9 @@ class Settings:
     port: int = DEFAULT_PORT
     cascade: CascadeSettings = field(default_factory=CascadeSettings)
     source: str = "defaults"
+    # parent/channel_settings.py: channel name -> ChannelLimit, and the notice channel.
+    channel_limits: dict = field(default_factory=dict)
+    notice: dict | None = None
 
 
 _CASCADE_ENV_PREFIX = "WERSS_CASCADE_"
@@ -134,7 +137,7 @@ def _read_yaml(path: Path) -> tuple[dict, dict]:
 
 
 def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
-    known_top = {"db", "secret_key", "secret_key_file", "port"}
+    known_top = {"db", "secret_key", "secret_key_file", "port", "channel_limits", "notice"}
     unknown = sorted(set(raw) - known_top)
     if unknown:
         raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
@@ -150,7 +153,11 @@ def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
             )
 
     cascade = _build_cascade(cascade_raw)
+    from .channel_settings import build_channel_limits, build_notice
+
     return Settings(
+        channel_limits=build_channel_limits(raw.get("channel_limits"), ConfigError),
+        notice=build_notice(raw.get("notice"), ConfigError),
         database_url=normalize_database_url(str(raw.get("db") or DEFAULT_DATABASE_URL)),
         secret_key=secret_key or None,
         port=_as_int("port", raw.get("port", DEFAULT_PORT), minimum=1, maximum=65535),

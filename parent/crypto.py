@@ -1,4 +1,5 @@
-"""Secrets at rest: node api_secrets are Fernet-encrypted under a key derived from secret_key.
+"""Secrets at rest: node api_secrets and message-task secrets (webhook URL, headers, cookies,
+sign_secret) are Fernet-encrypted under keys derived from secret_key.
 
 The key lives in configuration, never in the database, so a copy of the database alone
 cannot authenticate as any node.
@@ -29,6 +30,7 @@ class SecretCipher:
         # decryption (HMAC + AES). A rotation stores a new ciphertext, so it never hits.
         self._decrypted: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._field_fernet = Fernet(self._derive(secret_key, b"werss-cascade task secrets v1"))
 
     @staticmethod
     def _derive_raw(secret_key: str, info: bytes) -> bytes:
@@ -62,6 +64,17 @@ class SecretCipher:
             if len(self._decrypted) > _DECRYPTED_MAX:
                 self._decrypted.popitem(last=False)
         return plaintext
+
+    def encrypt_field(self, plaintext: str) -> str:
+        """Encrypt a column value (models.encrypted.EncryptedText)."""
+        return self._field_fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def decrypt_field(self, ciphertext: str) -> str | None:
+        """Return a column's plaintext, or None if it was encrypted under another key."""
+        try:
+            return self._field_fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
+        except (InvalidToken, ValueError):
+            return None
 
     def token_digest(self, token: str) -> str:
         """Keyed digest of an admin bearer token (the stored form)."""

@@ -11,6 +11,7 @@ from croniter import CroniterBadDateError, croniter
 from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from shared.channels import CHANNELS
 from shared.schemas import (
     HttpUrl, MpRefSchema, NodeType, QueryInt, SafeStr, StrictInt, is_utf8_text,
 )
@@ -252,6 +253,8 @@ class MessageTaskCreateSchema(_AdminInput):
     # A feed's first run for the task pushes articles published after it joined, plus
     # this many of the newest older ones.
     push_newest = StrictInt(minimum=0, maximum=50, load_default=0)
+    channel = SafeStr(validate=validate.OneOf(CHANNELS), allow_none=True, load_default=None)
+    sign_secret = SafeStr(max_length=500, allow_none=True, load_default=None, load_only=True)
 
     @pre_load
     def _decode_mps_id(self, data, **kwargs):
@@ -281,6 +284,8 @@ class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     status = StrictInt(minimum=0, maximum=1)
     labels = labels_field()
     push_newest = StrictInt(minimum=0, maximum=50)
+    channel = SafeStr(validate=validate.OneOf(CHANNELS), allow_none=True)
+    sign_secret = SafeStr(max_length=500, allow_none=True, load_only=True)
 
 
 class MessageTaskPreviewSchema(_AdminInput):

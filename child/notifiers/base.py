@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..collectors.base import CollectedArticle
 
@@ -10,16 +10,20 @@ from ..collectors.base import CollectedArticle
 # so a receiver can drop a message it already has.
 DELIVERY_ID_HEADER = "X-WeRSS-Delivery-Id"
 
+# permit(channel, destination) blocks until one message may be sent to ``destination`` (an
+# opaque key) and returns the destination's limit ({"limit", "per"}) or None when unlimited.
+Permit = Callable[[str, str], "dict | None"]
+
 
 class NotifyError(Exception):
     """Articles could not be pushed.
 
-    ``retryable`` says whether trying again may help, ``retry_after`` (seconds) when the
-    vendor said when, ``vendor_code`` the vendor's own error code.
+    ``retryable`` says whether trying again may help, ``retry_after`` (seconds) when, and
+    ``vendor_code`` is the receiver's own error code (DingTalk ``errcode``, Feishu ``code``...).
     """
 
     def __init__(self, message: str, *, retryable: bool = False,
-                 retry_after: float | None = None, vendor_code: str | None = None):
+                 retry_after: float | None = None, vendor_code: int | str | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after

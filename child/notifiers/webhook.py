@@ -6,17 +6,19 @@ reach a log line or an error message.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime
 from typing import Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
 from ..collectors.base import CollectedArticle
 from ..messages import build_message
 from ..templates import TemplateError
-from .base import DELIVERY_ID_HEADER, NotifyError
+from .base import DELIVERY_ID_HEADER, NotifyError, Permit
+from .redact import Redactor, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,17 @@ MAX_ERROR_BODY = 200
 class WebhookNotifier:
     """POST the task's message (its template rendered, or a default JSON document)."""
 
+    name = "webhook"
+
     def __init__(self, session: requests.Session, timeout: float = 20, *,
                  clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
-                 content_format: str = "html"):
+                 content_format: str = "html", permit: Permit | None = None):
+        self.permit = permit
         self.session = session
         self.timeout = timeout
         self.content_format = content_format  # html, text or markdown, as WeRSS's setting
         self.clock = clock  # its time zone is the one dates are shown in
+        self.last_reply: dict | None = None
 
     def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
              delivery_id: str | None = None) -> int:
@@ -45,12 +51,12 @@ class WebhookNotifier:
                               retryable=False)
         body, content_type = self._body(task, feed, articles)
         headers, secrets = _headers(task)
-        # Error pages sometimes echo the URL, or just the token from it.
-        secrets += [parts.path, parts.query]
-        secrets += [segment for segment in parts.path.split("/") if len(segment) >= 8]
-        secrets += [value for _, value in parse_qsl(parts.query) if len(value) >= 8]
+        # Error pages sometimes echo the URL, or just the token from it, in any encoding.
+        redactor = Redactor([*secrets, *url_secrets(url)])
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
+        if self.permit is not None:
+            self.permit(self.name, hashlib.sha256(f"{self.name}\n{url}".encode()).hexdigest())
         if delivery_id:
             headers[DELIVERY_ID_HEADER] = delivery_id
         try:
@@ -69,6 +75,8 @@ class WebhookNotifier:
         with response:
             status = response.status_code
             if 200 <= status < 300:
+                self.last_reply = {"ok": True, "status": status, "vendor_code": None,
+                                   "vendor_message": f"HTTP {status}"}
                 log.info("pushed %d article(s) of feed %s to webhook %s (HTTP %d)",
                          len(articles), feed.get("id"), where, status)
                 return len(articles)
@@ -76,7 +84,7 @@ class WebhookNotifier:
             if 300 <= status < 400:
                 message += " (a redirect; it is not followed for a POST, fix the URL)"
             else:
-                excerpt = _excerpt(response, secrets)
+                excerpt = _excerpt(response, redactor)
                 if excerpt:
                     message += f": {excerpt}"
         retryable = status == 408 or status == 429 or status >= 500
@@ -130,18 +138,14 @@ def _sendable(text: str) -> bool:
     return not any(c in text for c in "\r\n\x00")
 
 
-def _excerpt(response: requests.Response, secrets: list[str]) -> str:
-    """The start of an error answer, with anything we sent as a secret blanked out."""
+def _excerpt(response: requests.Response, redactor: Redactor) -> str:
+    """The start of an error answer, withheld whole if it echoes a secret in any encoding."""
     try:
         raw = next(response.iter_content(chunk_size=4096), b"")
     except requests.RequestException:
         return ""
-    text = raw.decode(response.encoding or "utf-8", errors="replace")
-    pieces = {piece for secret in secrets for piece in (secret, *secret.split())}
-    for secret in sorted(pieces, key=len, reverse=True):
-        if len(secret) >= 4:  # shorter ones would blank ordinary words
-            text = text.replace(secret, "***")
-    return " ".join(text.split())[:MAX_ERROR_BODY]
+    return redactor.safe(raw.decode(response.encoding or "utf-8", errors="replace"),
+                         MAX_ERROR_BODY)
 
 
 def _retry_after(value: str | None) -> float | None:

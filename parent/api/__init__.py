@@ -10,6 +10,7 @@ from . import (
 )
 from . import deliveries, delivery_routes
 from . import console, console_support
+from . import channels
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
 # because existing WeRSS nodes call /api/v1/wx/cascade/...
@@ -19,6 +20,8 @@ BLUEPRINTS = [
     (wechat.search_bp, (API_PREFIX,)),
     (feeds.bp, (API_PREFIX,)),
     (message_tasks.bp, (API_PREFIX,)),
+    (channels.admin_bp, (API_PREFIX,)),
+    (channels.node_bp, CASCADE_PREFIXES),
     (nodes.bp, CASCADE_PREFIXES),
     (sync_logs.bp, CASCADE_PREFIXES),
     (node_routes.bp, CASCADE_PREFIXES),

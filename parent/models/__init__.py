@@ -3,6 +3,7 @@
 from .admin import Admin, AdminLoginSource, AdminToken, LoginFailure
 from .delivery import Delivery, PushedArticle, TaskFeedStart
 from .feed import Feed
+from .channels import NoticeMark, SendBudget
 from .message_task import MessageTask
 from .node import Node
 from .replication import ChangeLogEntry, MetaValue
@@ -16,6 +17,6 @@ __all__ = [
     "Allocation", "Article", "Lease", "TaskRun",
     "Delivery", "PushedArticle", "TaskFeedStart",
     "Admin", "AdminLoginSource", "AdminToken", "ChangeLogEntry", "Feed", "IdempotencyRecord", "LoginFailure",
-    "MessageTask", "MetaValue", "Node", "SyncLog", "TaskReport", "UsedNonce",
+    "MessageTask", "MetaValue", "Node", "NoticeMark", "SendBudget", "SyncLog", "TaskReport", "UsedNonce",
     "NodeCommand", "WechatLogin",
 ]

@@ -5,6 +5,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from .base import TimestampMixin, new_uuid
+from .encrypted import EncryptedJSON, EncryptedText
 
 MESSAGE_TYPE_MESSAGE = 0
 MESSAGE_TYPE_WEBHOOK = 1
@@ -17,9 +18,10 @@ class MessageTask(TimestampMixin, db.Model):
     name: Mapped[str] = mapped_column(String(255))
     message_type: Mapped[int] = mapped_column(Integer, default=MESSAGE_TYPE_MESSAGE)
     message_template: Mapped[str] = mapped_column(Text, default="")
-    web_hook_url: Mapped[str] = mapped_column(String(1000), default="")
-    headers: Mapped[dict] = mapped_column(JSON, default=dict)
-    cookies: Mapped[str] = mapped_column(Text, default="")
+    # Secrets (tokens in the URL's query, auth headers, cookies) are encrypted at rest.
+    web_hook_url: Mapped[str] = mapped_column(EncryptedText, default="")
+    headers: Mapped[dict] = mapped_column(EncryptedJSON, default=dict)
+    cookies: Mapped[str] = mapped_column(EncryptedText, default="")
     # [{"id": feed id, "mp_name": ...}]; empty means every enabled feed.
     mps_id: Mapped[list] = mapped_column(JSON, default=list)
     cron_exp: Mapped[str] = mapped_column(String(120))
@@ -27,3 +29,7 @@ class MessageTask(TimestampMixin, db.Model):
     labels: Mapped[list] = mapped_column(JSON, default=list)
     # A feed's first run for this task also pushes its newest N older articles.
     push_newest: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # shared.channels names; NULL: derived from the URL's host as WeRSS does.
+    channel: Mapped[str | None] = mapped_column(String(16))
+    # DingTalk SEC… or Feishu signing secret: write-only, sent to a node only in its lease.
+    sign_secret: Mapped[str | None] = mapped_column(EncryptedText)

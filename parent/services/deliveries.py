@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func
 
 from shared import errors as codes
+from shared.channels import effective_channel
 from shared.timeutil import isoformat_z, parse_iso
 
 from ..auth import settings
@@ -35,10 +36,6 @@ MAX_RETRY_DELAY = 3600
 # Written by migration 0006: a task that existed before the parent kept pushed state
 # counts its feeds as joined then, not when the task was made.
 STARTED_AT_KEY = "deliveries.started_at"
-_HOST_CHANNELS = {"oapi.dingtalk.com": "dingtalk", "open.feishu.cn": "feishu",
-                  "open.larksuite.com": "feishu", "qyapi.weixin.qq.com": "wecom",
-                  "api.day.app": "bark", "sctapi.ftqq.com": "serverchan",
-                  "api.telegram.org": "telegram"}
 
 
 # -- when a feed joined a task ------------------------------------------------------------------
@@ -76,16 +73,8 @@ def _start_of(task: MessageTask, feed: Feed) -> TaskFeedStart:
 # -- destinations -------------------------------------------------------------------------------
 def channel_of(task: MessageTask) -> str:
     """The task's channel: its own ``channel`` when it has one, else derived from the URL."""
-    explicit = getattr(task, "channel", None)
-    if explicit:
-        return explicit
-    if task.message_type == 1:
-        return "webhook"
-    try:
-        host = (urlsplit(task.web_hook_url or "").hostname or "").lower()
-    except ValueError:
-        host = ""
-    return _HOST_CHANNELS.get(host, "webhook")
+    return effective_channel({"channel": task.channel, "message_type": task.message_type,
+                              "web_hook_url": task.web_hook_url})
 
 
 def redact_destination(url: str) -> str:

@@ -30,6 +30,7 @@ from ..models.base import new_uuid
 from . import node_sources
 from .feeds import feed_to_wire
 from .message_tasks import task_to_wire
+from .send_budgets import send_limit_wire
 from .scheduling import schedule_due_runs
 from .work_log import log_lease_results
 from .wechat import has_pending_commands
@@ -238,7 +239,11 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
             "run_id": allocation.run_id,
             "task": {key: task_wire.get(key) for key in (
                 "id", "name", "message_type", "message_template", "web_hook_url", "headers",
-                "cookies", "cron_exp", "mps_id")},
+                "cookies", "cron_exp", "mps_id", "channel")}
+            # The signing secret reaches a node only inside its lease; send_limit says
+            # whether its pushes need send permits (parent/services/send_budgets.py).
+            | {"sign_secret": task.sign_secret if task else None,
+               "send_limit": send_limit_wire(task_wire.get("channel"))},
             "feeds": [feed_to_wire(feeds[f]) for f in allocation.feed_ids if f in feeds],
         })
     return payloads

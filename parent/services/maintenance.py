@@ -19,6 +19,7 @@ from ..models import Allocation, IdempotencyRecord, Lease, TaskReport, TaskRun, 
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from . import admins, leasing, nodes, replication, scheduling, sync_logs
+from . import notices, send_budgets
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=48)
@@ -31,6 +32,8 @@ def run_maintenance() -> dict:
     report = {}
     steps = {
         "presence": nodes.sweep_presence,
+        "notices": notices.send_notices,
+        "send_budgets": send_budgets.prune,
         "expired_leases": leasing.requeue_expired,
         "schedule": scheduling.schedule_due_runs,
         "sync_logs": lambda: sync_logs.prune_sync_logs(cfg.sync_log_retention_days),

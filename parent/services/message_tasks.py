@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError
 from sqlalchemy import func
 
+from shared.channels import DINGTALK, SIGNED_CHANNELS, effective_channel
 from shared.timeutil import isoformat_z
 
 from ..errors import NotFoundError
@@ -43,13 +44,38 @@ def task_to_wire(task: MessageTask) -> dict:
         "cookies": task.cookies,
         "labels": task.labels or [],
         "push_newest": task.push_newest or 0,
+        "channel": task_channel(task),
+        # sign_secret is write-only: only whether one is set is shown.
+        "has_sign_secret": bool(task.sign_secret),
         "created_at": isoformat_z(task.created_at),
         "updated_at": isoformat_z(task.updated_at),
     }
 
 
+def task_channel(task: MessageTask) -> str:
+    return effective_channel({"channel": task.channel, "message_type": task.message_type,
+                              "web_hook_url": task.web_hook_url})
+
+
+def _check_sign_secret(task: MessageTask) -> None:
+    """A signing secret only makes sense on a channel that signs, in the vendor's form."""
+    if task.sign_secret == "":
+        task.sign_secret = None
+    if not task.sign_secret:
+        return
+    channel = task_channel(task)
+    if channel not in SIGNED_CHANNELS:
+        raise ValidationError({"sign_secret": [
+            f"Only {' and '.join(SIGNED_CHANNELS)} sign their pushes; this task's channel is "
+            f"{channel} (set channel, or leave sign_secret out)."]})
+    if channel == DINGTALK and not task.sign_secret.startswith("SEC"):
+        raise ValidationError({"sign_secret": [
+            "A DingTalk signing secret starts with SEC (the robot's 加签 setting)."]})
+
+
 def create_task(values: dict) -> MessageTask:
     task = MessageTask(**values)
+    _check_sign_secret(task)
     db.session.add(task)
     db.session.flush()
     deliveries.record_feed_joins(task, deliveries.task_feed_ids(task))
@@ -105,6 +131,7 @@ def update_task(task_id: str, values: dict) -> MessageTask:
     for name, value in values.items():
         setattr(task, name, value)
     deliveries.record_feed_joins(task, deliveries.task_feed_ids(task) - feeds_before)
+    _check_sign_secret(task)
     if task.status != STATUS_ENABLED:
         _cancel_pending_work(task.id, "task disabled")
     db.session.flush()

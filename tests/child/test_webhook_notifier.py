@@ -219,15 +219,17 @@ def test_secrets_stay_out_of_errors_and_logs(receiver, notifier, caplog):
     assert "HTTP 401" in str(caught.value)
 
 
-def test_message_channel_tasks_are_refused_only_when_there_is_something_to_push(session):
-    notifier = notifier_for({**task_for("https://oapi.dingtalk.com/robot/send?access_token=x"),
-                             "message_type": 0}, session)
+@pytest.mark.parametrize("url,channel", [
+    ("https://oapi.dingtalk.com/robot/send?access_token=x", "dingtalk"),
+    ("https://open.feishu.cn/open-apis/bot/v2/hook/abc", "feishu"),
+    ("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", "wecom"),
+    ("https://example.org/hook", "webhook"),
+])
+def test_message_tasks_pick_their_channel_by_url_host_as_werss_does(session, url, channel):
+    notifier = notifier_for({**task_for(url), "message_type": 0}, session)
 
+    assert notifier.name == channel
     assert notifier.push({}, FEED, []) == 0
-    with pytest.raises(NotifyError, match=r"message channels \(DingTalk/Feishu/WeCom\) are not "
-                                          "supported yet") as caught:
-        notifier.push({}, FEED, ARTICLES)
-    assert caught.value.retryable is False
 
 
 @pytest.mark.parametrize("message_type", [0, 1])

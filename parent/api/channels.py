@@ -1,0 +1,26 @@
+"""Push channels: send permits for nodes, test messages for admins."""
+
+from flask import Blueprint
+
+from shared.channels import send_permit_schema
+
+from ..auth import admin_required, node_required
+from ..services import channel_tests, send_budgets
+from ._io import load_body, respond
+
+node_bp = Blueprint("channel_permits", __name__)
+admin_bp = Blueprint("channel_tests", __name__)
+
+
+@node_bp.post("/send-permits")
+@node_required
+def send_permit():
+    body = load_body(send_permit_schema())
+    return respond(send_budgets.reserve(body["channel"], body["destination"]))
+
+
+@admin_bp.post("/message-tasks/<task_id>/test")
+@admin_required
+def test_message_task(task_id):
+    reply = channel_tests.send_test_message(task_id)
+    return respond(reply, "测试消息已发送" if reply["ok"] else "渠道拒绝了测试消息")

@@ -1,0 +1,117 @@
+"""One rate limit per destination for the whole cascade: send permits from the database.
+
+Every child asks before each message to a robot. A destination's row holds when its next
+message may go out; a permit reserves that moment and moves it on by the limit's spacing
+(``per`` plus a safety margin, divided by ``count``), so however many children and workers
+ask at once, no ``count + 1`` messages fall in any ``per`` seconds. Each reservation is a
+guarded UPDATE on the row's ``grants`` counter, so two concurrent askers never get the
+same moment. The child then waits until its moment and sends.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from shared.errors import ErrorCode
+
+from ..clock import now
+from ..errors import ApiError
+from ..extensions import db
+from ..models import SendBudget
+
+# A permit is not granted further ahead than this; the asker is told to come back instead,
+# so a crashed child cannot hold many reservations far into the future.
+MAX_RESERVATION = 120.0
+_ATTEMPTS = 20
+SEND_BUDGET_BUSY = ErrorCode("send_budget_busy", 503,
+                             "Too many concurrent permit requests for one destination; retry.")
+
+
+def limit_of(channel: str):
+    return settings_limits().get(channel)
+
+
+def settings_limits() -> dict:
+    from flask import current_app
+
+    return current_app.config["WERSS_SETTINGS"].channel_limits
+
+
+def send_limit_wire(channel: str | None) -> dict | None:
+    """The limit a lease's task is pushed under, or None: no permits needed."""
+    limit = limit_of(channel) if channel else None
+    return None if limit is None else {"count": limit.count, "per": limit.per}
+
+
+def reserve(channel: str, destination: str) -> dict:
+    """Reserve the next send moment for ``destination``; say how long to wait for it.
+
+    :raises ApiError: 503 when the row stays contended (the child retries).
+    """
+    limit = limit_of(channel)
+    if limit is None:
+        return {"granted": True, "wait": 0.0, "limit": None, "per": None}
+    spacing = limit.spacing
+    for _ in range(_ATTEMPTS):
+        moment = now().timestamp()
+        row = db.session.execute(
+            db.select(SendBudget.next_at, SendBudget.grants)
+            .where(SendBudget.destination == destination)).first()
+        if row is None:
+            try:
+                with db.session.begin_nested():
+                    db.session.add(SendBudget(destination=destination, channel=channel,
+                                              next_at=moment + spacing, grants=1,
+                                              updated_at=moment))
+            except IntegrityError:
+                continue  # another asker created it first
+            return _granted(0.0, limit)
+        slot = max(moment, row.next_at)
+        wait = slot - moment
+        if wait > MAX_RESERVATION:
+            return {"granted": False, "retry_after": round(wait - MAX_RESERVATION + spacing, 3),
+                    "limit": limit.count, "per": limit.per}
+        claimed = db.session.execute(
+            db.update(SendBudget)
+            .where(SendBudget.destination == destination, SendBudget.grants == row.grants)
+            .values(next_at=slot + spacing, grants=row.grants + 1, updated_at=moment)
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed == 1:
+            return _granted(wait, limit)
+    raise ApiError(SEND_BUDGET_BUSY)
+
+
+def _granted(wait: float, limit) -> dict:
+    return {"granted": True, "wait": round(wait, 3), "limit": limit.count, "per": limit.per}
+
+
+def prune(older_than: float = 86400.0) -> int:
+    """Forget destinations nobody sent to for a day (maintenance)."""
+    cutoff = now().timestamp() - older_than
+    return db.session.execute(
+        db.delete(SendBudget).where(SendBudget.next_at < cutoff)).rowcount
+
+
+LOCAL_MAX_WAIT = 10.0  # a parent worker sleeps at most this long for a permit
+
+
+def local_permit(channel: str, destination: str) -> dict | None:
+    """The permit callable the parent's own pushes use (test messages, notices).
+
+    :raises ApiError: 429 when the destination's next moment is further off than
+        LOCAL_MAX_WAIT (the moment is then not reserved).
+    """
+    answer = reserve(channel, destination)
+    if answer["granted"] and answer["wait"] > LOCAL_MAX_WAIT:
+        db.session.rollback()
+        answer = {"granted": False, "retry_after": answer["wait"]}
+    db.session.commit()
+    if not answer["granted"]:
+        raise ApiError(ErrorCode("send_budget_exhausted", 429,
+                                 "This destination's rate limit is used up for now; retry later."),
+                       headers={"Retry-After": str(int(answer["retry_after"]) + 1)})
+    if answer["wait"] > 0:
+        import time
+
+        time.sleep(answer["wait"])
+    return {"limit": answer["limit"], "per": answer["per"]} if answer["limit"] else None

@@ -1,0 +1,146 @@
+"""Send permits: one rate limit per destination, whoever asks."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+
+from parent import create_app
+from parent.config import ConfigError, load_settings
+from parent.extensions import db
+from parent.models import SendBudget
+from parent.services import send_budgets
+from tests.conftest import base_config
+from tests.helpers import assert_error
+
+ROBOT = hashlib.sha256(b"dingtalk\nhttps://oapi.dingtalk.com/robot/send?access_token=a").hexdigest()
+OTHER = hashlib.sha256(b"dingtalk\nhttps://oapi.dingtalk.com/robot/send?access_token=b").hexdigest()
+
+
+def permit(caller, channel="dingtalk", destination=ROBOT):
+    response = caller.post("/send-permits", json={"channel": channel, "destination": destination})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
+
+
+def test_permits_to_one_robot_are_spaced_by_its_limit(node_caller, clock):
+    waits = [permit(node_caller)["wait"] for _ in range(4)]
+    spacing = (60 + 1.2) / 20  # 20/min plus the default 2 % margin
+    assert waits == pytest.approx([0, spacing, 2 * spacing, 3 * spacing], abs=0.01)
+    clock.advance(60)
+    assert permit(node_caller)["wait"] == 0  # the backlog has passed
+
+
+def test_each_robot_has_its_own_budget(node_caller):
+    permit(node_caller)
+    assert permit(node_caller, destination=OTHER)["wait"] == 0
+
+
+def test_no_twenty_first_message_in_any_minute(node_caller, clock):
+    sends = []
+    for _ in range(45):
+        answer = permit(node_caller)
+        sends.append(clock().timestamp() + answer["wait"])
+        clock.advance(0.5)
+    sends.sort()
+    assert all(later - earlier >= 60 for earlier, later in zip(sends, sends[20:]))
+
+
+def test_unlimited_channels_are_granted_at_once(app, node_caller):
+    assert permit(node_caller, "webhook")["wait"] == 0
+    assert permit(node_caller, "webhook")["wait"] == 0
+    with app.app_context():
+        assert db.session.execute(db.select(SendBudget)).first() is None
+
+
+def test_no_permit_is_reserved_too_far_ahead(node_caller):
+    answers = [permit(node_caller) for _ in range(45)]
+    assert all(a["granted"] for a in answers[:40])
+    refused = answers[-1]
+    assert refused["granted"] is False and refused["retry_after"] > 0
+
+
+@pytest.mark.parametrize("body", [
+    {"channel": "slack", "destination": ROBOT},
+    {"channel": "dingtalk", "destination": "https://oapi.dingtalk.com/robot/send?access_token=a"},
+    {"channel": "dingtalk"},
+    {"channel": "dingtalk", "destination": ROBOT, "extra": 1},
+])
+def test_bad_permit_requests_are_refused_and_change_nothing(app, node_caller, body):
+    assert_error(node_caller.post("/send-permits", json=body), 422, "validation_failed")
+    with app.app_context():
+        assert db.session.execute(db.select(SendBudget)).first() is None
+
+
+def test_admins_cannot_ask_for_permits(admin):
+    response = admin.post("/api/v1/cascade/send-permits",
+                          json={"channel": "dingtalk", "destination": ROBOT})
+    assert response.status_code == 401
+
+
+def test_configured_limits_replace_the_defaults():
+    settings = load_settings({"channel_limits": {"dingtalk": {"count": 5, "per": 10},
+                                                 "feishu": None}}, environ={})
+    assert settings.channel_limits["dingtalk"].count == 5
+    assert "feishu" not in settings.channel_limits
+    assert settings.channel_limits["wecom"].count == 20
+
+
+@pytest.mark.parametrize("raw", [{"slack": {"count": 1}}, {"dingtalk": {"count": 0}},
+                                 {"dingtalk": "20/min"}, {"dingtalk": {"count": 1, "burst": 2}}])
+def test_bad_limits_are_configuration_errors(raw):
+    with pytest.raises(ConfigError, match="channel_limits"):
+        load_settings({"channel_limits": raw}, environ={})
+
+
+def test_concurrent_askers_never_share_a_moment(db_url):
+    """Several threads (as several workers would) reserve at once: every moment differs."""
+    app = create_app({**base_config(db_url), "channel_limits": {
+        "dingtalk": {"count": 50, "per": 1, "margin": 0}}}, environ={})
+    moments, errors = [], []
+
+    def ask():
+        with app.app_context():
+            try:
+                for _ in range(10):
+                    answer = send_budgets.reserve("dingtalk", ROBOT)
+                    db.session.commit()
+                    moments.append(answer["wait"])
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with app.app_context():
+        row = db.session.get(SendBudget, ROBOT)
+        assert row.grants == 40
+        db.engine.dispose()
+
+
+def test_the_shipped_config_example_states_the_channel_defaults():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    shipped = load_settings(environ={"WERSS_CONFIG": str(example)})
+    defaults = load_settings(environ={})
+    assert shipped.channel_limits == defaults.channel_limits
+    assert shipped.notice is None
+
+
+def test_a_notice_channel_is_checked_at_start():
+    with pytest.raises(ConfigError, match="notice.web_hook_url"):
+        load_settings({"notice": {"channel": "dingtalk", "web_hook_url": "ftp://x"}}, environ={})
+    with pytest.raises(ConfigError, match="notice.sign_secret"):
+        load_settings({"notice": {"web_hook_url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/"
+                                                  "send?key=k", "sign_secret": "x"}}, environ={})
+    notice = load_settings({"notice": {"web_hook_url": "https://open.feishu.cn/open-apis/bot/"
+                                                       "v2/hook/x"}}, environ={}).notice
+    assert notice["channel"] == "feishu"
