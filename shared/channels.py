@@ -6,6 +6,7 @@ notifier when a task (for example one from an older parent) does not name one.
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlsplit
 
 DINGTALK = "dingtalk"
@@ -57,6 +58,17 @@ def effective_channel(task: dict) -> str:
     if task.get("message_type") == MESSAGE_TYPE_WEBHOOK:
         return WEBHOOK
     return channel_from_url(task.get("web_hook_url") or "") or WEBHOOK
+
+
+def destination_of(web_hook_url: str) -> str:
+    """The robot or chat a push goes to, what one rate limit applies to: its URL, no fragment."""
+    parts = urlsplit((web_hook_url or "").strip())
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.query}"
+
+
+def destination_key(channel: str, web_hook_url: str) -> str:
+    """The name a send permit is asked under: SHA-256 hex, so the token never travels."""
+    return hashlib.sha256(f"{channel}\n{destination_of(web_hook_url)}".encode()).hexdigest()
 
 
 SEND_PERMITS = "/send-permits"  # node route, relative to a cascade prefix

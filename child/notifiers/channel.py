@@ -8,7 +8,6 @@ and tried again (``throttle_retries`` times) before the push fails as retryable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -18,6 +17,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
+
+from shared.channels import destination_key, destination_of
 
 from ..collectors.base import CollectedArticle
 from ..templates import TemplateError, render
@@ -94,8 +95,7 @@ class ChannelNotifier:
 
     def destination(self, task: dict) -> str:
         """The robot or chat a push goes to: what one rate limit applies to."""
-        parts = urlsplit((task.get("web_hook_url") or "").strip())
-        return f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.query}"
+        return destination_of(task.get("web_hook_url") or "")
 
     # -- the push ------------------------------------------------------------------------------
     def push(self, task: dict, feed: dict, articles: list[CollectedArticle], *,
@@ -185,8 +185,9 @@ class ChannelNotifier:
     def _wait_for_permit(self, task: dict) -> dict | None:
         if self.permit is None:
             return None
-        key = hashlib.sha256(f"{self.name}\n{self.destination(task)}".encode()).hexdigest()
-        return self.permit(self.name, key)
+        # The parent grants permits only for destinations of this node's live leases, and
+        # computes the same key from the task it leased (shared.channels.destination_key).
+        return self.permit(self.name, destination_key(self.name, task.get("web_hook_url") or ""))
 
     def _call(self, outgoing: Outgoing, redactor: Redactor) -> Reply:
         where = _describe(outgoing.url)

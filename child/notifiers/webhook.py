@@ -6,13 +6,14 @@ reach a log line or an error message.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
+
+from shared.channels import destination_key
 
 from ..collectors.base import CollectedArticle
 from ..messages import build_message
@@ -56,7 +57,7 @@ class WebhookNotifier:
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
         if self.permit is not None:
-            self.permit(self.name, hashlib.sha256(f"{self.name}\n{url}".encode()).hexdigest())
+            self.permit(self.name, destination_key(self.name, url))
         if delivery_id:
             headers[DELIVERY_ID_HEADER] = delivery_id
         try:

@@ -1,6 +1,6 @@
 """Push channels: send permits for nodes, test messages for admins."""
 
-from flask import Blueprint
+from flask import Blueprint, g
 
 from shared.channels import send_permit_schema
 
@@ -16,7 +16,7 @@ admin_bp = Blueprint("channel_tests", __name__)
 @node_required
 def send_permit():
     body = load_body(send_permit_schema())
-    return respond(send_budgets.reserve(body["channel"], body["destination"]))
+    return respond(send_budgets.reserve_for_node(g.node, body["channel"], body["destination"]))
 
 
 @admin_bp.post("/message-tasks/<task_id>/test")

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from shared import errors as codes
+from shared.channels import destination_key
 from shared.errors import ErrorCode
 
 from ..clock import now
 from ..errors import ApiError
 from ..extensions import db
-from ..models import SendBudget
+from ..models import Allocation, MessageTask, Node, SendBudget
+from ..models.work import ALLOC_LEASED
+from .message_tasks import task_channel
 
 # A permit is not granted further ahead than this; the asker is told to come back instead,
 # so a crashed child cannot hold many reservations far into the future.
@@ -41,6 +45,28 @@ def send_limit_wire(channel: str | None) -> dict | None:
     """The limit a lease's task is pushed under, or None: no permits needed."""
     limit = limit_of(channel) if channel else None
     return None if limit is None else {"count": limit.count, "per": limit.per}
+
+
+def reserve_for_node(node: Node, channel: str, destination: str) -> dict:
+    """Reserve a moment for a node, which may ask only for its own live leases' robots.
+
+    Without this check any node could spend every robot's budget (and so hold up other
+    children's pushes) by asking under made-up or guessed destination keys.
+
+    :raises ApiError: 403 when no live lease of this node pushes to that destination.
+    """
+    task_ids = set(db.session.execute(
+        db.select(Allocation.task_id).where(
+            Allocation.leased_to == node.id, Allocation.status == ALLOC_LEASED,
+            Allocation.lease_expires_at > now())).scalars())
+    tasks = db.session.execute(
+        db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars() if task_ids else ()
+    if not any(task_channel(task) == channel
+               and destination_key(channel, task.web_hook_url or "") == destination
+               for task in tasks):
+        raise ApiError(codes.FORBIDDEN, "No live lease of this node pushes to that destination "
+                       "through that channel; permits are granted only for a lease's own task.")
+    return reserve(channel, destination)
 
 
 def reserve(channel: str, destination: str) -> dict:

@@ -12,11 +12,37 @@ from parent.config import ConfigError, load_settings
 from parent.extensions import db
 from parent.models import SendBudget
 from parent.services import send_budgets
-from tests.conftest import base_config
-from tests.helpers import assert_error
+from tests.conftest import base_config, create_node_with_credentials
+from tests.helpers import NodeCaller, assert_error
+from tests.parent.test_leasing import claim, dispatch, make_feeds, make_task
 
-ROBOT = hashlib.sha256(b"dingtalk\nhttps://oapi.dingtalk.com/robot/send?access_token=a").hexdigest()
-OTHER = hashlib.sha256(b"dingtalk\nhttps://oapi.dingtalk.com/robot/send?access_token=b").hexdigest()
+ROBOT_URL = "https://oapi.dingtalk.com/robot/send?access_token=a"
+OTHER_URL = "https://oapi.dingtalk.com/robot/send?access_token=b"
+HOOK_URL = "https://hooks.example.org/werss"
+# The keys are computed here as the vendor-neutral formula the child uses, not by the code
+# under test: SHA-256 of the channel, a newline and the URL.
+ROBOT = hashlib.sha256(f"dingtalk\n{ROBOT_URL}".encode()).hexdigest()
+OTHER = hashlib.sha256(f"dingtalk\n{OTHER_URL}".encode()).hexdigest()
+HOOK = hashlib.sha256(f"webhook\n{HOOK_URL}?".encode()).hexdigest()
+
+
+def lease_pushing_to(admin, caller, url, **fields):
+    """Give ``caller``'s node a live lease of a task that pushes to ``url``."""
+    feed = make_feeds(admin, 1, prefix=f"p{hashlib.sha1(url.encode()).hexdigest()[:6]}")
+    task = make_task(admin, web_hook_url=url, mps_id=[{"id": feed[0], "mp_name": "x"}],
+                     **fields)
+    dispatch(admin, task)
+    [lease] = claim(caller)
+    return lease
+
+
+@pytest.fixture
+def node_caller(admin, node_caller):
+    """The node, holding live leases of tasks that push to both robots and the webhook."""
+    lease_pushing_to(admin, node_caller, ROBOT_URL)
+    lease_pushing_to(admin, node_caller, OTHER_URL)
+    lease_pushing_to(admin, node_caller, HOOK_URL, message_type=1)
+    return node_caller
 
 
 def permit(caller, channel="dingtalk", destination=ROBOT):
@@ -49,8 +75,8 @@ def test_no_twenty_first_message_in_any_minute(node_caller, clock):
 
 
 def test_unlimited_channels_are_granted_at_once(app, node_caller):
-    assert permit(node_caller, "webhook")["wait"] == 0
-    assert permit(node_caller, "webhook")["wait"] == 0
+    assert permit(node_caller, "webhook", HOOK)["wait"] == 0
+    assert permit(node_caller, "webhook", HOOK)["wait"] == 0
     with app.app_context():
         assert db.session.execute(db.select(SendBudget)).first() is None
 
@@ -78,6 +104,38 @@ def test_admins_cannot_ask_for_permits(admin):
     response = admin.post("/api/v1/cascade/send-permits",
                           json={"channel": "dingtalk", "destination": ROBOT})
     assert response.status_code == 401
+
+
+def permit_refused(app, caller, channel="dingtalk", destination=ROBOT):
+    assert_error(caller.post("/send-permits", json={"channel": channel,
+                                                    "destination": destination}),
+                 403, "forbidden")
+    with app.app_context():  # nothing reserved: the robot's budget is untouched
+        assert db.session.get(SendBudget, destination) is None
+
+
+def test_a_node_without_a_lease_of_the_robot_gets_no_permit(app, admin, client, clock):
+    stranger = NodeCaller(client, create_node_with_credentials(admin, name="stranger"),
+                          clock=clock, mode="signed")
+    permit_refused(app, stranger)
+    lease_pushing_to(admin, stranger, OTHER_URL)  # a lease of another robot is no key to this
+    permit_refused(app, stranger, destination=ROBOT)
+
+
+def test_a_permit_names_the_channel_its_lease_pushes_through(app, node_caller):
+    permit_refused(app, node_caller, "feishu", hashlib.sha256(
+        f"feishu\n{ROBOT_URL}".encode()).hexdigest())
+
+
+def test_no_permits_once_the_lease_is_over(app, admin, client, clock):
+    caller = NodeCaller(client, create_node_with_credentials(admin, name="late"), clock=clock,
+                        mode="signed")
+    lease = lease_pushing_to(admin, caller, ROBOT_URL)
+    assert permit(caller)["granted"]
+    done = caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+    assert done.status_code == 200, done.get_json()
+    assert_error(caller.post("/send-permits", json={"channel": "dingtalk",
+                                                    "destination": ROBOT}), 403, "forbidden")
 
 
 def test_configured_limits_replace_the_defaults():
