@@ -292,6 +292,7 @@ class MessageTaskPreviewSchema(_AdminInput):
     task_id = SafeStr(max_length=64, load_default=None)
     message_type = StrictInt(minimum=0, maximum=1, load_default=None)
     message_template = SafeStr(max_length=100_000, load_default=None, validate=validate_template)
+    channel = SafeStr(validate=validate.OneOf(CHANNELS), load_default=None)
     feed_id = SafeStr(max_length=64, load_default=None)
     articles = fields.String(validate=validate.OneOf(["recent", "sample"]), load_default="recent")
     limit = StrictInt(minimum=1, maximum=50, load_default=5)

@@ -102,8 +102,19 @@ class ChannelNotifier:
              delivery_id: str | None = None) -> int:
         if not articles:
             return 0
+        parts = self.messages(task, feed, articles, delivery_id)
+        for part_title, part, uuid in parts:
+            self.send(task, part_title, part, msg_uuid=uuid)
+        log.info("pushed %d article(s) of feed %s via %s in %d message(s)", len(articles),
+                 feed.get("id"), self.name, len(parts))
+        return len(articles)
+
+    def messages(self, task: dict, feed: dict, articles: list[CollectedArticle],
+                 delivery_id: str | None = None) -> list[tuple[str, str, str | None]]:
+        """The push as messages in order: ``(title, text, msg_uuid)``, split to the bound."""
         title, text = self.compose(task, feed, articles)
         parts = split_message(text, self.max_size, self.measure)
+        messages = []
         for index, part in enumerate(parts):
             part_title = title
             if len(parts) > 1:
@@ -115,10 +126,25 @@ class ChannelNotifier:
             # recognised by vendors that deduplicate (DingTalk msgUuid).
             uuid = None if delivery_id is None else (
                 delivery_id if index == 0 else f"{delivery_id}-{index + 1}")
-            self.send(task, part_title, part, msg_uuid=uuid)
-        log.info("pushed %d article(s) of feed %s via %s in %d message(s)", len(articles),
-                 feed.get("id"), self.name, len(parts))
-        return len(articles)
+            messages.append((part_title, part, uuid))
+        return messages
+
+    def preview(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> list[dict]:
+        """The requests a push would make, in order, without sending: secrets masked."""
+        redactor = self.redactor(task)
+        previews = []
+        for title, text, uuid in self.messages(task, feed, articles):
+            outgoing = self.build(task, title[:self.title_limit], text, uuid)
+            for value in [*outgoing.headers.values(), *outgoing.secrets]:
+                redactor.add(value)
+            body = outgoing.json if outgoing.json is not None else outgoing.data
+            if isinstance(body, bytes):
+                body = body.decode("utf-8", "replace")
+            previews.append({"title": title[:self.title_limit], "text": text,
+                             "request": {"method": outgoing.method,
+                                         "url": _describe(outgoing.url),
+                                         "body": redactor.mask(body)}})
+        return previews
 
     def send(self, task: dict, title: str, text: str, *, msg_uuid: str | None = None) -> Reply:
         """Send one message; return the vendor's reply.

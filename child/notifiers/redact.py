@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 MIN_SECRET = 6  # shorter pieces would match ordinary words
 WITHHELD = "(reply withheld: it echoed a secret)"
+MASK = "***"
 
 
 def url_secrets(url: str) -> list[str]:
@@ -78,3 +80,15 @@ class Redactor:
         if self.leaks(text):
             return WITHHELD
         return text[:limit]
+
+    def mask(self, value: Any) -> Any:
+        """``value`` (text, or JSON-like lists and dicts) with every known secret as ``***``."""
+        if isinstance(value, str):
+            for secret in sorted(self._plain, key=len, reverse=True):
+                value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {key: self.mask(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.mask(item) for item in value]
+        return value

@@ -92,6 +92,17 @@ class WebhookNotifier:
         raise NotifyError(message, retryable=retryable, vendor_code=str(status),
                           retry_after=_retry_after(response.headers.get("Retry-After")))
 
+    def preview(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> list[dict]:
+        """The one POST a push would make, without sending: header values masked."""
+        url = (task.get("web_hook_url") or "").strip()
+        body, content_type = self._body(task, feed, articles)
+        headers, secrets = _headers(task)
+        redactor = Redactor([*secrets, *url_secrets(url)])
+        return [{"title": None, "text": body,
+                 "request": {"method": "POST", "url": _describe(url) if url else "",
+                             "content_type": content_type,
+                             "headers": sorted(headers), "body": redactor.mask(body)}}]
+
     def _body(self, task: dict, feed: dict, articles: list[CollectedArticle]) -> tuple[str, str]:
         wire = [article.to_wire() for article in articles]
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from child.notifiers.base import NotifyError
 from shared import errors as codes
+from shared.channels import effective_channel
 
 from ..auth import settings
 from ..clock import now
@@ -30,6 +33,10 @@ SAMPLE_ARTICLES = [
 def preview_message(values: dict) -> dict:
     """Render what the child would send for one feed, without sending anything.
 
+    ``body`` is the rendered template (as WeRSS shows it); ``messages`` are the requests the
+    task's channel (or the ``channel`` asked for) would make, split and shaped as sent, with
+    signatures and tokens masked.
+
     :raises ApiError: 422 when the template cannot be rendered; 404 for an unknown task/feed.
     """
     from child.messages import build_message  # the child's own renderer: the same text
@@ -44,9 +51,36 @@ def preview_message(values: dict) -> dict:
     except TemplateError as exc:
         raise ApiError(codes.VALIDATION_FAILED, details={"message_template": [str(exc)]}) \
             from None
+    try:
+        channel, messages = _as_sent(task, feed, articles, moment, values["content_format"])
+    except NotifyError as exc:  # the template rendered: what is left is the channel's URL
+        raise ApiError(codes.VALIDATION_FAILED, details={"web_hook_url": [str(exc)]}) from None
     return {"body": body, "content_type": content_type, "message_type": task["message_type"],
+            "channel": channel, "messages": messages, "message_count": len(messages),
             "articles": source, "article_count": len(articles),
             "feed": {"id": feed["id"], "mp_name": feed["mp_name"]}}
+
+
+def _as_sent(task: dict, feed: dict, articles: list[dict], moment: datetime,
+             content_format: str) -> tuple[str, list[dict]]:
+    """The channel's own notifier shapes the push, exactly as a child's would."""
+    import requests
+
+    from child.collectors.base import CollectedArticle
+    from child.notifiers import REGISTRY
+
+    channel = effective_channel(task)
+    collected = [CollectedArticle.fitted(**{key: article.get(key) for key in _ARTICLE_FIELDS
+                                            if article.get(key) is not None})
+                 for article in articles]
+    with requests.Session() as session:  # never used: nothing is sent
+        notifier = REGISTRY[channel](session, content_format=content_format,
+                                     clock=lambda: moment)
+        return channel, notifier.preview(task, feed, collected)
+
+
+_ARTICLE_FIELDS = ("id", "mp_id", "title", "url", "pic_url", "description", "content",
+                   "publish_time")
 
 
 def _task(values: dict) -> dict:
@@ -58,6 +92,8 @@ def _task(values: dict) -> dict:
     else:
         task = {"id": "preview", "name": "预览", "message_type": 0, "message_template": "",
                 "mps_id": []}
+    if values.get("channel") is not None:
+        task = {**task, "channel": values["channel"]}
     for name in ("message_template", "message_type"):
         if values.get(name) is not None:
             task[name] = values[name]

@@ -101,3 +101,73 @@ def test_preview_of_an_unknown_task_is_404(admin):
 
 def test_preview_needs_an_admin(client):
     assert client.post(PREVIEW, json={"message_template": "x"}).status_code == 401
+
+
+DING_SECRET = "SEC0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def test_preview_shows_the_dingtalk_request_as_sent_with_secrets_masked(admin):
+    created = admin.post(TASKS, json=task(sign_secret=DING_SECRET)).get_json()["data"]
+
+    data = admin.post(PREVIEW, json={"task_id": created["id"], "articles": "sample"}) \
+        .get_json()["data"]
+
+    assert data["channel"] == "dingtalk" and data["message_count"] == 1
+    [message] = data["messages"]
+    request = message["request"]
+    assert request["method"] == "POST" and request["url"] == "https://oapi.dingtalk.com"
+    assert request["body"]["msgtype"] == "markdown"
+    assert request["body"]["markdown"]["title"] == "示例公众号 更新了 2 篇文章"
+    assert request["body"]["markdown"]["text"] == data["body"]
+    shown = json.dumps(data, ensure_ascii=False)
+    assert DING_SECRET not in shown and "access_token=abc" not in shown
+
+
+@pytest.mark.parametrize("channel,shape", [
+    ("feishu", lambda body: body["msg_type"] == "interactive"),
+    ("wecom", lambda body: body["msgtype"] == "markdown"),
+    ("serverchan", lambda body: body["title"] == "示例公众号 更新了 2 篇文章"),
+])
+def test_preview_renders_for_the_channel_asked_for(admin, channel, shape):
+    data = admin.post(PREVIEW, json={"message_template": MARKDOWN, "articles": "sample",
+                                     "channel": channel}).get_json()["data"]
+    assert data["channel"] == channel
+    assert shape(data["messages"][0]["request"]["body"]), data["messages"][0]
+
+
+def test_preview_splits_a_long_push_as_wecom_would_never_cutting_it(admin):
+    # 50 articles of long titles: more than WeCom's 4096 bytes of markdown in one message.
+    template = ("{% for a in articles %}- {{ a.title }} " + "长" * 200 + "\n{% endfor %}")
+    data = admin.post(PREVIEW, json={"message_template": template, "articles": "sample",
+                                     "channel": "wecom", "limit": 2}).get_json()["data"]
+    texts = [m["request"]["body"]["markdown"]["content"] for m in data["messages"]]
+    assert all(len(text.encode()) <= 4096 for text in texts)
+    long = admin.post(PREVIEW, json={
+        "message_template": "{% for a in articles %}" + "段落" * 1500 + "\n{% endfor %}",
+        "articles": "sample", "channel": "wecom", "limit": 2}).get_json()["data"]
+    assert long["message_count"] >= 3
+    parts = [m["request"]["body"]["markdown"]["content"] for m in long["messages"]]
+    assert all(len(part.encode()) <= 4096 for part in parts)
+    assert "".join(parts).count("段落") == 3000  # nothing dropped
+
+
+def test_preview_of_a_telegram_task_masks_the_bot_token(admin):
+    url = "https://api.telegram.org/bot123456:ABCdefGHIjklMNO/sendMessage?chat_id=-1001"
+    created = admin.post(TASKS, json=task(web_hook_url=url)).get_json()["data"]
+    data = admin.post(PREVIEW, json={"task_id": created["id"], "articles": "sample"}) \
+        .get_json()["data"]
+    [message] = data["messages"]
+    assert data["channel"] == "telegram" and message["request"]["body"]["chat_id"] == "-1001"
+    assert message["request"]["body"]["text"].startswith("### 示例公众号 订阅消息")
+    assert "ABCdefGHIjklMNO" not in json.dumps(data)
+
+
+def test_preview_of_a_telegram_task_without_a_chat_says_so(admin):
+    response = admin.post(PREVIEW, json={"articles": "sample", "channel": "telegram"})
+    body = assert_error(response, 422, "validation_failed")
+    assert "chat_id" in body["details"]["web_hook_url"][0]
+
+
+def test_preview_of_an_unknown_channel_is_refused(admin):
+    assert_error(admin.post(PREVIEW, json={"articles": "sample", "channel": "slack"}),
+                 422, "validation_failed")
