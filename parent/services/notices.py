@@ -4,8 +4,9 @@ Changes are read from records, so whoever writes them (presence sweeps, the WeCh
 code) needs to know nothing about notices:
 - the sync log's ``node_offline`` and ``wechat_session_expired`` entries (one entry per
   online→offline or valid→expired edge), read after a cursor;
-- a task's recent completed allocations: when its last ``failing_after`` pushes all failed
-  it is announced once, and again only after a success in between.
+- a task's recent pushes — its deliveries that were sent or failed for good, and the results
+  of allocations no delivery records (WeRSS children push on their own): when its last
+  ``failing_after`` pushes all failed it is announced once, and again only after a success.
 A cursor step is claimed with a guarded UPDATE, so with several workers each change is
 announced by exactly one of them. A notice whose send fails is logged, not resent.
 """
@@ -21,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..extensions import db
-from ..models import Allocation, MessageTask, Node, NoticeMark, SyncLog
+from ..models import Allocation, Delivery, MessageTask, Node, NoticeMark, SyncLog
+from ..models.delivery import DELIVERY_FAILED, DELIVERY_SENT
 from ..models.sync_log import OP_NODE_OFFLINE, OP_WECHAT_SESSION_EXPIRED
 from ..models.work import ALLOC_COMPLETED
 
@@ -136,16 +138,44 @@ def _outcome(results: list | None) -> str | None:
     return None
 
 
-def _failing_task_notices(failing_after: int) -> list[tuple[str, str]]:
+def _delivery_outcome(delivery: Delivery) -> str:
+    if delivery.status == DELIVERY_SENT:
+        return HEALTHY
+    code = f"code {delivery.vendor_code} " if delivery.vendor_code else ""
+    return f"{PUSH_FAILED_PREFIX}: {delivery.channel} {code}{delivery.vendor_message or ''}"
+
+
+def _recent_outcomes(failing_after: int) -> dict[str, list[str]]:
+    """Each task's newest push outcomes, newest first: its deliveries that ended (sent or
+    failed for good), and for pushes no delivery records (a WeRSS child pushes on its own
+    and only says so in its results) the allocation's results."""
+    since = now() - LOOKBACK
+    timed: dict[str, list[tuple]] = {}
+    recorded: set[str] = set()
+    deliveries = db.session.execute(
+        db.select(Delivery).where(Delivery.status.in_((DELIVERY_SENT, DELIVERY_FAILED)),
+                                  Delivery.updated_at >= since)
+        .order_by(Delivery.updated_at.desc()).limit(5000)).scalars()
+    for delivery in deliveries:
+        if delivery.allocation_id:
+            recorded.add(delivery.allocation_id)
+        timed.setdefault(delivery.task_id, []).append(
+            (delivery.updated_at, _delivery_outcome(delivery)))
     rows = db.session.execute(
-        db.select(Allocation.task_id, Allocation.results)
-        .where(Allocation.status == ALLOC_COMPLETED, Allocation.completed_at >= now() - LOOKBACK)
+        db.select(Allocation.id, Allocation.task_id, Allocation.results, Allocation.completed_at)
+        .where(Allocation.status == ALLOC_COMPLETED, Allocation.completed_at >= since)
         .order_by(Allocation.completed_at.desc(), Allocation.id.desc()).limit(5000)).all()
-    recent: dict[str, list[str]] = {}
-    for task_id, results in rows:
-        outcome = _outcome(results)
-        if outcome is not None and len(recent.setdefault(task_id, [])) < failing_after:
-            recent[task_id].append(outcome)
+    for allocation_id, task_id, results, completed_at in rows:
+        outcome = None if allocation_id in recorded else _outcome(results)
+        if outcome is not None:
+            timed.setdefault(task_id, []).append((completed_at, outcome))
+    return {task_id: [outcome for _, outcome in sorted(
+                items, key=lambda item: item[0], reverse=True)[:failing_after]]
+            for task_id, items in timed.items()}
+
+
+def _failing_task_notices(failing_after: int) -> list[tuple[str, str]]:
+    recent = _recent_outcomes(failing_after)
     marks = _marks("task:")
     names = dict(db.session.execute(
         db.select(MessageTask.id, MessageTask.name).where(MessageTask.id.in_(list(recent)))

@@ -129,3 +129,46 @@ def test_no_notice_channel_sends_nothing(db_url, clock, fake, robot):
     with app.app_context():
         assert run_maintenance()["notices"] == 0
         db.engine.dispose()
+
+
+def _push(admin, caller, task_id, feed_id, status, **report):
+    """One run whose push is a delivery the child reports (sent, or failed for good)."""
+    caller.clock.advance(60)
+    dispatch(admin, task_id)
+    [lease] = claim(caller)
+    ident = f"a{int(caller.clock.timestamp())}"
+    assert caller.post("/articles", json={"lease_id": lease["lease_id"], "articles": [{
+        "id": ident, "mp_id": feed_id, "title": ident, "url": f"http://x/{ident}",
+        "publish_time": int(caller.clock.timestamp())}]}).status_code == 200
+    planned = caller.post(f"/leases/{lease['lease_id']}/deliveries",
+                          json={"feed_id": feed_id, "article_ids": [ident]}).get_json()["data"]
+    [delivery] = planned["deliveries"]
+    answer = caller.post(f"/deliveries/{delivery['delivery_id']}/report",
+                         json={"status": status, **report})
+    assert answer.status_code == 200, answer.get_json()
+    # The lease's own results say nothing about the push: only the delivery does.
+    assert caller.post(f"/leases/{lease['lease_id']}/complete",
+                       json={"results": []}).status_code == 200
+
+
+def test_deliveries_that_keep_failing_are_announced_with_the_vendors_answer(
+        app, admin, node_caller, robot, clock):
+    [feed_id] = make_feeds(admin, 1)
+    task_id = admin.post("/api/v1/message-tasks", json={
+        "name": "晚报", "cron_exp": "0 0 1 1 *", "message_type": 1,
+        "web_hook_url": "https://hooks.example.org/x"}).get_json()["data"]["id"]
+    sweep(app)
+    refused = {"retryable": False, "vendor_code": "310000",
+               "vendor_message": "keywords not in content"}
+    _push(admin, node_caller, task_id, feed_id, "failed", **refused)
+    _push(admin, node_caller, task_id, feed_id, "sent")
+    _push(admin, node_caller, task_id, feed_id, "failed", **refused)
+    sweep(app)
+    assert robot.accepted == []  # a success in between: not "keeps failing"
+
+    _push(admin, node_caller, task_id, feed_id, "failed", **refused)
+    sweep(app)
+    sweep(app)
+    assert titles(robot) == ["推送持续失败：晚报"]  # once, not once per sweep
+    text = robot.accepted[0].body["markdown"]["text"]
+    assert "310000" in text and "keywords not in content" in text
