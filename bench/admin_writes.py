@@ -2,7 +2,8 @@
 
 ``importers`` admins loop 5,000-feed imports while ``nodes`` nodes heartbeat (signed,
 every second each) for ``window`` seconds; the heartbeats' statuses and latencies are
-summarised. Before chunked imports: 9 of 224 heartbeats got 503 after 30 s.
+summarised. Before chunked imports: 9 of 224 heartbeats got 503 after 30 s; figures since
+(the write queue, parent/write_queue.py) are in docs/OPERATIONS.md, "Admin writes and SQLite".
 
 Run: ``python -m bench.admin_writes [--importers 4] [--nodes 30] [--window 60]``.
 """

@@ -64,9 +64,12 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
     return app
 
 
+SQLITE_BUSY_SECONDS = 30  # a writer waits this long for SQLite's lock, then 503
+
+
 def _engine_options(settings: Settings) -> dict:
     if settings.database_url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}}
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
@@ -104,9 +107,15 @@ def _tune_engine(engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    database = engine.url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        from . import write_queue
+
+        write_queue.install(engine, database, timeout=SQLITE_BUSY_SECONDS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):

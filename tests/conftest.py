@@ -29,7 +29,9 @@ def backends() -> list[str]:
 
 def pytest_generate_tests(metafunc):
     if "db_backend" in metafunc.fixturenames:
-        metafunc.parametrize("db_backend", backends(), scope="session")
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("db_backend", ["sqlite"] if only_sqlite else backends(),
+                             scope="session")
 
 
 def base_config(db_url: str, **cascade) -> dict:

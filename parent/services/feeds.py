@@ -24,7 +24,7 @@ from . import bulk, replication
 from ..paging import first_row as _first
 
 MAX_IMPORT_ROWS = 5000
-IMPORT_CHUNK = 500
+IMPORT_CHUNK = 200
 CHUNK_PAUSE = 0.05
 
 
@@ -279,11 +279,14 @@ def _import_feeds(rows: list) -> dict:
         candidates.append((index, values))
 
     skipped, created_ids, earlier = [], [], {}
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
     for start in range(0, len(candidates), IMPORT_CHUNK):
-        if start and db.session.get_bind().dialect.name == "sqlite":
-            time.sleep(CHUNK_PAUSE)  # waiting writers (heartbeats) take the lock now
-        chunk = candidates[start:start + IMPORT_CHUNK]
-        created_ids += _import_chunk(chunk, earlier, skipped)
+        began = time.monotonic()
+        created_ids += _import_chunk(candidates[start:start + IMPORT_CHUNK], earlier, skipped)
+        if sqlite and start + IMPORT_CHUNK < len(candidates):
+            # Leave the lock free at least as long as the chunk held it, so node requests
+            # queued behind it (parent/write_queue.py) get through before the next chunk.
+            time.sleep(max(CHUNK_PAUSE, time.monotonic() - began))
     return {
         "created": len(created_ids),
         "created_ids": created_ids,

@@ -1,0 +1,99 @@
+"""SQLite writers of one parent take turns through its lock file (parent/write_queue.py).
+
+How much this shortens node requests' waits behind big imports is measured, not asserted
+here: `python -m bench.admin_writes` (bench/README.md). These tests hold the mechanism to
+what a user relies on: writers exclude each other, an error never leaves the lock taken,
+and a writer that waits too long gets the usual 503.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from parent import write_queue
+from parent.extensions import db
+from parent.models import Feed
+
+
+pytestmark = pytest.mark.sqlite_only  # the lock file exists only on SQLite
+
+
+def lock_path(app) -> str:
+    with app.app_context():
+        return f"{db.engine.url.database}.write-lock"
+
+
+def test_a_writer_waits_for_the_one_holding_the_lock_then_goes_through(app, admin):
+    with app.app_context():
+        holder = db.engine.connect()
+        transaction = holder.begin()  # a request of another worker, mid-transaction
+        holder.execute(text("UPDATE admins SET username = username"))
+    answers = []
+    writer = threading.Thread(target=lambda: answers.append(admin.post(
+        "/api/v1/feeds", json={"mp_name": "waits", "source_type": "rss",
+                               "source_url": "https://example.org/waits.xml"}).status_code))
+    writer.start()
+    writer.join(0.5)
+    assert writer.is_alive() and answers == []  # it waits its turn ...
+    transaction.commit()
+    holder.close()
+    writer.join(10)
+    assert answers == [201]  # ... and is served once the holder commits
+    with app.app_context():
+        assert db.session.execute(db.select(Feed.mp_name)).scalars().all() == ["waits"]
+
+
+def test_a_failed_request_leaves_the_lock_free(app, admin):
+    bad = admin.post("/api/v1/feeds", json={"mp_name": "", "source_type": "rss"})
+    assert bad.status_code == 422
+    fd = os.open(lock_path(app), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if anyone still holds it
+    finally:
+        os.close(fd)
+    assert admin.get("/api/v1/feeds").status_code == 200
+
+
+def test_a_rolled_back_transaction_lets_the_next_writer_in(tmp_path):
+    path = tmp_path / "queue.db"
+    engine = create_engine(f"sqlite:///{path}")
+    write_queue.install(engine, str(path), timeout=1)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(ZeroDivisionError):
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+            1 / 0  # noqa: B018 - the transaction fails midway
+    with engine.begin() as connection:  # would time out if the lock were still held
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [2]
+    engine.dispose()
+
+
+def test_a_writer_kept_waiting_past_the_timeout_gets_database_unavailable(tmp_path):
+    path = tmp_path / "queue.db"
+    engine = create_engine(f"sqlite:///{path}")
+    write_queue.install(engine, str(path), timeout=0.3)
+    other = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process's writer, stuck
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            with engine.begin() as connection:
+                connection.execute(text("SELECT 1"))
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
+
+
+def test_the_lock_file_is_private(app, admin):
+    admin.get("/api/v1/feeds")
+    assert os.stat(lock_path(app)).st_mode & 0o777 == 0o600
