@@ -1,8 +1,8 @@
-"""Authentication decorators: they put the caller on g.node / g.admin and own the commit.
+"""Authentication decorators: they put the caller on g.node / g.admin.
 
-Each API request is one unit of work: services only flush, and the decorator that
-authenticated the request commits once after the view returns. Any error rolls back
-everything, including the nonce a signed request would have consumed.
+They do not commit: the request's unit of work is committed once, after the view, by
+parent/unit_of_work.py, and any error rolls back everything, including the nonce a signed
+request would have consumed.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -
 
 
 def node_required(view):
-    """Authenticate a node, run the view, commit its unit of work."""
+    """Authenticate a node, then run the view."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -140,9 +140,7 @@ def node_required(view):
         g.node = authenticate_node()
         note_route_family(g.node)
         note_sign_of_life(g.node)  # any authenticated request is a sign of life
-        response = view(*args, **kwargs)
-        db.session.commit()
-        return response
+        return view(*args, **kwargs)
 
     return wrapper
 
@@ -179,13 +177,11 @@ def authenticate_admin() -> tuple[Admin, AdminToken]:
 
 
 def admin_required(view):
-    """Authenticate an admin, run the view, commit its unit of work."""
+    """Authenticate an admin, then run the view."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
         g.admin, g.admin_token = authenticate_admin()
-        response = view(*args, **kwargs)
-        db.session.commit()
-        return response
+        return view(*args, **kwargs)
 
     return wrapper

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from shared import paths, signing
 
 from ..auth import settings
-from ..extensions import db
+from .. import unit_of_work
 from .nodes import get_node
 
 _ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -75,7 +75,7 @@ def test_connection(node_id: str, values: dict) -> dict:
               "latency_ms": None, "authenticated": None, "error": None}
     # Nothing was written; end the read transaction now so outbound calls (up to the
     # timeout) never hold a database lock (on SQLite, the write lock) while they wait.
-    db.session.commit()
+    unit_of_work.commit_now()
     with requests.Session() as session:
         session.trust_env = False
         started = time.monotonic()

@@ -19,6 +19,7 @@ from shared.timeutil import isoformat_z
 from ..auth import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
+from .. import unit_of_work
 from ..extensions import db
 from ..models import Feed, Node, NodeCommand, WechatLogin
 from ..models.node import NODE_TYPE_CHILD, STATUS_ONLINE
@@ -301,7 +302,7 @@ def search_accounts(query: str, timeout: float = SEARCH_TIMEOUT_SECONDS) -> list
     _queue(command)
     db.session.flush()
     command_id = command.id
-    db.session.commit()  # the node must see it while this request waits
+    unit_of_work.commit_now()  # the node must see it while this request waits
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(SEARCH_POLL_SECONDS)
@@ -312,12 +313,12 @@ def search_accounts(query: str, timeout: float = SEARCH_TIMEOUT_SECONDS) -> list
         if command.status == COMMAND_FAILED:
             raise ApiError(codes.WECHAT_FAILED,
                            f"The node could not search WeChat: {command.error}")
-        db.session.commit()  # end the read transaction so the next read sees the node's write
+        unit_of_work.commit_now()  # end the read transaction so the next read sees the node's write
     db.session.execute(
         db.update(NodeCommand).where(NodeCommand.id == command_id,
                                      NodeCommand.status.in_((COMMAND_PENDING, COMMAND_DELIVERED)))
         .values(status=COMMAND_FAILED, error="timed out", finished_at=now())
         .execution_options(synchronize_session=False))
-    db.session.commit()
+    unit_of_work.commit_now()  # the error answer below would roll the timed-out mark back
     raise ApiError(codes.WECHAT_TIMEOUT, f"Node {node.name} did not answer the search within "
                                          f"{timeout:g} s; try again.")
