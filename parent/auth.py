@@ -12,7 +12,7 @@ import hmac
 from functools import wraps
 from urllib.parse import quote
 
-from flask import current_app, g, request
+from flask import g, request
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
@@ -20,15 +20,11 @@ from shared import signing
 from shared.timeutil import isoformat_z
 
 from .clock import now
+from .config import settings
 from .crypto import cipher
 from .errors import ApiError
 from .extensions import db
 from .models import Admin, AdminToken, Node, UsedNonce
-
-
-def settings():
-    """Return the app's CascadeSettings."""
-    return current_app.config["WERSS_SETTINGS"].cascade
 
 
 def raw_request_path() -> str:

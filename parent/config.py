@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from flask import current_app
 
 DEFAULT_DATABASE_URL = "sqlite:///data/parent.db"
 DEFAULT_PORT = 8001
@@ -75,6 +76,11 @@ class Settings:
     # parent/channel_settings.py: channel name -> ChannelLimit, and the notice channel.
     channel_limits: dict = field(default_factory=dict)
     notice: dict | None = None
+
+
+def settings() -> CascadeSettings:
+    """Return the running app's ``cascade:`` settings."""
+    return current_app.config["WERSS_SETTINGS"].cascade
 
 
 _CASCADE_ENV_PREFIX = "WERSS_CASCADE_"

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..crypto import cipher
 from ..errors import ApiError

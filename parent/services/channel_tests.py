@@ -15,7 +15,7 @@ from child.collectors.base import CollectedArticle
 from child.notifiers import notifier_for
 from child.notifiers.base import NotifyError
 
-from ..auth import settings
+from ..config import settings
 from . import send_budgets
 from .message_tasks import get_task, task_channel, task_to_wire
 

@@ -16,7 +16,7 @@ from marshmallow import ValidationError
 
 from shared import paths, signing
 
-from ..auth import settings
+from ..config import settings
 from .. import unit_of_work
 from .nodes import get_node
 

@@ -18,7 +18,7 @@ from shared import errors as codes
 from shared.channels import effective_channel
 from shared.timeutil import isoformat_z, parse_iso
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, or_
 from shared import errors as codes
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError
 from ..extensions import db

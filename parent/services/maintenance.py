@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, IdempotencyRecord, Lease, TaskReport, TaskRun, UsedNonce

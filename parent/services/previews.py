@@ -9,7 +9,7 @@ from child.notifiers.base import NotifyError
 from shared import errors as codes
 from shared.channels import effective_channel
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db

@@ -15,7 +15,7 @@ from sqlalchemy import func
 
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Feed, MessageTask, TaskRun

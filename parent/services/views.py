@@ -9,7 +9,7 @@ from sqlalchemy import func
 
 from shared.timeutil import from_unix, isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from shared import errors as codes
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from .. import unit_of_work
