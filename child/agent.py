@@ -322,9 +322,8 @@ class Agent:
                 started = time.monotonic()
                 leases = self.claim(self.config.claim_wait)
                 self._claim_backoff = 0.0
-                if not leases and self.config.claim_wait and time.monotonic() - started < 1:
-                    # The parent answered at once (its waiting slots were busy): pace ourselves.
-                    self.stop_event.wait(random.uniform(1.0, 3.0))
+                if not leases:
+                    self.stop_event.wait(self._claim_pause(time.monotonic() - started))
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 if errors.is_fatal(exc):
                     self._fail_fatally(exc)
@@ -332,6 +331,18 @@ class Agent:
                 self._back_off_claims(exc)
             except Exception as exc:  # noqa: BLE001
                 self._back_off_claims(exc)
+
+    def _claim_pause(self, took: float) -> float:
+        """How long to wait after a claim that brought nothing."""
+        retry_after = self.client.claim_retry_after
+        if retry_after is not None:
+            # The parent's moment (just after its next due work), never later than our own
+            # claim_wait, and spread a little so that children told the same moment do not
+            # all arrive in the same instant.
+            return min(retry_after, max(1, self.config.claim_wait)) * random.uniform(1.0, 1.1)
+        if self.config.claim_wait and took < 1:
+            return random.uniform(1.0, 3.0)  # an older parent whose waiting slots were busy
+        return 0.0
 
     def _back_off_claims(self, exc: Exception) -> None:
         self._claim_backoff = min(60.0, max(1.0, self._claim_backoff * 2))

@@ -82,6 +82,9 @@ class ParentClient:
         # Hears the commands (WeChat login, account search) the parent sends along with
         # heartbeat and claim answers.
         self.on_commands: Callable[[list], None] | None = None
+        # Seconds the parent asked us to wait after the last claim that brought nothing
+        # (its Retry-After, from the work it knows is coming); None when it said nothing.
+        self.claim_retry_after: float | None = None
 
     # -- transport ---------------------------------------------------------------------------
     def _authorization(self, prepared: requests.PreparedRequest) -> str:
@@ -235,7 +238,9 @@ class ParentClient:
         response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},
                                  idempotency_key=idempotency_key, timeout=wait + 15)
         if response.status == 204:
+            self.claim_retry_after = _retry_after(response.headers.get("Retry-After"))
             return []
+        self.claim_retry_after = None
         self._hand_over_commands(response.data)
         return response.data["leases"]
 

@@ -39,6 +39,7 @@ class CascadeSettings:
     max_attempts: int = 3
     feeds_per_allocation: int = 1
     claim_max_wait: int = 30
+    wechat_claim_interval: int = 3
     admin_token_ttl: int = 12 * 3600
     login_max_failures: int = 5
     login_window_seconds: int = 900
@@ -51,7 +52,7 @@ class CascadeSettings:
     retry_backoff: int = 60
     work_retention_days: int = 30
     trusted_proxies: int = 0
-    long_poll_slots: int = 4
+    long_poll_slots: int = 4  # unused since claims stopped waiting; accepted in old files
     max_rate_limit_wait: int = 86400
     min_cron_interval: int = 60
     public_base_url: str | None = None
@@ -184,7 +185,7 @@ _POSITIVE_INTS = {
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
     "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
-    "min_cron_interval",
+    "min_cron_interval", "wechat_claim_interval",
     "delivery_max_attempts", "delivery_retry_backoff", "presence_flush_interval",
 }
 

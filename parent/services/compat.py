@@ -47,7 +47,7 @@ def task_package(lease: dict, claimed: bool = True) -> dict:
 
 def claim_task(node: Node) -> dict | None:
     """Lease one allocation (no long-poll: WeRSS polls on its own timer)."""
-    leases = leasing.claim(node, 1, 0)
+    leases = leasing.claim(node, 1)
     return task_package(leases[0]) if leases else None
 
 
