@@ -19,7 +19,7 @@ from typing import Callable
 import requests
 import schedule
 
-from shared import paths
+from shared import jsonlog, paths
 from shared.timeutil import isoformat_z, parse_iso
 
 from . import __version__, errors
@@ -126,6 +126,7 @@ class Agent:
             "running": running,
             "capabilities": {"sources": ["rss", "wechat"], "wechat": self.wechat.capability()},
         })
+        jsonlog.set_process_fields(node_id=(data or {}).get("node_id"))
         for key in ("heartbeat_interval", "sync_interval"):
             if isinstance((data or {}).get(key), int) and data[key] > 0:
                 self.intervals[key.split("_")[0]] = data[key]
@@ -214,7 +215,9 @@ class Agent:
         with self._active_lock:
             self.active[lease["lease_id"]] = work
         self.cache.hold_lease(lease)
-        self.executor.submit(self._execute_guarded, work)
+        # Every line logged while working the lease names it (JSON logs: a lease_id field).
+        self.executor.submit(jsonlog.with_fields(self._execute_guarded,
+                                                 lease_id=lease["lease_id"]), work)
 
     def _execute_guarded(self, work: LeaseWork) -> None:
         try:

@@ -20,7 +20,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
 
     :raises ConfigError: the configuration is invalid or has no secret key.
     """
-    from . import api, clock as clock_module, crypto, errors, metrics, unit_of_work
+    from . import api, clock as clock_module, crypto, errors, logs, metrics, unit_of_work
     from .extensions import db, migrate
 
     settings = load_settings(config, environ)
@@ -60,6 +60,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
     crypto.init_app(app, settings.secret_key)
     errors.init_app(app)
     metrics.init_app(app)
+    logs.init_app(app)
     api.init_app(app)
     unit_of_work.init_app(app)
     return app

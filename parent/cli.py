@@ -284,13 +284,14 @@ def serve(bind, workers, threads):
     with app.app_context():
         database.engine.dispose()  # never share connections with forked workers
     from .gunicorn_app import BindError, check_bind, run_gunicorn
+    from .logs import gunicorn_log_config
 
     address = bind or f"127.0.0.1:{settings.port}"
     try:
         check_bind(address)
     except BindError as exc:
         _fail(str(exc), 1)
-    run_gunicorn(address, workers, threads)
+    run_gunicorn(address, workers, threads, gunicorn_log_config(settings))
 
 
 def main():

@@ -77,6 +77,8 @@ class Settings:
     # parent/channel_settings.py: channel name -> ChannelLimit, and the notice channel.
     channel_limits: dict = field(default_factory=dict)
     notice: dict | None = None
+    log_format: str = "text"  # or "json": one JSON object a line (shared/jsonlog.py)
+    log_level: str = "INFO"
 
 
 def settings() -> CascadeSettings:
@@ -114,6 +116,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ=None) -> Sett
         raw["secret_key"] = environ["WERSS_SECRET_KEY"]
     if environ.get("PORT"):
         raw["port"] = environ["PORT"]
+    for key in ("log_format", "log_level"):
+        if environ.get(f"WERSS_{key.upper()}"):
+            raw[key] = environ[f"WERSS_{key.upper()}"]
     for name in (f.name for f in fields(CascadeSettings)):
         env_name = _CASCADE_ENV_PREFIX + name.upper()
         if env_name in environ:
@@ -144,7 +149,8 @@ def _read_yaml(path: Path) -> tuple[dict, dict]:
 
 
 def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
-    known_top = {"db", "secret_key", "secret_key_file", "port", "channel_limits", "notice"}
+    known_top = {"db", "secret_key", "secret_key_file", "port", "channel_limits", "notice",
+                 "log_format", "log_level"}
     unknown = sorted(set(raw) - known_top)
     if unknown:
         raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
@@ -170,7 +176,20 @@ def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
         port=_as_int("port", raw.get("port", DEFAULT_PORT), minimum=1, maximum=65535),
         cascade=cascade,
         source=source,
+        log_format=_as_choice("log_format", raw.get("log_format", "text"), LOG_FORMATS),
+        log_level=_as_choice("log_level", raw.get("log_level", "INFO"), LOG_LEVELS).upper(),
     )
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _as_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    return text
 
 
 def _read_secret_file(path: str) -> str:
