@@ -94,8 +94,10 @@ class ParentClient:
         body = prepared.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
+        # requests leaves method None only on a PreparedRequest nobody prepared.
+        method = prepared.method or "GET"
         return signing.signed_authorization(self.config.api_key, self.config.api_secret,
-                                            prepared.method, path, query, body,
+                                            method, path, query, body,
                                             timestamp=int(self.clock()))
 
     def _request(self, method: str, route: str, *, json_body: Any = None, params=None,
@@ -160,8 +162,9 @@ class ParentClient:
             body = {}
         code = body.get("error")
         message = body.get("message") or f"HTTP {raw.status_code}"
-        kwargs = dict(status=raw.status_code, code=code, details=body.get("details"),
-                      request_id=body.get("request_id") or request_id)
+        kwargs: dict[str, Any] = dict(status=raw.status_code, code=code,
+                                      details=body.get("details"),
+                                      request_id=body.get("request_id") or request_id)
         status = raw.status_code
         if status == 429:
             retry_after = _retry_after(raw.headers.get("Retry-After"))

@@ -48,8 +48,9 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
         # login throttle counts real clients, not the proxy.
         n = settings.cascade.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    # Flask's DefaultJSONProvider; app.json is typed as the JSONProvider interface.
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _prepare_sqlite_directory(database_url)
 
     db.init_app(app)

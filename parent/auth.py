@@ -75,7 +75,7 @@ def authenticate_node() -> Node:
     ).scalar_one_or_none()
     secret = (cipher().decrypt_cached(node.secret_ciphertext)
               if node and node.secret_ciphertext else None)
-    if secret is None:
+    if node is None or secret is None:
         raise ApiError(codes.INVALID_CREDENTIALS)
 
     if isinstance(parsed, signing.PlainCredentials):

@@ -6,6 +6,7 @@ import os
 import secrets
 import sys
 import tempfile
+from typing import NoReturn
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ EXIT_CONFIG = 2
 DEFAULT_SECRET_KEY_FILE = "data/secret_key"
 
 
-def _fail(message: str, code: int = EXIT_CONFIG):
+def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     click.echo(f"werss-parent: {message}", err=True)
     sys.exit(code)
 
@@ -94,7 +95,10 @@ def _head_revision() -> str:
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS_DIR)
-    return ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        _fail(f"no migrations found in {MIGRATIONS_DIR}", 1)
+    return head
 
 
 def _read_password(password: str | None, prompt: bool = True) -> str:

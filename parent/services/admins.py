@@ -17,7 +17,7 @@ from ..config import settings
 from ..clock import now
 from ..crypto import cipher
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Admin, AdminLoginSource, AdminToken, LoginFailure
 
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt 5 refuses) anything longer
@@ -108,10 +108,10 @@ def _is_known_source(username: str, client_ip: str | None) -> bool:
 def _remember_source(admin_id: int, client_ip: str | None, moment) -> None:
     if not client_ip:
         return
-    updated = db.session.execute(
+    updated = rowcount(db.session.execute(
         db.update(AdminLoginSource)
         .where(AdminLoginSource.admin_id == admin_id, AdminLoginSource.source == client_ip)
-        .values(last_login_at=moment)).rowcount
+        .values(last_login_at=moment)))
     if not updated:
         try:
             with db.session.begin_nested():

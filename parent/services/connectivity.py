@@ -89,7 +89,7 @@ def test_connection(node_id: str, values: dict) -> dict:
             return result
         result.update(reachable=True, status_code=response.status_code,
                       latency_ms=round((time.monotonic() - started) * 1000, 1))
-        if api_key:
+        if api_key and api_secret:  # both or neither, checked above
             result.update(_check_credentials(session, api_url, api_key, api_secret))
     return result
 

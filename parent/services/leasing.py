@@ -21,7 +21,7 @@ from shared.timeutil import isoformat_z
 from ..config import settings
 from ..clock import now
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, Article, Feed, Lease, MessageTask, Node, TaskRun
 from ..models.work import (
     ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_ACTIVE, LEASE_COMPLETED,
@@ -54,14 +54,14 @@ def requeue_expired(moment: datetime | None = None) -> int:
         .values(status=LEASE_EXPIRED, ended_at=moment, error="lease expired")
         .execution_options(synchronize_session=False)
     )
-    count = db.session.execute(
+    count = rowcount(db.session.execute(
         db.update(Allocation).where(expired).values(
             status=case((Allocation.attempt >= Allocation.max_attempts, ALLOC_DEAD),
                         else_=ALLOC_PENDING),
             current_lease_id=None, leased_to=None, lease_expires_at=None,
             last_error="lease expired", updated_at=moment,
         ).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     return count
 
 
@@ -138,20 +138,20 @@ def claim_once(node: Node, max_count: int,
         own = set(node.labels or [])
         candidates = [a for a in candidates if set(a.labels or []) <= own]
 
-    claimed = []
+    claimed: list[tuple[Allocation, Lease]] = []
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
     for allocation in candidates:
         if len(claimed) >= room:
             break
         lease_id = new_uuid()
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(Allocation)
             .where(Allocation.id == allocation.id, Allocation.status == ALLOC_PENDING)
             .values(status=ALLOC_LEASED, current_lease_id=lease_id, leased_to=node.id,
                     attempt=Allocation.attempt + 1, lease_expires_at=expires_at,
                     updated_at=moment)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if won != 1:
             continue  # another claimer took it between our read and our write
         lease = Lease(id=lease_id, allocation_id=allocation.id, node_id=node.id,
@@ -184,7 +184,7 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
         db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
     slots = dict(db.session.execute(
         db.select(TaskRun.id, TaskRun.slot)
-        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).all())
+        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).tuples().all())
     payloads = []
     for allocation, lease in claimed:
         task = tasks.get(allocation.task_id)
@@ -221,7 +221,7 @@ def _live(node: Node, lease_id: str, moment: datetime) -> tuple[Lease, Allocatio
     allocation = db.session.get(Allocation, lease.allocation_id)
     if (lease.status != LEASE_ACTIVE or allocation is None
             or allocation.current_lease_id != lease.id or allocation.status != ALLOC_LEASED
-            or allocation.lease_expires_at <= moment):
+            or allocation.lease_expires_at is None or allocation.lease_expires_at <= moment):
         raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id,
                                                    "lease_status": lease.status})
     return lease, allocation
@@ -235,12 +235,12 @@ def lease_feed_ids(node: Node, lease_id: str) -> list[str]:
 
 def _guarded(lease_id: str, moment: datetime, **values) -> None:
     """Apply values to the allocation only while this lease still holds it."""
-    won = db.session.execute(
+    won = rowcount(db.session.execute(
         db.update(Allocation).where(
             Allocation.current_lease_id == lease_id, Allocation.status == ALLOC_LEASED,
             Allocation.lease_expires_at > moment,
         ).values(updated_at=moment, **values).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if won != 1:
         raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id})
 
@@ -276,7 +276,7 @@ def _record_feed_results(node: Node, allocation: Allocation, results: list[dict]
     latest = dict(db.session.execute(
         db.select(Article.feed_id, func.max(Article.publish_time))
         .where(Article.feed_id.in_(allocation.feed_ids)).group_by(Article.feed_id)
-    ).all())
+    ).tuples().all())
     feeds = db.session.execute(
         db.select(Feed.id, Feed.sync_time, Feed.update_time, Feed.source_type)
         .where(Feed.id.in_(allocation.feed_ids))).all()
@@ -353,12 +353,12 @@ def release_node_leases(node_id: str, moment: datetime | None = None) -> int:
             Lease.id.in_(db.select(Allocation.current_lease_id).where(held)),
         ).values(status=LEASE_RELEASED, ended_at=moment).execution_options(synchronize_session=False)
     )
-    return db.session.execute(
+    return rowcount(db.session.execute(
         db.update(Allocation).where(held).values(
             status=ALLOC_PENDING, attempt=Allocation.attempt - 1, current_lease_id=None,
             leased_to=None, lease_expires_at=None, last_error="node removed", updated_at=moment,
         ).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
 
 
 def cancel_claim_wait(node: Node) -> dict:

@@ -20,9 +20,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import Table, and_, bindparam, or_
 
 from shared.paths import WX_CASCADE_PREFIX
 
@@ -147,7 +148,7 @@ def flush_presence() -> int:
     taken = buffer().take()
     if not taken:
         return 0
-    table = Node.__table__
+    table = cast(Table, Node.__table__)  # a mapped class's table (typed as FromClause)
     statement = (
         table.update()
         .where(table.c.id == bindparam("b_id"),

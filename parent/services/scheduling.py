@@ -149,7 +149,7 @@ def schedule_due_runs(moment: datetime | None = None) -> int:
     last_slots = dict(db.session.execute(
         db.select(TaskRun.task_id, func.max(TaskRun.slot))
         .where(TaskRun.trigger == TRIGGER_CRON).group_by(TaskRun.task_id)
-    ).all())
+    ).tuples().all())
     feeds = None
     created = 0
     for task in tasks:

@@ -20,7 +20,7 @@ from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from .. import unit_of_work
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Feed, Node, NodeCommand, WechatLogin
 from ..models.node import NODE_TYPE_CHILD, STATUS_ONLINE
 from ..models.sync_log import (
@@ -68,12 +68,12 @@ def deliver_commands(node: Node) -> list[dict]:
     moment = now()
     delivered = []
     for command in pending:
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(NodeCommand)
             .where(NodeCommand.id == command.id, NodeCommand.status == COMMAND_PENDING)
             .values(status=COMMAND_DELIVERED, delivered_at=moment)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if won == 1:
             delivered.append({"id": command.id, "kind": command.kind,
                               "payload": command.payload or {}})
@@ -234,8 +234,8 @@ def record_login_state(node: Node, values: dict) -> dict:
 
 def note_session_change(node: Node, before: dict | None, after: dict | None) -> None:
     """Record a valid <-> expired change of the node's WeChat session, once per change."""
-    was = bool((before or {}).get("wechat") and before["wechat"].get("session_valid"))
-    is_now = bool((after or {}).get("wechat") and after["wechat"].get("session_valid"))
+    was = bool(((before or {}).get("wechat") or {}).get("session_valid"))
+    is_now = bool(((after or {}).get("wechat") or {}).get("session_valid"))
     if was == is_now:
         return
     account = ((after or {}).get("wechat") or {}).get("account") or \
@@ -257,10 +257,10 @@ def mark_feeds_invalid(node: Node, results: list[dict]) -> None:
         if not result.get("feed_invalid"):
             continue
         reason = result.get("error") or "WeChat refused this account (200002)"
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(Feed).where(Feed.id == result["mp_id"], Feed.invalid_reason.is_(None))
             .values(invalid_reason=reason, updated_at=Feed.updated_at)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if won:
             log_sync(node.id, OP_WECHAT_FEED_INVALID, DIRECTION_EVENT, STATUS_FAILED,
                      error_message=f"feed {result['mp_id']}: {reason}")
@@ -307,7 +307,7 @@ def search_accounts(query: str, timeout: float = SEARCH_TIMEOUT_SECONDS) -> list
     while time.monotonic() < deadline:
         time.sleep(SEARCH_POLL_SECONDS)
         db.session.expire_all()
-        command = db.session.get(NodeCommand, command_id)
+        command = db.session.get_one(NodeCommand, command_id)  # committed above
         if command.status == COMMAND_DONE:
             return list((command.result or {}).get("results") or [])
         if command.status == COMMAND_FAILED:
