@@ -69,7 +69,7 @@ compose-test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## mypy on shared/, parent/ and child/ (not clean yet, so not run by .ci/run).
+## mypy on shared/, parent/ and child/; clean, and run by .ci/run.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

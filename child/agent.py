@@ -174,7 +174,7 @@ class Agent:
             if not page.next_after:
                 break
             after = page.next_after
-            page = None  # let the written page go before the next one arrives
+            del page  # let the written page go before the next one arrives
             page = self.client.pull_page(route, self.page_size, after=after)
         self.cache.finish_full_pull(table, generation, etag, cursor)
         return count

@@ -47,7 +47,8 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
         # Behind N reverse proxies, take the client address from X-Forwarded-For so the
         # login throttle counts real clients, not the proxy.
         n = settings.cascade.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented wrapping
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     # Flask's DefaultJSONProvider; app.json is typed as the JSONProvider interface.
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]

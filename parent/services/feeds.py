@@ -194,7 +194,9 @@ def _import_chunk(chunk: list[tuple[int, dict]], earlier: dict[str, str],
     """Create one chunk's new feeds and commit; ``earlier`` holds what previous rows took."""
     for attempt in (1, 2):
         taken = {**_conflicts([values for _, values in chunk]), **earlier}
-        created, chunk_skipped, chunk_taken = [], [], {}
+        created: list[Feed] = []
+        chunk_skipped: list[dict] = []
+        chunk_taken: dict[str, str] = {}
         for index, values in chunk:
             reason = _duplicate_reason(values, {**taken, **chunk_taken})
             if reason:
@@ -281,7 +283,9 @@ def _import_feeds(rows: list) -> dict:
         values["id"] = derive_feed_id(values)
         candidates.append((index, values))
 
-    skipped, created_ids, earlier = [], [], {}
+    skipped: list[dict] = []
+    created_ids: list[str] = []
+    earlier: dict[str, str] = {}  # an id, faker_id or source_url taken -> the feed that took it
     sqlite = db.session.get_bind().dialect.name == "sqlite"
     for start in range(0, len(candidates), IMPORT_CHUNK):
         began = time.monotonic()
