@@ -271,7 +271,7 @@ def init(secret_key_file):
 @click.option("--bind", default=None, help="HOST:PORT [127.0.0.1:$PORT or 8001]")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--threads", type=int, default=8, show_default=True,
-              help="Threads per worker (long-polling claims hold one each).")
+              help="Threads per worker (claims answer at once; a WeChat search holds one up to 10 s).")
 def serve(bind, workers, threads):
     """Run the parent under gunicorn."""
     app = _app()

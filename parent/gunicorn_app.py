@@ -57,7 +57,7 @@ def gunicorn_options(bind: str, workers: int, threads: int, log_config: dict | N
         "threads": threads,
         # gthread whose event loop reads each request first: slow clients hold no thread.
         "worker_class": "parent.gunicorn_worker.BufferingThreadWorker",
-        # Claims long-poll for up to 30 s; leave room above that.
+        # The longest request (a WeChat account search) waits 10 s; leave ample room.
         "timeout": 75,
         "graceful_timeout": 30,
         "keepalive": 5,

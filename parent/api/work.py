@@ -34,7 +34,7 @@ def claim():
 @bp.post("/claim/cancel")
 @node_required
 def cancel_claim_wait():
-    """A stopping child ends its long-poll now instead of waiting it out."""
+    """Kept for children that end a long-poll when they stop (claims no longer wait)."""
     return respond(leasing.cancel_claim_wait(g.node), "等待中的认领已结束")
 
 
