@@ -8,6 +8,7 @@ import pytest
 
 from parent.config import ConfigError, load_settings
 from parent.logs import configure_logging
+from shared import jsonlog
 from tests.parent.test_leasing import claim, dispatch, make_feeds, make_task
 
 
@@ -15,7 +16,9 @@ from tests.parent.test_leasing import claim, dispatch, make_feeds, make_task
 def captured(app):
     """What the process's log handler writes, as configured by `serve` for this app."""
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    saved = (list(root.handlers), root.level, dict(jsonlog._process_fields))
+    # A parent process has no process-wide fields; in-process child tests may have set some.
+    jsonlog._process_fields.clear()
     stream = io.StringIO()
     configure_logging(app.config["WERSS_SETTINGS"], stream)
 
@@ -28,6 +31,7 @@ def captured(app):
     for handler in saved[0]:
         root.addHandler(handler)
     root.setLevel(saved[1])
+    jsonlog._process_fields.update(saved[2])
 
 
 @pytest.fixture
