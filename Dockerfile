@@ -21,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Pinned dependencies first, so code changes do not reinstall them.
 WORKDIR /src
 COPY requirements.lock ./
-RUN pip install -r requirements.lock
+RUN pip install --require-hashes -r requirements.lock
 
 COPY pyproject.toml ./
 COPY shared ./shared
@@ -44,7 +44,7 @@ EXPOSE 8001
 
 # The parent's health check. A child container overrides it (see docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8001/readyz', timeout=4).status == 200 else 1)"]
 
 # Parent: WERSS_SECRET_KEY (or WERSS_SECRET_KEY_FILE) is required; without it both commands
 # stop with "no secret key". WERSS_ADMIN_PASSWORD sets the first admin's password; without it

@@ -4,15 +4,34 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up demo test bench install clean compose-test lint typecheck format
+.PHONY: up demo test test-fast cov bench install lock clean compose-test lint typecheck format
 
+# requirements-test.lock holds everything (runtime, test, lint), pinned and hashed;
+# requirements.lock the runtime alone (the image installs that).
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-test.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+PIP_TOOLS := pip-tools==7.6.2
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+  $(if $(UPGRADE),--upgrade)
+
+## Regenerate both hashed locks from pyproject.toml, after adding or changing a dependency
+## there. Pins already in the locks are kept where pyproject.toml allows them; UPGRADE=1
+## moves every pin to the newest version allowed. Then `make install`.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip show pip-tools >/dev/null 2>&1 || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) \
+	  --output-file requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) \
+	  --extra test --extra lint --constraint requirements.lock \
+	  --output-file requirements-test.lock pyproject.toml
 
 ## The whole system on the embedded default (SQLite under data/), parent on 127.0.0.1:8001.
 up: $(STAMP)
@@ -30,6 +49,17 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || echo "NOTE: Chromium not found: the console's browser tests (tests/browser) are SKIPPED. Install it with 'bash deploy/install-chromium.sh' (as root)."
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The inner loop: everything but the end-to-end, browser and deploy tests (seconds, not
+## minutes; in-process Flask app, real SQLite, and PostgreSQL when WERSS_TEST_DATABASE_URL is set).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e and not browser and not deploy" $(PYTEST_ARGS)
+
+## test-fast with line coverage of parent/, child/ and shared/: a table in the terminal and
+## an HTML report in htmlcov/ (the end-to-end tests run code in other processes, not counted).
+cov: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e and not browser and not deploy" \
+	  --cov --cov-report=term --cov-report=html $(PYTEST_ARGS)
+
 ## docker-compose.yml for real (root; minutes): installs docker.io and docker-compose if
 ## missing, starts a private dockerd if none runs, builds the image, drives parent + child.
 compose-test: $(STAMP)
@@ -39,7 +69,7 @@ compose-test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## mypy on shared/, parent/ and child/ (not clean yet, so not run by .ci/run).
+## mypy on shared/, parent/ and child/; clean, and run by .ci/run.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -55,4 +85,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache build *.egg-info \
+	  .coverage htmlcov

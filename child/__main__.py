@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from shared import jsonlog
+
 EXIT_OK, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
 
@@ -211,6 +213,10 @@ def main(argv=None) -> None:
                         default=os.environ.get("CASCADE_LOG_LEVEL", "INFO"),
                         help="DEBUG, INFO, WARNING or ERROR (default: $CASCADE_LOG_LEVEL "
                              "or INFO)")
+    parser.add_argument("--log-format", choices=jsonlog.FORMATS,
+                        default=os.environ.get("CASCADE_LOG_FORMAT", "text").strip().lower(),
+                        help="text, or json: one JSON object a line with node_id and lease_id "
+                             "fields (default: $CASCADE_LOG_FORMAT or text)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, handler, text, description in COMMANDS:
         sub = commands.add_parser(name, help=text, description=description)
@@ -230,8 +236,9 @@ def main(argv=None) -> None:
         if _STOP_REQUESTED:
             sys.exit(EXIT_OK)
     args.config = getattr(args, "config_sub", None) or args.config
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format not in jsonlog.FORMATS:
+        parser.error(f"CASCADE_LOG_FORMAT: expected text or json, got {args.log_format!r}")
+    jsonlog.configure(args.log_format, args.log_level.upper())
     # urllib3's debug lines carry request paths and queries, where webhook tokens live.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger().level))
     sys.exit(args.handler(args))

@@ -35,7 +35,7 @@ def check_public_url(url: str) -> None:
     except (socket.gaierror, UnicodeError, ValueError):
         return  # the fetch itself reports an unknown host
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         if not address.is_global or address.is_multicast:

@@ -19,7 +19,7 @@ from typing import Callable
 import requests
 import schedule
 
-from shared import paths
+from shared import jsonlog, paths
 from shared.timeutil import isoformat_z, parse_iso
 
 from . import __version__, errors
@@ -126,6 +126,7 @@ class Agent:
             "running": running,
             "capabilities": {"sources": ["rss", "wechat"], "wechat": self.wechat.capability()},
         })
+        jsonlog.set_process_fields(node_id=(data or {}).get("node_id"))
         for key in ("heartbeat_interval", "sync_interval"):
             if isinstance((data or {}).get(key), int) and data[key] > 0:
                 self.intervals[key.split("_")[0]] = data[key]
@@ -173,7 +174,7 @@ class Agent:
             if not page.next_after:
                 break
             after = page.next_after
-            page = None  # let the written page go before the next one arrives
+            del page  # let the written page go before the next one arrives
             page = self.client.pull_page(route, self.page_size, after=after)
         self.cache.finish_full_pull(table, generation, etag, cursor)
         return count
@@ -214,7 +215,9 @@ class Agent:
         with self._active_lock:
             self.active[lease["lease_id"]] = work
         self.cache.hold_lease(lease)
-        self.executor.submit(self._execute_guarded, work)
+        # Every line logged while working the lease names it (JSON logs: a lease_id field).
+        self.executor.submit(jsonlog.with_fields(self._execute_guarded,
+                                                 lease_id=lease["lease_id"]), work)
 
     def _execute_guarded(self, work: LeaseWork) -> None:
         try:
@@ -322,9 +325,8 @@ class Agent:
                 started = time.monotonic()
                 leases = self.claim(self.config.claim_wait)
                 self._claim_backoff = 0.0
-                if not leases and self.config.claim_wait and time.monotonic() - started < 1:
-                    # The parent answered at once (its waiting slots were busy): pace ourselves.
-                    self.stop_event.wait(random.uniform(1.0, 3.0))
+                if not leases:
+                    self.stop_event.wait(self._claim_pause(time.monotonic() - started))
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 if errors.is_fatal(exc):
                     self._fail_fatally(exc)
@@ -332,6 +334,18 @@ class Agent:
                 self._back_off_claims(exc)
             except Exception as exc:  # noqa: BLE001
                 self._back_off_claims(exc)
+
+    def _claim_pause(self, took: float) -> float:
+        """How long to wait after a claim that brought nothing."""
+        retry_after = self.client.claim_retry_after
+        if retry_after is not None:
+            # The parent's moment (just after its next due work), never later than our own
+            # claim_wait, and spread a little so that children told the same moment do not
+            # all arrive in the same instant.
+            return min(retry_after, max(1, self.config.claim_wait)) * random.uniform(1.0, 1.1)
+        if self.config.claim_wait and took < 1:
+            return random.uniform(1.0, 3.0)  # an older parent whose waiting slots were busy
+        return 0.0
 
     def _back_off_claims(self, exc: Exception) -> None:
         self._claim_backoff = min(60.0, max(1.0, self._claim_backoff * 2))

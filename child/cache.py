@@ -153,7 +153,7 @@ class LocalCache:
     def apply_changes(self, table: str, items: list[dict], deleted: list[str],
                       cursor: str, etag: str | None = None) -> None:
         assert table in ("feeds", "tasks")
-        statements = [(f"INSERT INTO {table} (id, data) VALUES (?, ?) ON CONFLICT(id) "
+        statements: list[tuple[str, tuple[str, ...]]] = [(f"INSERT INTO {table} (id, data) VALUES (?, ?) ON CONFLICT(id) "
                        "DO UPDATE SET data = excluded.data",
                        (str(item["id"]), _encode(table, item))) for item in items]
         statements += [(f"DELETE FROM {table} WHERE id = ?", (str(i),)) for i in deleted]
@@ -177,7 +177,7 @@ class LocalCache:
     def unseen(self, feed_id: str, article_ids: list[str]) -> set[str]:
         if not article_ids:
             return set()
-        seen = set()
+        seen: set[str] = set()
         for start in range(0, len(article_ids), 500):
             chunk = article_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))

@@ -82,6 +82,9 @@ class ParentClient:
         # Hears the commands (WeChat login, account search) the parent sends along with
         # heartbeat and claim answers.
         self.on_commands: Callable[[list], None] | None = None
+        # Seconds the parent asked us to wait after the last claim that brought nothing
+        # (its Retry-After, from the work it knows is coming); None when it said nothing.
+        self.claim_retry_after: float | None = None
 
     # -- transport ---------------------------------------------------------------------------
     def _authorization(self, prepared: requests.PreparedRequest) -> str:
@@ -91,8 +94,10 @@ class ParentClient:
         body = prepared.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
+        # requests leaves method None only on a PreparedRequest nobody prepared.
+        method = prepared.method or "GET"
         return signing.signed_authorization(self.config.api_key, self.config.api_secret,
-                                            prepared.method, path, query, body,
+                                            method, path, query, body,
                                             timestamp=int(self.clock()))
 
     def _request(self, method: str, route: str, *, json_body: Any = None, params=None,
@@ -157,8 +162,9 @@ class ParentClient:
             body = {}
         code = body.get("error")
         message = body.get("message") or f"HTTP {raw.status_code}"
-        kwargs = dict(status=raw.status_code, code=code, details=body.get("details"),
-                      request_id=body.get("request_id") or request_id)
+        kwargs: dict[str, Any] = dict(status=raw.status_code, code=code,
+                                      details=body.get("details"),
+                                      request_id=body.get("request_id") or request_id)
         status = raw.status_code
         if status == 429:
             retry_after = _retry_after(raw.headers.get("Retry-After"))
@@ -235,7 +241,9 @@ class ParentClient:
         response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},
                                  idempotency_key=idempotency_key, timeout=wait + 15)
         if response.status == 204:
+            self.claim_retry_after = _retry_after(response.headers.get("Retry-After"))
             return []
+        self.claim_retry_after = None
         self._hand_over_commands(response.data)
         return response.data["leases"]
 

@@ -221,7 +221,7 @@ def _bool(values: dict, key: str, default: bool) -> bool:
 
 def _validate(values: dict, source: str) -> ChildConfig:
     enabled = _bool(values, "enabled", True)
-    node_type = node_type_number(values.get("node_type", 1))
+    node_type = node_type_number(values.get("node_type", 1)) or 1  # any other was refused
     url = str(values.get("parent_api_url") or "").rstrip("/")
     if not url:
         raise ConfigError(f"{_label('parent_api_url')}: required (e.g. http://parent:8001)")

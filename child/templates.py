@@ -164,7 +164,7 @@ class _BoundedEnvironment(SandboxedEnvironment):
         self.filters = {name: self._accounted(function)
                         for name, function in self.filters.items()}
         # Block bodies ({% filter %}, {% set %}...{% endset %}, macros) are joined by this.
-        self.concat = self._bounded_concat
+        self.concat = self._bounded_concat  # type: ignore[method-assign]  # Jinja's per-environment hook
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -349,6 +349,8 @@ class _TimedRange:
 
 class _UnixTime(int):
     """Unix seconds that print as a date (as WeRSS templates expect)."""
+
+    _tz: tzinfo | None
 
     def __new__(cls, value: int, tz: tzinfo | None):
         obj = super().__new__(cls, value)

@@ -20,7 +20,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
 
     :raises ConfigError: the configuration is invalid or has no secret key.
     """
-    from . import api, clock as clock_module, crypto, errors, metrics
+    from . import api, clock as clock_module, crypto, errors, logs, metrics, unit_of_work
     from .extensions import db, migrate
 
     settings = load_settings(config, environ)
@@ -47,9 +47,11 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
         # Behind N reverse proxies, take the client address from X-Forwarded-For so the
         # login throttle counts real clients, not the proxy.
         n = settings.cascade.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented wrapping
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    # Flask's DefaultJSONProvider; app.json is typed as the JSONProvider interface.
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _prepare_sqlite_directory(database_url)
 
     db.init_app(app)
@@ -60,7 +62,9 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
     crypto.init_app(app, settings.secret_key)
     errors.init_app(app)
     metrics.init_app(app)
+    logs.init_app(app)
     api.init_app(app)
+    unit_of_work.init_app(app)
     return app
 
 

@@ -1,8 +1,8 @@
-"""Authentication decorators: they put the caller on g.node / g.admin and own the commit.
+"""Authentication decorators: they put the caller on g.node / g.admin.
 
-Each API request is one unit of work: services only flush, and the decorator that
-authenticated the request commits once after the view returns. Any error rolls back
-everything, including the nonce a signed request would have consumed.
+They do not commit: the request's unit of work is committed once, after the view, by
+parent/unit_of_work.py, and any error rolls back everything, including the nonce a signed
+request would have consumed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hmac
 from functools import wraps
 from urllib.parse import quote
 
-from flask import current_app, g, request
+from flask import g, request
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
@@ -20,15 +20,11 @@ from shared import signing
 from shared.timeutil import isoformat_z
 
 from .clock import now
+from .config import settings
 from .crypto import cipher
 from .errors import ApiError
 from .extensions import db
 from .models import Admin, AdminToken, Node, UsedNonce
-
-
-def settings():
-    """Return the app's CascadeSettings."""
-    return current_app.config["WERSS_SETTINGS"].cascade
 
 
 def raw_request_path() -> str:
@@ -79,7 +75,7 @@ def authenticate_node() -> Node:
     ).scalar_one_or_none()
     secret = (cipher().decrypt_cached(node.secret_ciphertext)
               if node and node.secret_ciphertext else None)
-    if secret is None:
+    if node is None or secret is None:
         raise ApiError(codes.INVALID_CREDENTIALS)
 
     if isinstance(parsed, signing.PlainCredentials):
@@ -130,7 +126,7 @@ def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -
 
 
 def node_required(view):
-    """Authenticate a node, run the view, commit its unit of work."""
+    """Authenticate a node, then run the view."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -140,9 +136,7 @@ def node_required(view):
         g.node = authenticate_node()
         note_route_family(g.node)
         note_sign_of_life(g.node)  # any authenticated request is a sign of life
-        response = view(*args, **kwargs)
-        db.session.commit()
-        return response
+        return view(*args, **kwargs)
 
     return wrapper
 
@@ -179,13 +173,11 @@ def authenticate_admin() -> tuple[Admin, AdminToken]:
 
 
 def admin_required(view):
-    """Authenticate an admin, run the view, commit its unit of work."""
+    """Authenticate an admin, then run the view."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
         g.admin, g.admin_token = authenticate_admin()
-        response = view(*args, **kwargs)
-        db.session.commit()
-        return response
+        return view(*args, **kwargs)
 
     return wrapper

@@ -57,7 +57,7 @@ def build_channel_limits(raw: Any, error) -> dict[str, ChannelLimit]:
         if not isinstance(value, dict) or set(value) - {"count", "per", "margin"}:
             raise error(f"channel_limits.{name}: expected {{count, per, margin?}}")
         try:
-            count = int(value.get("count"))
+            count = int(value.get("count", ""))
             per = float(value.get("per", 60))
             margin = float(value["margin"]) if value.get("margin") is not None \
                 else default_margin(per)

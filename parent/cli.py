@@ -6,6 +6,7 @@ import os
 import secrets
 import sys
 import tempfile
+from typing import NoReturn
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ EXIT_CONFIG = 2
 DEFAULT_SECRET_KEY_FILE = "data/secret_key"
 
 
-def _fail(message: str, code: int = EXIT_CONFIG):
+def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     click.echo(f"werss-parent: {message}", err=True)
     sys.exit(code)
 
@@ -94,7 +95,10 @@ def _head_revision() -> str:
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS_DIR)
-    return ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        _fail(f"no migrations found in {MIGRATIONS_DIR}", 1)
+    return head
 
 
 def _read_password(password: str | None, prompt: bool = True) -> str:
@@ -267,7 +271,7 @@ def init(secret_key_file):
 @click.option("--bind", default=None, help="HOST:PORT [127.0.0.1:$PORT or 8001]")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--threads", type=int, default=8, show_default=True,
-              help="Threads per worker (long-polling claims hold one each).")
+              help="Threads per worker (claims answer at once; a WeChat search holds one up to 10 s).")
 def serve(bind, workers, threads):
     """Run the parent under gunicorn."""
     app = _app()
@@ -284,13 +288,14 @@ def serve(bind, workers, threads):
     with app.app_context():
         database.engine.dispose()  # never share connections with forked workers
     from .gunicorn_app import BindError, check_bind, run_gunicorn
+    from .logs import gunicorn_log_config
 
     address = bind or f"127.0.0.1:{settings.port}"
     try:
         check_bind(address)
     except BindError as exc:
         _fail(str(exc), 1)
-    run_gunicorn(address, workers, threads)
+    run_gunicorn(address, workers, threads, gunicorn_log_config(settings))
 
 
 def main():

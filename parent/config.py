@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from flask import current_app
 
 DEFAULT_DATABASE_URL = "sqlite:///data/parent.db"
 DEFAULT_PORT = 8001
@@ -38,6 +39,7 @@ class CascadeSettings:
     max_attempts: int = 3
     feeds_per_allocation: int = 1
     claim_max_wait: int = 30
+    wechat_claim_interval: int = 3
     admin_token_ttl: int = 12 * 3600
     login_max_failures: int = 5
     login_window_seconds: int = 900
@@ -50,7 +52,7 @@ class CascadeSettings:
     retry_backoff: int = 60
     work_retention_days: int = 30
     trusted_proxies: int = 0
-    long_poll_slots: int = 4
+    long_poll_slots: int = 4  # unused since claims stopped waiting; accepted in old files
     max_rate_limit_wait: int = 86400
     min_cron_interval: int = 60
     public_base_url: str | None = None
@@ -75,6 +77,13 @@ class Settings:
     # parent/channel_settings.py: channel name -> ChannelLimit, and the notice channel.
     channel_limits: dict = field(default_factory=dict)
     notice: dict | None = None
+    log_format: str = "text"  # or "json": one JSON object a line (shared/jsonlog.py)
+    log_level: str = "INFO"
+
+
+def settings() -> CascadeSettings:
+    """Return the running app's ``cascade:`` settings."""
+    return current_app.config["WERSS_SETTINGS"].cascade
 
 
 _CASCADE_ENV_PREFIX = "WERSS_CASCADE_"
@@ -107,6 +116,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ=None) -> Sett
         raw["secret_key"] = environ["WERSS_SECRET_KEY"]
     if environ.get("PORT"):
         raw["port"] = environ["PORT"]
+    for key in ("log_format", "log_level"):
+        if environ.get(f"WERSS_{key.upper()}"):
+            raw[key] = environ[f"WERSS_{key.upper()}"]
     for name in (f.name for f in fields(CascadeSettings)):
         env_name = _CASCADE_ENV_PREFIX + name.upper()
         if env_name in environ:
@@ -137,7 +149,8 @@ def _read_yaml(path: Path) -> tuple[dict, dict]:
 
 
 def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
-    known_top = {"db", "secret_key", "secret_key_file", "port", "channel_limits", "notice"}
+    known_top = {"db", "secret_key", "secret_key_file", "port", "channel_limits", "notice",
+                 "log_format", "log_level"}
     unknown = sorted(set(raw) - known_top)
     if unknown:
         raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
@@ -163,7 +176,20 @@ def _build(raw: dict, cascade_raw: dict, source: str) -> Settings:
         port=_as_int("port", raw.get("port", DEFAULT_PORT), minimum=1, maximum=65535),
         cascade=cascade,
         source=source,
+        log_format=_as_choice("log_format", raw.get("log_format", "text"), LOG_FORMATS),
+        log_level=_as_choice("log_level", raw.get("log_level", "INFO"), LOG_LEVELS).upper(),
     )
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _as_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    return text
 
 
 def _read_secret_file(path: str) -> str:
@@ -178,7 +204,7 @@ _POSITIVE_INTS = {
     "change_log_retention_days", "lease_ttl", "max_attempts", "feeds_per_allocation",
     "admin_token_ttl", "login_max_failures", "login_window_seconds", "maintenance_interval",
     "retry_backoff", "work_retention_days", "long_poll_slots", "max_rate_limit_wait",
-    "min_cron_interval",
+    "min_cron_interval", "wechat_claim_interval",
     "delivery_max_attempts", "delivery_retry_backoff", "presence_flush_interval",
 }
 

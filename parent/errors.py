@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from shared import errors as codes
 from shared.envelope import REQUEST_ID_HEADER, error_body
@@ -140,7 +140,7 @@ def handle_http_exception(exc: HTTPException):
             exc.name.lower().replace(" ", "_"), exc.code or 500, exc.description or exc.name
         )
     headers = {}
-    if exc.code == 405 and exc.valid_methods:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     message = error.message
     if exc.code == 413:

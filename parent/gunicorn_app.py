@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 
 from gunicorn.app.base import BaseApplication
@@ -40,20 +39,25 @@ class ParentApplication(BaseApplication):
 
     def load(self):
         from . import create_app
+        from .logs import configure_logging
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return create_app()
+        app = create_app()
+        configure_logging(app.config["WERSS_SETTINGS"])
+        return app
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
-    """The gunicorn settings `werss-parent serve` runs with (also used by the benchmarks)."""
+def gunicorn_options(bind: str, workers: int, threads: int, log_config: dict | None = None) -> dict:
+    """The gunicorn settings `werss-parent serve` runs with (also used by the benchmarks).
+
+    ``log_config``: parent.logs.gunicorn_log_config's options (JSON lines), if any.
+    """
     return {
         "bind": bind,
         "workers": workers,
         "threads": threads,
         # gthread whose event loop reads each request first: slow clients hold no thread.
         "worker_class": "parent.gunicorn_worker.BufferingThreadWorker",
-        # Claims long-poll for up to 30 s; leave room above that.
+        # The longest request (a WeChat account search) waits 10 s; leave ample room.
         "timeout": 75,
         "graceful_timeout": 30,
         "keepalive": 5,
@@ -61,6 +65,7 @@ def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
+        **(log_config or {}),
     }
 
 
@@ -92,5 +97,5 @@ def check_bind(bind: str) -> None:
         raise BindError(f"cannot listen on {bind}: {reason}{hint}") from None
 
 
-def run_gunicorn(bind: str, workers: int, threads: int) -> None:
-    ParentApplication(gunicorn_options(bind, workers, threads)).run()
+def run_gunicorn(bind: str, workers: int, threads: int, log_config: dict | None = None) -> None:
+    ParentApplication(gunicorn_options(bind, workers, threads, log_config)).run()

@@ -2,6 +2,7 @@
 
 from contextvars import ContextVar
 from datetime import datetime, timezone, tzinfo
+from typing import overload
 
 # The zone a time without one is read in. UTC, except while the parent answers a WeRSS
 # node, whose clocks write local times (parent: cascade.werss_timezone).
@@ -13,6 +14,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def isoformat_z(value: datetime) -> str: ...
+@overload
+def isoformat_z(value: datetime | None) -> str | None: ...
 def isoformat_z(value: datetime | None) -> str | None:
     """Format an aware or naive-UTC datetime as ISO 8601 with a Z suffix."""
     if value is None:

@@ -102,7 +102,7 @@ class RssCollector:
                last_modified: str | None) -> tuple[bytes, CaseInsensitiveDict] | None:
         """Return (body, headers), or None for 304 Not Modified."""
         headers = {"Accept": ACCEPT}
-        if self.session.headers.get("User-Agent", "").startswith("python-requests"):
+        if str(self.session.headers.get("User-Agent", "")).startswith("python-requests"):
             headers["User-Agent"] = f"werss-child/{__version__}"  # some hosts refuse the default
         if etag:
             headers["If-None-Match"] = etag

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g, request
 
+from .. import unit_of_work
 from ..auth import admin_required
 from ..schemas import LoginSchema
 from ..services import admins
@@ -13,7 +14,12 @@ bp = Blueprint("auth", __name__)
 @bp.post("/auth/login")
 def login():
     values = load_body(LoginSchema(), allow_form=True)
-    token, ttl = admins.login(values["username"], values["password"], request.remote_addr)
+    with unit_of_work.separately():  # the attempt counts even if the password is wrong
+        attempt = admins.record_login_attempt(values["username"], request.remote_addr)
+    candidate = admins.login_candidate(attempt)
+    # End the read transaction: on SQLite it would hold the write lock through the hash.
+    unit_of_work.commit_now()
+    token, ttl = admins.complete_login(attempt, candidate, values["password"])
     return respond(
         {"access_token": token, "token_type": "bearer", "expires_in": ttl}, "登录成功"
     )

@@ -63,7 +63,8 @@ def _pull_page(entity: str):
         response = make_response("", 304)
         response.headers.update(headers)
         return response
-    return respond(werss_shapes.tasks(result.items) if werss else result.items, headers=headers)
+    items = result.items or []  # None only on a 304
+    return respond(werss_shapes.tasks(items) if werss else items, headers=headers)
 
 
 def _pull(entity: str):
@@ -81,13 +82,13 @@ def _pull(entity: str):
     headers = {"ETag": etag, CURSOR_HEADER: str(result.cursor), "Cache-Control": "no-cache"}
     if result.not_modified:
         response = make_response("", 304)
-    elif result.reuse_cached:
+    elif result.reuse_cached and held is not None:  # reused only when it was passed
         response = make_response(held[2], 200)
         response.mimetype = "application/json"
     else:
-        response = respond(werss_shapes.tasks(result.items) if werss else result.items,
-                           headers=headers)
-        _full_pulls()[key] = (result.cursor, len(result.items), response.get_data())
+        items = result.items or []  # None only on a 304
+        response = respond(werss_shapes.tasks(items) if werss else items, headers=headers)
+        _full_pulls()[key] = (result.cursor, len(items), response.get_data())
     response.headers.update(headers)
     return response
 

@@ -8,7 +8,7 @@ from marshmallow import EXCLUDE, Schema
 
 from shared.schemas import QueryInt
 
-from ..auth import settings
+from ..config import settings
 from ..services import outputs
 from ._io import load_query
 

@@ -6,7 +6,7 @@ from shared.lease_schemas import (
 )
 
 from ..auth import admin_required, node_required
-from ..services import articles, leasing, scheduling, wechat
+from ..services import articles, claim_pacing, leasing, scheduling, wechat
 from ..work_schemas import DispatchSchema
 from . import werss_shapes
 from ._io import idempotent, load_body, respond
@@ -18,11 +18,15 @@ bp = Blueprint("work", __name__)
 @node_required
 @idempotent
 def claim():
+    # ``wait`` is still accepted but no claim waits: an empty one is answered at once with
+    # the moment to come back (parent/services/claim_pacing.py).
     values = load_body(ClaimSchema(), required=False)
-    leases = leasing.claim(g.node, values["max"], values["wait"])
-    commands = wechat.deliver_commands(g.node)  # a long-poll ends early for these
+    leases = leasing.claim(g.node, values["max"])
+    commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if not leases and not commands:
-        return make_response("", 204)
+        response = make_response("", 204)
+        response.headers["Retry-After"] = str(claim_pacing.retry_after(g.node))
+        return response
     return respond({"leases": werss_shapes.leases(leases),
                     **({"commands": commands} if commands else {})})
 
@@ -30,7 +34,7 @@ def claim():
 @bp.post("/claim/cancel")
 @node_required
 def cancel_claim_wait():
-    """A stopping child ends its long-poll now instead of waiting it out."""
+    """Kept for children that end a long-poll when they stop (claims no longer wait)."""
     return respond(leasing.cancel_claim_wait(g.node), "等待中的认领已结束")
 
 

@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import BigIntPK, TimestampMixin, UTCDateTime
 
 
-class Admin(TimestampMixin, db.Model):
+class Admin(TimestampMixin, Model):
     __tablename__ = "admins"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -18,7 +18,7 @@ class Admin(TimestampMixin, db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AdminToken(db.Model):
+class AdminToken(Model):
     """An opaque bearer token; only its keyed digest (HMAC-SHA256 under secret_key) is stored."""
 
     __tablename__ = "admin_tokens"
@@ -31,7 +31,7 @@ class AdminToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class LoginFailure(db.Model):
+class LoginFailure(Model):
     """One failed login, counted per username and per client address."""
 
     __tablename__ = "login_failures"
@@ -42,7 +42,7 @@ class LoginFailure(db.Model):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class AdminLoginSource(db.Model):
+class AdminLoginSource(Model):
     """An address an admin has logged in from: it may still try when the username is under
     attack from everywhere (the global ceiling), so a distributed guesser cannot lock the
     owner out."""

@@ -3,10 +3,10 @@
 from sqlalchemy import BigInteger, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 
 
-class SendBudget(db.Model):
+class SendBudget(Model):
     """When the next message to one destination may go out (Unix seconds).
 
     ``destination`` is a SHA-256 the child computes from the channel and the robot's URL,
@@ -22,7 +22,7 @@ class SendBudget(db.Model):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
-class NoticeMark(db.Model):
+class NoticeMark(Model):
     """What the notice sender has already announced (a cursor, or a task's failing state)."""
 
     __tablename__ = "notice_marks"

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import BigIntPK, TimestampMixin, UTCDateTime, new_uuid
 
 DELIVERY_PENDING = "pending"
@@ -16,7 +16,7 @@ DELIVERY_STATUSES = (DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_RETRYING, DELIVER
 OPEN_STATUSES = (DELIVERY_PENDING, DELIVERY_RETRYING)
 
 
-class Delivery(TimestampMixin, db.Model):
+class Delivery(TimestampMixin, Model):
     """One message (or a vendor's split series of messages) carrying articles of one feed.
 
     Its id is the idempotency key receivers see (X-WeRSS-Delivery-Id, DingTalk msgUuid):
@@ -49,7 +49,7 @@ class Delivery(TimestampMixin, db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class PushedArticle(db.Model):
+class PushedArticle(Model):
     """An article a task has handed to a delivery: reserved while it is open, pushed once sent.
 
     The unique key is the cascade-wide guard that a task pushes an article once, whichever
@@ -72,7 +72,7 @@ class PushedArticle(db.Model):
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class TaskFeedStart(db.Model):
+class TaskFeedStart(Model):
     """When a feed joined a task: older articles are history, not news, for that task."""
 
     __tablename__ = "task_feed_starts"

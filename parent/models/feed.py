@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import TimestampMixin, UTCDateTime
 
 SOURCE_WECHAT = "wechat"
@@ -13,7 +13,7 @@ SOURCE_RSS = "rss"
 SOURCE_TYPES = (SOURCE_WECHAT, SOURCE_RSS)
 
 
-class Feed(TimestampMixin, db.Model):
+class Feed(TimestampMixin, Model):
     __tablename__ = "feeds"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -3,7 +3,7 @@
 from sqlalchemy import JSON, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import TimestampMixin, new_uuid
 from .encrypted import EncryptedJSON, EncryptedText
 
@@ -11,7 +11,7 @@ MESSAGE_TYPE_MESSAGE = 0
 MESSAGE_TYPE_WEBHOOK = 1
 
 
-class MessageTask(TimestampMixin, db.Model):
+class MessageTask(TimestampMixin, Model):
     __tablename__ = "message_tasks"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)

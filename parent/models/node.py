@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import TimestampMixin, UTCDateTime, new_uuid
 
 NODE_TYPE_PARENT = 0
@@ -16,7 +16,7 @@ STATUS_OFFLINE = "offline"
 STATUS_DISABLED = "disabled"
 
 
-class Node(TimestampMixin, db.Model):
+class Node(TimestampMixin, Model):
     __tablename__ = "nodes"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import BigIntPK, UTCDateTime
 
 ENTITY_FEED = "feed"
@@ -14,7 +14,7 @@ OP_UPSERT = "upsert"
 OP_DELETE = "delete"
 
 
-class ChangeLogEntry(db.Model):
+class ChangeLogEntry(Model):
     """One change to a feed or message task; its id is the pull cursor."""
 
     __tablename__ = "change_log"
@@ -27,7 +27,7 @@ class ChangeLogEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class MetaValue(db.Model):
+class MetaValue(Model):
     """Small named markers, such as how far the change log has been pruned."""
 
     __tablename__ = "meta_values"

@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import BigIntPK, UTCDateTime
 
 
-class TaskReport(db.Model):
+class TaskReport(Model):
     __tablename__ = "task_reports"
     __table_args__ = (Index("ix_task_reports_task_id_id", "task_id", "id"),)
 

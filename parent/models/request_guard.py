@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime
 
 
-class UsedNonce(db.Model):
+class UsedNonce(Model):
     __tablename__ = "used_nonces"
 
     node_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -17,7 +17,7 @@ class UsedNonce(db.Model):
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class IdempotencyRecord(db.Model):
+class IdempotencyRecord(Model):
     __tablename__ = "idempotency_records"
 
     node_id: Mapped[str] = mapped_column(String(36), primary_key=True)

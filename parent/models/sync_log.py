@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import BigIntPK, UTCDateTime
 
 OP_SYNC_FEEDS = "sync_feeds"
@@ -26,7 +26,7 @@ STATUS_NOT_MODIFIED = "not_modified"
 STATUS_FAILED = "failed"
 
 
-class SyncLog(db.Model):
+class SyncLog(Model):
     __tablename__ = "sync_logs"
     __table_args__ = (Index("ix_sync_logs_node_id_id", "node_id", "id"),)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from .base import UTCDateTime, new_uuid
 
 COMMAND_PENDING = "pending"
@@ -30,7 +30,7 @@ LOGIN_STATES = (LOGIN_NONE, LOGIN_WAITING_SCAN, LOGIN_SCANNED, LOGIN_VALID, LOGI
                 LOGIN_FAILED)
 
 
-class NodeCommand(db.Model):
+class NodeCommand(Model):
     __tablename__ = "node_commands"
     __table_args__ = (Index("ix_node_commands_node_id_status", "node_id", "status"),)
 
@@ -46,7 +46,7 @@ class NodeCommand(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class WechatLogin(db.Model):
+class WechatLogin(Model):
     """The latest login a node ran for an admin; the QR image only while a scan is pending."""
 
     __tablename__ = "wechat_logins"

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model, db
 from .base import BigIntPK, TimestampMixin, UTCDateTime, new_uuid
 
 TRIGGER_CRON = "cron"
@@ -25,7 +25,7 @@ LEASE_EXPIRED = "expired"
 LEASE_RELEASED = "released"
 
 
-class TaskRun(db.Model):
+class TaskRun(Model):
     """One due slot of a message task (or one manual dispatch); unique per task and slot."""
 
     __tablename__ = "task_runs"
@@ -39,7 +39,7 @@ class TaskRun(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Allocation(TimestampMixin, db.Model):
+class Allocation(TimestampMixin, Model):
     """A slice of a run (feeds_per_allocation feeds) that one node collects under a lease."""
 
     __tablename__ = "allocations"
@@ -77,7 +77,7 @@ class Allocation(TimestampMixin, db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class Lease(db.Model):
+class Lease(Model):
     """The history of every lease handed out, for ownership checks and admins."""
 
     __tablename__ = "leases"
@@ -92,7 +92,7 @@ class Lease(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class Article(TimestampMixin, db.Model):
+class Article(TimestampMixin, Model):
     """A collected article, deduplicated per (feed, article id) across children."""
 
     __tablename__ = "articles"

@@ -1,1 +1,1 @@
-"""Business rules and transactions. Services flush; the request's auth decorator commits."""
+"""Business rules and transactions. Services flush; parent/unit_of_work.py commits the request."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 import bcrypt
@@ -12,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..crypto import cipher
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Admin, AdminLoginSource, AdminToken, LoginFailure
 
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt 5 refuses) anything longer
@@ -107,10 +108,10 @@ def _is_known_source(username: str, client_ip: str | None) -> bool:
 def _remember_source(admin_id: int, client_ip: str | None, moment) -> None:
     if not client_ip:
         return
-    updated = db.session.execute(
+    updated = rowcount(db.session.execute(
         db.update(AdminLoginSource)
         .where(AdminLoginSource.admin_id == admin_id, AdminLoginSource.source == client_ip)
-        .values(last_login_at=moment)).rowcount
+        .values(last_login_at=moment)))
     if not updated:
         try:
             with db.session.begin_nested():
@@ -150,35 +151,64 @@ def _check_throttle(keys: list[str], allowance: int = 0) -> None:
             )
 
 
-def login(username: str, password: str, client_ip: str | None) -> tuple[str, int]:
-    """Check a password and issue a bearer token.
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One login attempt, recorded before its password is checked."""
 
-    The attempt is recorded (and committed) before the password is checked, and the
-    throttle counts attempts including this one: parallel guesses cannot slip in
-    between a check and a write. bcrypt runs outside any transaction, so on SQLite a
-    login never holds the write lock while hashing.
+    username: str
+    client_ip: str | None
+    keys: list[str]
+    attempt_ids: list[int]
 
-    :raises ApiError: 401 invalid_login, 429 too_many_attempts.
-    """
+
+@dataclass(frozen=True)
+class LoginCandidate:
+    """What checking the password needs, read before the slow hash."""
+
+    admin_id: int | None
+    stored_hash: bytes
+
+
+def record_login_attempt(username: str, client_ip: str | None) -> LoginAttempt:
+    """Record the attempt as a failure until it succeeds (flushes; the caller commits it
+    at once, so that it stays recorded when the password is wrong)."""
     keys = _throttle_keys(username, client_ip)
     moment = now()
     attempts = [LoginFailure(throttle_key=key, failed_at=moment) for key in keys]
     db.session.add_all(attempts)
-    db.session.commit()
-    attempt_ids = [attempt.id for attempt in attempts]
+    db.session.flush()
+    return LoginAttempt(username, client_ip, keys, [attempt.id for attempt in attempts])
+
+
+def login_candidate(attempt: LoginAttempt) -> LoginCandidate:
+    """Check the throttle, counting this attempt, and read what the password is checked against.
+
+    Recording first and counting after means parallel guesses cannot slip in between a
+    check and a write.
+
+    :raises ApiError: 429 too_many_attempts.
+    """
     # The owner, from an address that has logged in before, is not held by the ceiling a
     # distributed guesser has reached; a guess still meets its own (username, address) limit.
-    checked = keys if not _is_known_source(username, client_ip) else keys[:2]
-    _check_throttle(checked, allowance=1)
+    known = _is_known_source(attempt.username, attempt.client_ip)
+    _check_throttle(attempt.keys if not known else attempt.keys[:2], allowance=1)
     admin = db.session.execute(
-        db.select(Admin).where(Admin.username == username.strip())
+        db.select(Admin).where(Admin.username == attempt.username.strip())
     ).scalar_one_or_none()
-    stored = admin.password_hash.encode("ascii") if admin else _dummy_hash()
-    admin_id = admin.id if admin else None
-    db.session.commit()  # end the read transaction before the slow hash
-    if not _check_password(password, stored) or admin_id is None:
-        raise ApiError(codes.INVALID_LOGIN)  # the attempt stays recorded as a failure
+    if admin is None:
+        return LoginCandidate(None, _dummy_hash())
+    return LoginCandidate(admin.id, admin.password_hash.encode("ascii"))
 
+
+def complete_login(attempt: LoginAttempt, candidate: LoginCandidate,
+                   password: str) -> tuple[str, int]:
+    """Check the password (run it outside any transaction: bcrypt is slow) and issue a token.
+
+    :raises ApiError: 401 invalid_login; the attempt stays recorded as a failure.
+    """
+    if not _check_password(password, candidate.stored_hash) or candidate.admin_id is None:
+        raise ApiError(codes.INVALID_LOGIN)
+    admin_id = candidate.admin_id
     moment = now()
     ttl = settings().admin_token_ttl
     token = secrets.token_urlsafe(32)
@@ -189,11 +219,12 @@ def login(username: str, password: str, client_ip: str | None) -> tuple[str, int
         )
     )
     db.session.execute(db.update(Admin).where(Admin.id == admin_id).values(last_login_at=moment))
-    _remember_source(admin_id, client_ip, moment)
+    _remember_source(admin_id, attempt.client_ip, moment)
     # Only this address's failures are forgiven: the username's global count stays.
     db.session.execute(db.delete(LoginFailure).where(
-        (LoginFailure.throttle_key == keys[0]) | LoginFailure.id.in_(attempt_ids)))
-    db.session.commit()
+        (LoginFailure.throttle_key == attempt.keys[0])
+        | LoginFailure.id.in_(attempt.attempt_ids)))
+    db.session.flush()
     return token, ttl
 
 

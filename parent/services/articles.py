@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from marshmallow import Schema, ValidationError
-from sqlalchemy import bindparam, func, or_
+from sqlalchemy import Table, bindparam, func, or_
 
 from shared import errors as codes
 from shared.timeutil import isoformat_z
@@ -31,7 +33,8 @@ def ingest_batch(node: Node, raw_articles: list, schema: Schema,
     :raises ApiError: 404/403 for an unknown or foreign lease; 403 when every article
         names a feed the node holds no lease on; 422 when every article is refused.
     """
-    good, refused = [], {}
+    good: list[tuple[int, dict]] = []
+    refused: dict[int, Any] = {}  # marshmallow's messages: a list or a dict per field
     for index, raw in enumerate(raw_articles):
         if not isinstance(raw, dict):
             refused[index] = {"_schema": ["Expected an article object."]}
@@ -91,7 +94,9 @@ def _writable_feeds(node: Node, lease_id: str | None) -> tuple[set[str], bool]:
         allocation = db.session.get(Allocation, lease.allocation_id)
         feeds = set(allocation.feed_ids) if allocation else set()
         live = bool(allocation and allocation.current_lease_id == lease.id
-                    and allocation.status == ALLOC_LEASED and allocation.lease_expires_at > moment)
+                    and allocation.status == ALLOC_LEASED
+                    and allocation.lease_expires_at is not None
+                    and allocation.lease_expires_at > moment)
         return feeds, live
     rows = db.session.execute(db.select(Allocation.feed_ids).where(
         Allocation.leased_to == node.id, Allocation.status == ALLOC_LEASED,
@@ -137,7 +142,7 @@ def _replace_foreign_copies(rows: list[dict], node: Node, moment) -> None:
     """Give the collecting node's version to articles another node wrote first."""
     if not rows:
         return
-    table = Article.__table__
+    table = cast(Table, Article.__table__)  # a mapped class's table (typed as FromClause)
     statement = table.update().where(
         table.c.feed_id == bindparam("b_feed_id"), table.c.article_id == bindparam("b_article_id"),
         or_(table.c.node_id.is_(None), table.c.node_id != node.id),

@@ -7,6 +7,7 @@ push would: same body, same signature, same permit from the shared rate limit.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import requests
 from marshmallow import ValidationError
@@ -15,7 +16,7 @@ from child.collectors.base import CollectedArticle
 from child.notifiers import notifier_for
 from child.notifiers.base import NotifyError
 
-from ..auth import settings
+from ..config import settings
 from . import send_budgets
 from .message_tasks import get_task, task_channel, task_to_wire
 
@@ -53,7 +54,8 @@ def push_once(task: dict, feed: dict, articles: list, *, timeout: float | None =
         except NotifyError as exc:
             return {"ok": False, "channel": channel, "vendor_code": exc.vendor_code,
                     "vendor_message": str(exc), "retryable": exc.retryable}
-    reply = notifier.last_reply
+    # Every HTTP notifier keeps the vendor's answer; the Notifier protocol does not need it.
+    reply: Any = getattr(notifier, "last_reply", None)
     reply = reply.to_wire() if hasattr(reply, "to_wire") else dict(reply or {})
     return {"channel": channel, **reply, "ok": True}
 

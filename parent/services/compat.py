@@ -47,7 +47,7 @@ def task_package(lease: dict, claimed: bool = True) -> dict:
 
 def claim_task(node: Node) -> dict | None:
     """Lease one allocation (no long-poll: WeRSS polls on its own timer)."""
-    leases = leasing.claim(node, 1, 0)
+    leases = leasing.claim(node, 1)
     return task_package(leases[0]) if leases else None
 
 
@@ -91,7 +91,7 @@ def _find_lease(node: Node, allocation_id: str, lease_id: str | None) -> Lease:
             raise ApiError(codes.NOT_FOUND,
                            f"Lease {lease_id!r} does not exist for allocation {allocation_id!r}.")
     elif allocation.current_lease_id and allocation.leased_to == node.id:
-        lease = db.session.get(Lease, allocation.current_lease_id)
+        lease = db.session.get_one(Lease, allocation.current_lease_id)  # a foreign key
     else:
         lease = db.session.execute(
             db.select(Lease).where(Lease.allocation_id == allocation.id, Lease.node_id == node.id)
@@ -142,7 +142,7 @@ def report_completion(node: Node, values: dict) -> dict:
     "completed" first) is stored without a second transition.
     """
     lease = _find_lease(node, values["allocation_id"], values["lease_id"])
-    allocation = db.session.get(Allocation, lease.allocation_id)
+    allocation = db.session.get_one(Allocation, lease.allocation_id)  # a foreign key
     if values["task_id"] and values["task_id"] != allocation.task_id:
         raise ApiError(codes.VALIDATION_FAILED, "task_id does not match this allocation.",
                        details={"task_id": [

@@ -16,8 +16,8 @@ from marshmallow import ValidationError
 
 from shared import paths, signing
 
-from ..auth import settings
-from ..extensions import db
+from ..config import settings
+from .. import unit_of_work
 from .nodes import get_node
 
 _ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -75,7 +75,7 @@ def test_connection(node_id: str, values: dict) -> dict:
               "latency_ms": None, "authenticated": None, "error": None}
     # Nothing was written; end the read transaction now so outbound calls (up to the
     # timeout) never hold a database lock (on SQLite, the write lock) while they wait.
-    db.session.commit()
+    unit_of_work.commit_now()
     with requests.Session() as session:
         session.trust_env = False
         started = time.monotonic()
@@ -89,7 +89,7 @@ def test_connection(node_id: str, values: dict) -> dict:
             return result
         result.update(reachable=True, status_code=response.status_code,
                       latency_ms=round((time.monotonic() - started) * 1000, 1))
-        if api_key:
+        if api_key and api_secret:  # both or neither, checked above
             result.update(_check_credentials(session, api_url, api_key, api_secret))
     return result
 

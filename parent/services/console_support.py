@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared import errors as codes
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError
 from ..extensions import db

@@ -18,10 +18,10 @@ from shared import errors as codes
 from shared.channels import effective_channel
 from shared.timeutil import isoformat_z, parse_iso
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, Article, Feed, Lease, MessageTask, MetaValue, Node
 from ..models.delivery import (
     DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SENT, Delivery,
@@ -110,8 +110,9 @@ def plan(node: Node, lease_id: str, feed_id: str, article_ids: list[str]) -> dic
         raise ApiError(codes.VALIDATION_FAILED, "This feed is not part of the lease.",
                        details={"feed_id": [f"not in this lease: {feed_id}"]})
     moment = now()
-    lease = db.session.get(Lease, lease_id)
-    allocation = db.session.get(Allocation, lease.allocation_id)
+    # lease_feed_ids found the live lease; each row names the next by a foreign key.
+    lease = db.session.get_one(Lease, lease_id)
+    allocation = db.session.get_one(Allocation, lease.allocation_id)
     task = db.session.get(MessageTask, allocation.task_id)
     feed = db.session.get(Feed, feed_id)
     if task is None or feed is None or not (task.web_hook_url or "").strip():
@@ -173,12 +174,12 @@ def _adopt_open(task: MessageTask, feed_id: str, node: Node, lease: Lease,
             continue
         same_holder = (Delivery.lease_id.is_(None) if delivery.lease_id is None
                        else Delivery.lease_id == delivery.lease_id)
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(Delivery).where(Delivery.id == delivery.id, same_holder,
                                       Delivery.status == delivery.status)
             .values(lease_id=lease.id, node_id=node.id, allocation_id=allocation.id,
                     run_id=allocation.run_id, status=DELIVERY_PENDING, updated_at=moment)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if won == 1:
             db.session.refresh(delivery)
             adopted.append(delivery)
@@ -292,10 +293,10 @@ def retry(delivery_id: str) -> Delivery:
         raise ApiError(codes.CONFLICT, f"A {delivery.status} delivery cannot be retried.",
                        details={"status": delivery.status})
     moment = now()
-    won = db.session.execute(db.update(Delivery).where(
+    won = rowcount(db.session.execute(db.update(Delivery).where(
         Delivery.id == delivery.id, Delivery.status == delivery.status)
         .values(status=DELIVERY_RETRYING, attempts=0, next_attempt_at=moment, updated_at=moment)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if won != 1:
         raise ApiError(codes.CONFLICT, "The delivery changed meanwhile; look again.")
     db.session.refresh(delivery)
@@ -335,4 +336,4 @@ def list_deliveries(filters: dict, offset: int, limit: int) -> tuple[list[Delive
 
 def counts_by_status() -> dict[str, int]:
     return dict(db.session.execute(
-        db.select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        db.select(Delivery.status, func.count()).group_by(Delivery.status)).tuples().all())

@@ -16,6 +16,7 @@ from shared import errors as codes
 from shared.timeutil import isoformat_z
 
 from ..errors import ApiError, NotFoundError
+from .. import unit_of_work
 from ..extensions import db
 from ..models import Feed
 from ..models.replication import ENTITY_FEED
@@ -193,7 +194,9 @@ def _import_chunk(chunk: list[tuple[int, dict]], earlier: dict[str, str],
     """Create one chunk's new feeds and commit; ``earlier`` holds what previous rows took."""
     for attempt in (1, 2):
         taken = {**_conflicts([values for _, values in chunk]), **earlier}
-        created, chunk_skipped, chunk_taken = [], [], {}
+        created: list[Feed] = []
+        chunk_skipped: list[dict] = []
+        chunk_taken: dict[str, str] = {}
         for index, values in chunk:
             reason = _duplicate_reason(values, {**taken, **chunk_taken})
             if reason:
@@ -207,7 +210,9 @@ def _import_chunk(chunk: list[tuple[int, dict]], earlier: dict[str, str],
             db.session.add_all(created)
             db.session.flush()
             replication.record_upserts(ENTITY_FEED, [feed.id for feed in created])
-            db.session.commit()
+            # A chunk per transaction: a long import never holds SQLite's write lock for
+            # long, and what it reports as created is kept even if a later chunk fails.
+            unit_of_work.commit_now()
         except IntegrityError:
             db.session.rollback()
             if attempt == 2:
@@ -251,7 +256,7 @@ def import_feeds(rows: list) -> dict:
     if len(rows) > MAX_IMPORT_ROWS:
         raise ApiError(codes.PAYLOAD_TOO_LARGE, f"Import at most {MAX_IMPORT_ROWS} feeds at a time.")
     # End the request's transaction (on SQLite it holds the write lock) before waiting.
-    db.session.commit()
+    unit_of_work.commit_now()
     with bulk.one_big_write_at_a_time():
         return _import_feeds(rows)
 
@@ -278,7 +283,9 @@ def _import_feeds(rows: list) -> dict:
         values["id"] = derive_feed_id(values)
         candidates.append((index, values))
 
-    skipped, created_ids, earlier = [], [], {}
+    skipped: list[dict] = []
+    created_ids: list[str] = []
+    earlier: dict[str, str] = {}  # an id, faker_id or source_url taken -> the feed that took it
     sqlite = db.session.get_bind().dialect.name == "sqlite"
     for start in range(0, len(candidates), IMPORT_CHUNK):
         began = time.monotonic()

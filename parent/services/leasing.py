@@ -8,46 +8,35 @@ won, so two claimers can never hold one allocation and a stale lease can never w
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from datetime import datetime, timedelta
+
+from flask import current_app
 
 from sqlalchemy import and_, case, func, or_
 
 from shared import errors as codes
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, Article, Feed, Lease, MessageTask, Node, TaskRun
 from ..models.work import (
     ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_ACTIVE, LEASE_COMPLETED,
     LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
 )
 from ..models.base import new_uuid
-from . import node_sources
+from . import claim_pacing, node_sources
 from .feeds import feed_to_wire
 from .message_tasks import task_to_wire
 from .send_budgets import send_limit_wire
 from .scheduling import schedule_due_runs
 from .work_log import log_lease_results
-from .wechat import has_pending_commands
 
 MAX_LABEL_SUBSET_LABELS = 8
-POLL_INTERVAL_SECONDS = 0.5
-_last_schedule_check = [0.0]
-_long_polls: dict[int, threading.BoundedSemaphore] = {}
-_long_polls_lock = threading.Lock()
-
-
-def _long_poll_slot(slots: int) -> threading.BoundedSemaphore:
-    """Per-process cap on claims that wait, so waiting children never take every thread."""
-    with _long_polls_lock:
-        if slots not in _long_polls:
-            _long_polls[slots] = threading.BoundedSemaphore(slots)
-        return _long_polls[slots]
+SCHEDULE_CHECK_SECONDS = 5
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
@@ -65,14 +54,14 @@ def requeue_expired(moment: datetime | None = None) -> int:
         .values(status=LEASE_EXPIRED, ended_at=moment, error="lease expired")
         .execution_options(synchronize_session=False)
     )
-    count = db.session.execute(
+    count = rowcount(db.session.execute(
         db.update(Allocation).where(expired).values(
             status=case((Allocation.attempt >= Allocation.max_attempts, ALLOC_DEAD),
                         else_=ALLOC_PENDING),
             current_lease_id=None, leased_to=None, lease_expires_at=None,
             last_error="lease expired", updated_at=moment,
         ).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     return count
 
 
@@ -97,10 +86,15 @@ def _held(node: Node) -> int:
 
 
 def _maybe_schedule(moment: datetime) -> None:
-    # Claims are frequent; materialising runs once a few seconds per process is plenty,
-    # and so is looking for expired leases (housekeeping also does both).
-    if time.monotonic() - _last_schedule_check[0] >= 5:
-        _last_schedule_check[0] = time.monotonic()
+    # Claims are frequent; materialising runs once a few seconds per app is plenty
+    # (housekeeping does it too). But a claim that arrives after a slot came due, as one
+    # paced by claim_pacing does, must find its run even if the last check was recent.
+    state = current_app.extensions.setdefault("werss.schedule_check", {"at": 0.0, "moment": None})
+    due = claim_pacing.known_next_slot()
+    overdue = due is not None and due <= moment and (state["moment"] is None
+                                                      or state["moment"] < due)
+    if overdue or time.monotonic() - state["at"] >= SCHEDULE_CHECK_SECONDS:
+        state["at"], state["moment"] = time.monotonic(), moment
         schedule_due_runs(moment)
 
 
@@ -118,16 +112,6 @@ def _candidate_conditions(node: Node, moment: datetime):
     if subsets is not None:
         conditions.append(Allocation.label_key.in_(subsets))
     return conditions, subsets
-
-
-def _anything_claimable(node: Node) -> bool:
-    """One read, no write: whether a claim could find work for this node now."""
-    moment = now()
-    conditions, _ = _candidate_conditions(node, moment)
-    expired = and_(Allocation.status == ALLOC_LEASED, Allocation.lease_expires_at <= moment)
-    return db.session.execute(
-        db.select(Allocation.id).where(or_(and_(*conditions), expired)).limit(1)
-    ).first() is not None
 
 
 def claim_once(node: Node, max_count: int,
@@ -154,20 +138,20 @@ def claim_once(node: Node, max_count: int,
         own = set(node.labels or [])
         candidates = [a for a in candidates if set(a.labels or []) <= own]
 
-    claimed = []
+    claimed: list[tuple[Allocation, Lease]] = []
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
     for allocation in candidates:
         if len(claimed) >= room:
             break
         lease_id = new_uuid()
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(Allocation)
             .where(Allocation.id == allocation.id, Allocation.status == ALLOC_PENDING)
             .values(status=ALLOC_LEASED, current_lease_id=lease_id, leased_to=node.id,
                     attempt=Allocation.attempt + 1, lease_expires_at=expires_at,
                     updated_at=moment)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if won != 1:
             continue  # another claimer took it between our read and our write
         lease = Lease(id=lease_id, allocation_id=allocation.id, node_id=node.id,
@@ -180,38 +164,13 @@ def claim_once(node: Node, max_count: int,
     return claimed
 
 
-def claim(node: Node, max_count: int, wait: int) -> list[dict]:
-    """Lease up to ``max_count`` allocations, long-polling up to ``wait`` seconds.
+def claim(node: Node, max_count: int) -> list[dict]:
+    """Lease up to ``max_count`` allocations now; never wait for work.
 
-    When this process already has ``long_poll_slots`` claims waiting, the claim answers
-    at once instead: heartbeats and uploads must always find a free thread.
+    An empty claim is answered at once, with a Retry-After from claim_pacing: a waiting
+    child holds no thread and costs no query while it waits (docs/OPERATIONS.md).
     """
-    cfg = settings()
-    wait = min(wait, cfg.claim_max_wait)
-    slot = _long_poll_slot(cfg.long_poll_slots)
-    if wait <= 0 or not slot.acquire(blocking=False):
-        return lease_payloads(claim_once(node, max_count))
-    try:
-        deadline = time.monotonic() + wait
-        started_at = now()
-        claimed = claim_once(node, max_count)
-        while not claimed and time.monotonic() < deadline:
-            # Never hold a transaction (SQLite: the write lock) while waiting.
-            db.session.commit()
-            time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
-            db.session.refresh(node)
-            if not node.is_active or node.deleted_at is not None:
-                raise ApiError(codes.NODE_DISABLED)  # disabled while it waited
-            if node.claim_cancelled_at and node.claim_cancelled_at >= started_at:
-                break  # the node is stopping (POST /cascade/claim/cancel)
-            # Look before writing: an idle fleet's long-polls stay read-only.
-            if _anything_claimable(node):
-                claimed = claim_once(node, max_count)
-            elif has_pending_commands(node):
-                break  # an admin asked this node for something (a WeChat login): answer now
-        return lease_payloads(claimed)
-    finally:
-        slot.release()
+    return lease_payloads(claim_once(node, max_count))
 
 
 def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
@@ -225,7 +184,7 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
         db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
     slots = dict(db.session.execute(
         db.select(TaskRun.id, TaskRun.slot)
-        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).all())
+        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).tuples().all())
     payloads = []
     for allocation, lease in claimed:
         task = tasks.get(allocation.task_id)
@@ -262,7 +221,7 @@ def _live(node: Node, lease_id: str, moment: datetime) -> tuple[Lease, Allocatio
     allocation = db.session.get(Allocation, lease.allocation_id)
     if (lease.status != LEASE_ACTIVE or allocation is None
             or allocation.current_lease_id != lease.id or allocation.status != ALLOC_LEASED
-            or allocation.lease_expires_at <= moment):
+            or allocation.lease_expires_at is None or allocation.lease_expires_at <= moment):
         raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id,
                                                    "lease_status": lease.status})
     return lease, allocation
@@ -276,12 +235,12 @@ def lease_feed_ids(node: Node, lease_id: str) -> list[str]:
 
 def _guarded(lease_id: str, moment: datetime, **values) -> None:
     """Apply values to the allocation only while this lease still holds it."""
-    won = db.session.execute(
+    won = rowcount(db.session.execute(
         db.update(Allocation).where(
             Allocation.current_lease_id == lease_id, Allocation.status == ALLOC_LEASED,
             Allocation.lease_expires_at > moment,
         ).values(updated_at=moment, **values).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if won != 1:
         raise ApiError(codes.LEASE_LOST, details={"lease_id": lease_id})
 
@@ -317,7 +276,7 @@ def _record_feed_results(node: Node, allocation: Allocation, results: list[dict]
     latest = dict(db.session.execute(
         db.select(Article.feed_id, func.max(Article.publish_time))
         .where(Article.feed_id.in_(allocation.feed_ids)).group_by(Article.feed_id)
-    ).all())
+    ).tuples().all())
     feeds = db.session.execute(
         db.select(Feed.id, Feed.sync_time, Feed.update_time, Feed.source_type)
         .where(Feed.id.in_(allocation.feed_ids))).all()
@@ -394,16 +353,20 @@ def release_node_leases(node_id: str, moment: datetime | None = None) -> int:
             Lease.id.in_(db.select(Allocation.current_lease_id).where(held)),
         ).values(status=LEASE_RELEASED, ended_at=moment).execution_options(synchronize_session=False)
     )
-    return db.session.execute(
+    return rowcount(db.session.execute(
         db.update(Allocation).where(held).values(
             status=ALLOC_PENDING, attempt=Allocation.attempt - 1, current_lease_id=None,
             leased_to=None, lease_expires_at=None, last_error="node removed", updated_at=moment,
         ).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
 
 
 def cancel_claim_wait(node: Node) -> dict:
-    """End the node's waiting claims: they answer "no work" within one poll interval."""
+    """Record that the node is stopping its claims.
+
+    Claims no longer wait at the parent, so there is nothing left to end; children from
+    before that still call this when they stop, and get the answer they expect.
+    """
     moment = now()
     db.session.execute(
         db.update(Node).where(Node.id == node.id)

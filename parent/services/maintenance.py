@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, IdempotencyRecord, Lease, TaskReport, TaskRun, UsedNonce
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
@@ -40,17 +40,17 @@ def run_maintenance() -> dict:
         "feed_changes": lambda: replication.prune_change_log(ENTITY_FEED, cfg.change_log_retention_days),
         "task_changes": lambda: replication.prune_change_log(
             ENTITY_MESSAGE_TASK, cfg.change_log_retention_days),
-        "nonces": lambda: db.session.execute(
-            db.delete(UsedNonce).where(UsedNonce.seen_at < now() - NONCE_RETENTION)).rowcount,
-        "idempotency": lambda: db.session.execute(
+        "nonces": lambda: rowcount(db.session.execute(
+            db.delete(UsedNonce).where(UsedNonce.seen_at < now() - NONCE_RETENTION))),
+        "idempotency": lambda: rowcount(db.session.execute(
             db.delete(IdempotencyRecord).where(
-                IdempotencyRecord.created_at < now() - IDEMPOTENCY_RETENTION)).rowcount,
+                IdempotencyRecord.created_at < now() - IDEMPOTENCY_RETENTION))),
         "tokens": lambda: admins.prune_tokens_and_failures(cfg.login_window_seconds),
         "finished_work": lambda: prune_finished_work(cfg.work_retention_days),
         "statistics": refresh_queue_statistics,
-        "reports": lambda: db.session.execute(
+        "reports": lambda: rowcount(db.session.execute(
             db.delete(TaskReport).where(TaskReport.received_at < now() - timedelta(
-                days=cfg.sync_log_retention_days))).rowcount,
+                days=cfg.sync_log_retention_days)))),
     }
     for name, step in steps.items():
         try:
@@ -93,9 +93,9 @@ def prune_finished_work(retention_days: int) -> int:
         Allocation.status.in_((ALLOC_COMPLETED, ALLOC_DEAD)), Allocation.updated_at < cutoff)
     db.session.execute(db.delete(Lease).where(Lease.allocation_id.in_(finished))
                        .execution_options(synchronize_session=False))
-    removed = db.session.execute(
+    removed = rowcount(db.session.execute(
         db.delete(Allocation).where(Allocation.id.in_(finished))
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     newer = db.aliased(TaskRun)
     db.session.execute(
         db.delete(TaskRun).where(

@@ -79,12 +79,13 @@ def pull_changes(node: Node, entity: str, since: int, limit: int) -> dict:
     latest, cursor, has_more = replication.read_changes(entity, since, limit)
     upserted = [entity_id for entity_id, op in latest.items() if op == OP_UPSERT]
     if entity == ENTITY_FEED:
-        rows = feeds_by_ids(upserted)
-        items = [feed_to_wire(feed) for feed in sorted(rows, key=lambda f: f.id)]
+        feeds = sorted(feeds_by_ids(upserted), key=lambda f: f.id)
+        items = [feed_to_wire(feed) for feed in feeds]
+        present = {feed.id for feed in feeds}
     else:
-        rows = enabled_tasks_by_ids(upserted)
-        items = [task_to_wire(task) for task in sorted(rows, key=lambda t: t.id)]
-    present = {row.id for row in rows}
+        tasks = sorted(enabled_tasks_by_ids(upserted), key=lambda t: t.id)
+        items = [task_to_wire(task) for task in tasks]
+        present = {task.id for task in tasks}
     # Deleted, or (for tasks) disabled: either way the child should drop it.
     deleted = sorted(entity_id for entity_id in latest if entity_id not in present)
     _log_pull(node, entity, STATUS_SUCCESS, len(items) + len(deleted), started)

@@ -10,7 +10,7 @@ from shared import errors as codes
 from shared import signing
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..crypto import cipher
 from ..errors import ApiError, NotFoundError

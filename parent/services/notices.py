@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, Delivery, MessageTask, Node, NoticeMark, SyncLog
 from ..models.delivery import DELIVERY_FAILED, DELIVERY_SENT
 from ..models.sync_log import OP_NODE_OFFLINE, OP_WECHAT_SESSION_EXPIRED
@@ -85,15 +85,15 @@ def _claim(name: str, old: str | None, new: str) -> bool:
             return True
         except IntegrityError:  # another worker created it first
             return False
-    return db.session.execute(
+    return rowcount(db.session.execute(
         db.update(NoticeMark).where(NoticeMark.name == name, NoticeMark.value == old)
-        .values(value=new).execution_options(synchronize_session=False)).rowcount == 1
+        .values(value=new).execution_options(synchronize_session=False))) == 1
 
 
 def _marks(prefix: str) -> dict[str, str]:
     return dict(db.session.execute(
         db.select(NoticeMark.name, NoticeMark.value).where(NoticeMark.name.like(prefix + "%"))
-    ).all())
+    ).tuples().all())
 
 
 def _sync_log_notices() -> list[tuple[str, str]]:
@@ -179,7 +179,7 @@ def _failing_task_notices(failing_after: int) -> list[tuple[str, str]]:
     marks = _marks("task:")
     names = dict(db.session.execute(
         db.select(MessageTask.id, MessageTask.name).where(MessageTask.id.in_(list(recent)))
-    ).all()) if recent else {}
+    ).tuples().all()) if recent else {}
     notices = []
     for task_id, outcomes in recent.items():
         key = f"task:{task_id}"

@@ -20,13 +20,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import Table, and_, bindparam, or_
 
 from shared.paths import WX_CASCADE_PREFIX
 
 from ..clock import now
+from ..config import settings
 from ..extensions import db
 from ..models import Node
 from ..models.node import STATUS_OFFLINE, STATUS_ONLINE
@@ -39,13 +41,9 @@ OUTAGE_GAP = 6 * 3600  # a longer silence is an outage, not a cadence to learn
 WERSS_CADENCE = 300  # WeRSS's default sync_interval, assumed until a WeRSS node shows its own
 
 
-def _settings():
-    return current_app.config["WERSS_SETTINGS"].cascade
-
-
 def threshold_seconds(cadence: int | None) -> int:
     """Seconds of silence after which a node with this cadence counts as offline."""
-    floor = _settings().offline_after_seconds
+    floor = settings().offline_after_seconds
     return max(floor, math.ceil(MARGIN * cadence)) if cadence else floor
 
 
@@ -110,7 +108,7 @@ def buffer() -> PresenceBuffer:
 def _default_cadence() -> int:
     if has_request_context() and request.path.startswith(WX_CASCADE_PREFIX):
         return WERSS_CADENCE
-    return _settings().heartbeat_interval
+    return settings().heartbeat_interval
 
 
 def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
@@ -124,7 +122,7 @@ def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
     offline_at = moment + timedelta(seconds=threshold_seconds(cadence or _default_cadence()))
     expires = held.offline_at if held else node.offline_at
     if expires is None and node.last_heartbeat_at is not None:
-        expires = node.last_heartbeat_at + timedelta(seconds=_settings().offline_after_seconds)
+        expires = node.last_heartbeat_at + timedelta(seconds=settings().offline_after_seconds)
     if node.presence == STATUS_ONLINE and expires is not None and moment > expires:
         # It went offline and no sweep noticed before it came back: record both edges.
         log_sync(node.id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=expires)
@@ -136,7 +134,7 @@ def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
         buffer().drop(node.id)
         return
     buffer().put(node.id, _Seen(moment, offline_at, cadence))
-    if buffer().due(_settings().presence_flush_interval):
+    if buffer().due(settings().presence_flush_interval):
         flush_presence()
 
 
@@ -150,7 +148,7 @@ def flush_presence() -> int:
     taken = buffer().take()
     if not taken:
         return 0
-    table = Node.__table__
+    table = cast(Table, Node.__table__)  # a mapped class's table (typed as FromClause)
     statement = (
         table.update()
         .where(table.c.id == bindparam("b_id"),
@@ -168,13 +166,13 @@ def flush_presence() -> int:
 
 def online_condition(moment: datetime):
     """SQL: the node is heard from recently enough to count as online at ``moment``."""
-    cutoff = moment - timedelta(seconds=_settings().offline_after_seconds)
+    cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
     return or_(Node.offline_at >= moment,
                and_(Node.offline_at.is_(None), Node.last_heartbeat_at >= cutoff))
 
 
 def offline_condition(moment: datetime):
-    cutoff = moment - timedelta(seconds=_settings().offline_after_seconds)
+    cutoff = moment - timedelta(seconds=settings().offline_after_seconds)
     return or_(Node.offline_at < moment,
                and_(Node.offline_at.is_(None),
                     or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff)))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from child.notifiers.base import NotifyError
 from shared import errors as codes
 from shared.channels import effective_channel
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db
@@ -70,9 +71,9 @@ def _as_sent(task: dict, feed: dict, articles: list[dict], moment: datetime,
     from child.notifiers import REGISTRY
 
     channel = effective_channel(task)
-    collected = [CollectedArticle.fitted(**{key: article.get(key) for key in _ARTICLE_FIELDS
-                                            if article.get(key) is not None})
-                 for article in articles]
+    given: list[dict[str, Any]] = [{key: article.get(key) for key in _ARTICLE_FIELDS
+                                    if article.get(key) is not None} for article in articles]
+    collected = [CollectedArticle.fitted(**fields) for fields in given]
     with requests.Session() as session:  # never used: nothing is sent
         notifier = REGISTRY[channel](session, content_format=content_format,
                                      clock=lambda: moment)

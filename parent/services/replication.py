@@ -10,7 +10,7 @@ from shared import errors as codes
 
 from ..clock import now
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import ChangeLogEntry, MetaValue
 from ..models.replication import OP_DELETE, OP_UPSERT
 
@@ -115,11 +115,11 @@ def prune_change_log(entity: str, retention_days: int, moment: datetime | None =
     ).scalar()
     if not newest_old:
         return 0
-    deleted = db.session.execute(
+    deleted = rowcount(db.session.execute(
         db.delete(ChangeLogEntry).where(
             ChangeLogEntry.entity == entity, ChangeLogEntry.id <= newest_old
         )
-    ).rowcount
+    ))
     key = _PRUNED_THROUGH_KEY.format(entity=entity)
     marker = db.session.get(MetaValue, key)
     if marker is None:

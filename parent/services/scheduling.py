@@ -15,7 +15,7 @@ from sqlalchemy import func
 
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Feed, MessageTask, TaskRun
@@ -149,7 +149,7 @@ def schedule_due_runs(moment: datetime | None = None) -> int:
     last_slots = dict(db.session.execute(
         db.select(TaskRun.task_id, func.max(TaskRun.slot))
         .where(TaskRun.trigger == TRIGGER_CRON).group_by(TaskRun.task_id)
-    ).all())
+    ).tuples().all())
     feeds = None
     created = 0
     for task in tasks:

@@ -18,7 +18,7 @@ from shared.errors import ErrorCode
 
 from ..clock import now
 from ..errors import ApiError
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Allocation, MessageTask, Node, SendBudget
 from ..models.work import ALLOC_LEASED
 from .message_tasks import task_channel
@@ -97,11 +97,11 @@ def reserve(channel: str, destination: str) -> dict:
         if wait > MAX_RESERVATION:
             return {"granted": False, "retry_after": round(wait - MAX_RESERVATION + spacing, 3),
                     "limit": limit.count, "per": limit.per}
-        claimed = db.session.execute(
+        claimed = rowcount(db.session.execute(
             db.update(SendBudget)
             .where(SendBudget.destination == destination, SendBudget.grants == row.grants)
             .values(next_at=slot + spacing, grants=row.grants + 1, updated_at=moment)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if claimed == 1:
             return _granted(wait, limit)
     raise ApiError(SEND_BUDGET_BUSY)
@@ -114,8 +114,8 @@ def _granted(wait: float, limit) -> dict:
 def prune(older_than: float = 86400.0) -> int:
     """Forget destinations nobody sent to for a day (maintenance)."""
     cutoff = now().timestamp() - older_than
-    return db.session.execute(
-        db.delete(SendBudget).where(SendBudget.next_at < cutoff)).rowcount
+    return rowcount(db.session.execute(
+        db.delete(SendBudget).where(SendBudget.next_at < cutoff)))
 
 
 LOCAL_MAX_WAIT = 10.0  # a parent worker sleeps at most this long for a permit

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 
 from ..clock import now
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import SyncLog
 
 
@@ -49,4 +49,4 @@ def list_sync_logs(filters: dict, limit: int, offset: int) -> tuple[list[SyncLog
 
 def prune_sync_logs(retention_days: int, moment: datetime | None = None) -> int:
     cutoff = (moment or now()) - timedelta(days=retention_days)
-    return db.session.execute(db.delete(SyncLog).where(SyncLog.finished_at < cutoff)).rowcount
+    return rowcount(db.session.execute(db.delete(SyncLog).where(SyncLog.finished_at < cutoff)))

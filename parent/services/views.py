@@ -9,7 +9,7 @@ from sqlalchemy import func
 
 from shared.timeutil import from_unix, isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node
@@ -83,10 +83,10 @@ def feed_status(filters: dict, page: int, page_size: int,
     ids = [feed.id for feed, _ in rows]
     counts = dict(db.session.execute(
         db.select(Article.feed_id, func.count()).where(Article.feed_id.in_(ids))
-        .group_by(Article.feed_id)).all()) if ids else {}
+        .group_by(Article.feed_id)).tuples().all()) if ids else {}
     latest = dict(db.session.execute(
         db.select(Article.feed_id, func.max(Article.publish_time)).where(Article.feed_id.in_(ids))
-        .group_by(Article.feed_id)).all()) if ids else {}
+        .group_by(Article.feed_id)).tuples().all()) if ids else {}
     items = []
     for feed, fresh in rows:
         latest_time = latest.get(feed.id)
@@ -113,7 +113,7 @@ def stats() -> dict:
     local = moment.astimezone(tz)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     by_status = dict(db.session.execute(
-        db.select(Allocation.status, func.count()).group_by(Allocation.status)).all())
+        db.select(Allocation.status, func.count()).group_by(Allocation.status)).tuples().all())
     completed_today = db.session.execute(
         db.select(func.count()).select_from(Allocation)
         .where(Allocation.status == ALLOC_COMPLETED, Allocation.completed_at >= midnight)

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from shared import errors as codes
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..errors import ApiError, NotFoundError
-from ..extensions import db
+from .. import unit_of_work
+from ..extensions import db, rowcount
 from ..models import Feed, Node, NodeCommand, WechatLogin
 from ..models.node import NODE_TYPE_CHILD, STATUS_ONLINE
 from ..models.sync_log import (
@@ -67,12 +68,12 @@ def deliver_commands(node: Node) -> list[dict]:
     moment = now()
     delivered = []
     for command in pending:
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(NodeCommand)
             .where(NodeCommand.id == command.id, NodeCommand.status == COMMAND_PENDING)
             .values(status=COMMAND_DELIVERED, delivered_at=moment)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if won == 1:
             delivered.append({"id": command.id, "kind": command.kind,
                               "payload": command.payload or {}})
@@ -233,8 +234,8 @@ def record_login_state(node: Node, values: dict) -> dict:
 
 def note_session_change(node: Node, before: dict | None, after: dict | None) -> None:
     """Record a valid <-> expired change of the node's WeChat session, once per change."""
-    was = bool((before or {}).get("wechat") and before["wechat"].get("session_valid"))
-    is_now = bool((after or {}).get("wechat") and after["wechat"].get("session_valid"))
+    was = bool(((before or {}).get("wechat") or {}).get("session_valid"))
+    is_now = bool(((after or {}).get("wechat") or {}).get("session_valid"))
     if was == is_now:
         return
     account = ((after or {}).get("wechat") or {}).get("account") or \
@@ -256,10 +257,10 @@ def mark_feeds_invalid(node: Node, results: list[dict]) -> None:
         if not result.get("feed_invalid"):
             continue
         reason = result.get("error") or "WeChat refused this account (200002)"
-        won = db.session.execute(
+        won = rowcount(db.session.execute(
             db.update(Feed).where(Feed.id == result["mp_id"], Feed.invalid_reason.is_(None))
             .values(invalid_reason=reason, updated_at=Feed.updated_at)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if won:
             log_sync(node.id, OP_WECHAT_FEED_INVALID, DIRECTION_EVENT, STATUS_FAILED,
                      error_message=f"feed {result['mp_id']}: {reason}")
@@ -301,23 +302,23 @@ def search_accounts(query: str, timeout: float = SEARCH_TIMEOUT_SECONDS) -> list
     _queue(command)
     db.session.flush()
     command_id = command.id
-    db.session.commit()  # the node must see it while this request waits
+    unit_of_work.commit_now()  # the node must see it while this request waits
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(SEARCH_POLL_SECONDS)
         db.session.expire_all()
-        command = db.session.get(NodeCommand, command_id)
+        command = db.session.get_one(NodeCommand, command_id)  # committed above
         if command.status == COMMAND_DONE:
             return list((command.result or {}).get("results") or [])
         if command.status == COMMAND_FAILED:
             raise ApiError(codes.WECHAT_FAILED,
                            f"The node could not search WeChat: {command.error}")
-        db.session.commit()  # end the read transaction so the next read sees the node's write
+        unit_of_work.commit_now()  # end the read transaction so the next read sees the node's write
     db.session.execute(
         db.update(NodeCommand).where(NodeCommand.id == command_id,
                                      NodeCommand.status.in_((COMMAND_PENDING, COMMAND_DELIVERED)))
         .values(status=COMMAND_FAILED, error="timed out", finished_at=now())
         .execution_options(synchronize_session=False))
-    db.session.commit()
+    unit_of_work.commit_now()  # the error answer below would roll the timed-out mark back
     raise ApiError(codes.WECHAT_TIMEOUT, f"Node {node.name} did not answer the search within "
                                          f"{timeout:g} s; try again.")

@@ -67,3 +67,44 @@ def test_the_idempotency_key_is_kept_across_retries():
         keys = [r.headers.get("Idempotency-Key")
                 for r in server.requests_to("/api/v1/cascade/report-result")]
     assert keys == ["key-1", "key-1"]
+
+
+class _StopAtFirstWait:
+    """The agent's stop event: records the first pause of its claim loop, then stops it."""
+
+    def __init__(self):
+        self.waits = []
+
+    def is_set(self):
+        return bool(self.waits)
+
+    def set(self):
+        self.waits.append(None)
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return True
+
+
+@pytest.mark.parametrize("claim_wait, retry_after, low, high", [
+    ("25", "7", 7.0, 7.7), ("25", "86400", 25.0, 27.5), ("2", "7", 2.0, 2.2)])
+def test_an_empty_claim_waits_the_parents_retry_after(tmp_path, claim_wait, retry_after, low,
+                                                      high):
+    """The parent answers an idle claim at once and says when work is due; the child comes
+    back then (a little spread, never later than its claim_wait), not on a timer of its own."""
+    from child.agent import Agent
+    from child.cache import LocalCache
+
+    with LocalServer() as server:
+        server.serve("/api/v1/cascade/claim", Reply(204, b"", {"Retry-After": retry_after}))
+        config = load_config(environ={"CASCADE_PARENT_URL": server.url(""), "CASCADE_API_KEY": KEY,
+                                      "CASCADE_API_SECRET": SECRET, "CASCADE_CLAIM_WAIT": claim_wait,
+                                      "CASCADE_DATA_DIR": str(tmp_path)})
+        agent = Agent(config, cache=LocalCache(tmp_path))
+        try:
+            agent.stop_event = _StopAtFirstWait()
+            agent._claim_loop()
+        finally:
+            agent.close()
+        assert len(server.requests_to("/api/v1/cascade/claim")) == 1
+    assert low <= agent.stop_event.waits[0] <= high

@@ -41,8 +41,10 @@ def test_services_depend_only_on_services_that_are_enabled_with_them(name):
 
 
 def _pins(lock: str) -> list[tuple[str, str]]:
+    # pip-compile's hashed form: "name==version \\", then indented --hash and # via lines.
     lines = (REPO / lock).read_text().splitlines()
-    return [tuple(line.split("==")) for line in lines if line and not line.startswith("#")]
+    return [tuple(line.split(" ")[0].split("==")) for line in lines
+            if line and not line[0].isspace() and not line.startswith("#")]
 
 
 @pytest.mark.parametrize("lock", ["requirements.lock", "requirements-test.lock"])

@@ -491,39 +491,6 @@ def test_releasing_a_lease_hands_work_back_without_spending_an_attempt(app, admi
     assert again and again[0]["attempt"] == 1
 
 
-def test_long_poll_returns_work_dispatched_while_waiting(app, admin, node_caller, work):
-    import threading
-
-    answers = []
-    waiting = threading.Thread(target=lambda: answers.append(
-        node_caller.post("/claim", json={"max": 1, "wait": 5})))
-    waiting.start()
-    dispatch(admin, work["task_id"])
-    waiting.join(timeout=15)
-    assert answers and answers[0].status_code == 200
-    assert len(answers[0].get_json()["data"]["leases"]) == 1
-
-
-@pytest.mark.parametrize("cascade_settings", [{"long_poll_slots": 1}])
-def test_claims_beyond_the_long_poll_slots_answer_at_once(app, admin, client, clock, node,
-                                                          cascade_settings):
-    import threading
-
-    first = NodeCaller(client, node, clock=clock)
-    other = NodeCaller(app.test_client(), create_node_with_credentials(admin, name="o2"),
-                       clock=clock)
-    holding = threading.Event()
-    holder = threading.Thread(target=lambda: (holding.set(), first.post(
-        "/claim", json={"max": 1, "wait": 8})))
-    holder.start()
-    holding.wait()
-    threading.Event().wait(0.5)  # let the holder take the only waiting slot
-    response = other.post("/claim", json={"max": 1, "wait": 8})
-    # Had it waited too, the holder (which started first) would have finished by now.
-    assert response.status_code == 204 and holder.is_alive()
-    holder.join(timeout=20)
-
-
 def test_collection_bookkeeping_does_not_invalidate_what_nodes_cached(admin, node_caller, work,
                                                                       clock):
     first = node_caller.get("/feeds")
@@ -590,22 +557,6 @@ def test_a_monthly_tasks_last_run_survives_retention(app, admin, work, clock):
         run_maintenance()
         assert runs() == first, "the 1 January slot was neither forgotten nor run again"
     assert first[0][1] == datetime(2027, 1, 1, tzinfo=timezone.utc)
-
-
-def test_a_node_disabled_during_its_long_poll_is_refused(app, admin, client, node, clock):
-    import threading
-
-    caller = NodeCaller(app.test_client(), node, clock=clock)
-    answers = []
-    waiting = threading.Thread(target=lambda: answers.append(
-        caller.post("/claim", json={"max": 1, "wait": 5})))
-    waiting.start()
-    threading.Event().wait(0.5)
-    admin.put(f"/api/v1/cascade/nodes/{node.node_id}", json={"is_active": False})
-    make_feeds(admin, 1, prefix="late")
-    dispatch(admin, make_task(admin))
-    waiting.join(timeout=20)
-    assert_error(answers[0], 403, "node_disabled")
 
 
 def test_claims_read_the_queue_in_index_order(app, admin, work):
@@ -682,12 +633,10 @@ def test_a_retry_arriving_while_the_original_runs_gets_the_same_answer(app, admi
 
 
 def test_a_pending_tasks_preview_does_not_lose_a_due_run(app, admin, node_caller, clock):
-    from parent.services import leasing
-
     make_feeds(admin, 1)
     make_task(admin, cron_exp="* * * * *")
     clock.advance(61)
-    leasing._last_schedule_check[0] = 0.0
+    app.extensions.pop("werss.schedule_check", None)
     preview = node_caller.get("/pending-tasks")
     assert preview.status_code == 200
     assert node_caller.post("/claim", json={"max": 1, "wait": 0}).status_code == 200

@@ -133,15 +133,13 @@ def test_login_routes_work_under_the_werss_prefix(admin, node, client, clock):
         "data"]["state"] == "scanned"
 
 
-def test_waiting_claim_ends_early_with_the_login_request(app, admin, node, node_caller):
-    result = {}
-
-    def ask_soon():
-        import time
-        time.sleep(0.6)
-        result["login"] = admin.post(f"/api/v1/cascade/nodes/{node.node_id}/wechat/login")
-
-    threading.Thread(target=ask_soon).start()
+def test_a_login_request_reaches_the_node_with_its_next_claim(app, admin, node, node_caller):
+    """Claims do not wait at the parent, so a node with a WeChat session is told to come
+    back within cascade.wechat_claim_interval (3 s); that claim brings the request."""
+    heartbeat(node_caller, True)
+    idle = node_caller.post("/claim", json={"max": 1, "wait": 10})
+    assert idle.status_code == 204 and int(idle.headers["Retry-After"]) <= 3
+    assert admin.post(f"/api/v1/cascade/nodes/{node.node_id}/wechat/login").status_code == 202
     response = node_caller.post("/claim", json={"max": 1, "wait": 10})
     assert response.status_code == 200, response.status_code
     assert response.get_json()["data"]["leases"] == []
