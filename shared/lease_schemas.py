@@ -77,7 +77,7 @@ class SendLimitSchema(NodePayload):
     """A channel's send limit: at most ``count`` pushes per ``per`` seconds per destination."""
 
     count = fields.Integer(required=True)
-    per = fields.Integer(required=True)
+    per = fields.Float(required=True)  # seconds; a configured limit may use fractions
 
 
 class LeaseTaskSchema(PushFieldsSchema):

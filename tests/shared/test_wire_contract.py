@@ -293,3 +293,9 @@ def test_a_channel_error_that_echoes_a_secret_field_is_withheld(name):
     with pytest.raises(NotifyError) as caught:
         notifier.push(task, FEED, ARTICLES)
     assert SECRETS[name] not in str(caught.value) and WITHHELD in str(caught.value)
+
+
+def test_a_fractional_send_limit_period_survives_the_wire():
+    task = {"id": "t1", "send_limit": {"count": 5, "per": 0.5}}
+    assert LeaseTaskSchema().load(LeaseTaskSchema().dump(task))["send_limit"] == \
+        {"count": 5, "per": 0.5}
