@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import requests
 
 from shared import signing
+from shared import paths
 from shared.paths import CASCADE_PREFIX, LOGIN
 
 from .children import group_cpu_seconds
@@ -94,7 +95,7 @@ class Child:
                  claim_every: float):
         self.creds, self.host, self.port, self.stats = creds, host, port, stats
         self.compress, self.claim_every = compress, claim_every
-        self.cursors = {"/feeds/changes": "0", "/message-tasks/changes": "0"}
+        self.cursors = {paths.FEED_CHANGES: "0", paths.MESSAGE_TASK_CHANGES: "0"}
         self.etags: dict[str, str] = {}
 
     async def call(self, route: str, method: str, path: str, query: str = "",
@@ -117,7 +118,7 @@ class Child:
         return status, response_headers, content
 
     async def heartbeat(self):
-        await self.call("heartbeat", "POST", "/heartbeat", body=b'{"version":"fleet"}')
+        await self.call("heartbeat", "POST", paths.HEARTBEAT, body=b'{"version":"fleet"}')
 
     async def sync(self):
         for path in self.cursors:
@@ -130,7 +131,7 @@ class Child:
                 self.etags[path] = headers.get("etag", "")
 
     async def claim(self):
-        status, _, content = await self.call("claim", "POST", "/claim",
+        status, _, content = await self.call("claim", "POST", paths.CLAIM,
                                              body=b'{"max": 1, "wait": 0}', expect=(200, 204))
         if status != 200:
             return
@@ -138,7 +139,8 @@ class Child:
             self.stats.claimed_at.setdefault(lease["allocation_id"], time.monotonic())
             body = json.dumps({"results": [{"mp_id": lease["feeds"][0]["id"],
                                             "success": True}]}).encode()
-            await self.call("complete", "POST", f"/leases/{lease['lease_id']}/complete",
+            await self.call("complete", "POST",
+                            paths.LEASE_COMPLETE.format(lease_id=lease["lease_id"]),
                             body=body)
 
     async def run(self, until: float):

@@ -18,9 +18,9 @@ from sqlalchemy import event, text
 
 from shared import signing
 from shared.envelope import IDEMPOTENCY_HEADER
-from shared.paths import CASCADE_PREFIX, WHOAMI
+from shared.paths import CASCADE_PREFIX, CLAIM, LEASE_COMPLETE, WHOAMI
 
-CLAIM_PATH = CASCADE_PREFIX + "/claim"
+CLAIM_PATH = CASCADE_PREFIX + CLAIM
 # What a child sends with no wait: one lease per request, so claims/s = leases/s.
 CLAIM_BODY = json.dumps({"max": 1, "wait": 0}).encode()
 SEED_CHUNK = 5000
@@ -97,7 +97,7 @@ def complete_factory(base_url: str, fleet: list, ledger: LeaseLedger):
 
     def make(_index: int):
         node, lease_id, _, feed_id = queue.popleft()  # one ticket per granted lease
-        path = f"{CASCADE_PREFIX}/leases/{lease_id}/complete"
+        path = CASCADE_PREFIX + LEASE_COMPLETE.format(lease_id=lease_id)
         body = json.dumps({"results": [{"mp_id": feed_id, "success": True, "article_count": 0,
                                         "new_count": 0, "pushed_count": 0}]}).encode()
         return ("POST", base_url + path,

@@ -15,7 +15,7 @@ import time
 from sqlalchemy import event
 
 from shared import signing
-from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
+from shared.paths import CASCADE_PREFIX, CLAIM, FEEDS, HEARTBEAT, LEASE_COMPLETE
 
 _TABLE_PATTERNS = {
     "SELECT": re.compile(r"\bFROM\s+\"?(\w+)\"?", re.IGNORECASE),
@@ -148,7 +148,7 @@ def probe_work_paths(database_url: str, secret_key: str, creds) -> list[dict]:
 
     app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
     client = app.test_client()
-    claim_path = CASCADE_PREFIX + "/claim"
+    claim_path = CASCADE_PREFIX + CLAIM
     claim_body = json.dumps({"max": 1, "wait": 0}).encode()
 
     def post(path: str, body: bytes):
@@ -166,7 +166,7 @@ def probe_work_paths(database_url: str, secret_key: str, creds) -> list[dict]:
         leases = (response.get_json(silent=True) or {}).get("data", {}).get("leases") or []
         if leases:
             lease = leases[0]
-            path = f"{CASCADE_PREFIX}/leases/{lease['lease_id']}/complete"
+            path = CASCADE_PREFIX + LEASE_COMPLETE.format(lease_id=lease["lease_id"])
             body = json.dumps({"results": [{"mp_id": lease["feeds"][0]["id"],
                                             "success": True}]}).encode()
             results.append(_summarise("complete", *recorder.capture(post(path, body))))

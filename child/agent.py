@@ -201,7 +201,8 @@ class Agent:
         for lease in leases:
             if self.draining.is_set() or self.stop_event.is_set():
                 # Granted while we were stopping: hand it straight back, unspent.
-                self.outbox.add("fail", "POST", f"/leases/{lease['lease_id']}/fail",
+                route = paths.LEASE_FAIL.format(lease_id=lease["lease_id"])
+                self.outbox.add("fail", "POST", route,
                                 {"error": "child shutting down", "retryable": True,
                                  "release": True}, new_idempotency_key())
                 continue
@@ -259,15 +260,15 @@ class Agent:
 
     def _hand_back_rate_limited(self, work: LeaseWork, error: str, until: datetime) -> None:
         body = {"error": error, "retryable": True, "rate_limited_until": isoformat_z(until)}
-        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail", body,
-                        new_idempotency_key())
+        self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=work.lease["lease_id"]),
+                        body, new_idempotency_key())
         self._guard("flush", self.outbox.drain)
 
     def _finish_with_failure(self, work: LeaseWork, error: str, retryable: bool,
                              release: bool = False) -> None:
         body = {"error": error, "retryable": retryable, **({"release": True} if release else {})}
-        self.outbox.add("fail", "POST", f"/leases/{work.lease['lease_id']}/fail", body,
-                        new_idempotency_key())
+        self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=work.lease["lease_id"]),
+                        body, new_idempotency_key())
         self._guard("flush", self.outbox.drain)
 
     def renew_leases(self) -> None:
@@ -358,7 +359,7 @@ class Agent:
         back now rather than when they expire. A completion already in the outbox goes
         first, and then this release is simply refused as stale."""
         for lease in self.cache.held_leases():
-            self.outbox.add("fail", "POST", f"/leases/{lease['lease_id']}/fail",
+            self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=lease["lease_id"]),
                             {"error": "child restarted", "retryable": True, "release": True},
                             new_idempotency_key())
             self.cache.drop_lease(lease["lease_id"])

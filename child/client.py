@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
+from marshmallow import Schema, ValidationError
 
 from shared import paths, signing
 from shared.envelope import (
     CURSOR_HEADER, IDEMPOTENCY_HEADER, NEXT_AFTER_HEADER, REQUEST_ID_HEADER,
+)
+from shared.lease_schemas import LeaseSchema
+from shared.schemas import (
+    FeedChangesSchema, FeedSchema, MessageTaskChangesSchema, MessageTaskSchema,
 )
 
 from . import errors
@@ -28,6 +33,25 @@ from .config import ChildConfig
 
 log = logging.getLogger(__name__)
 RETRY_STATUSES = {502, 503, 504}
+# What the parent sends, loaded through the contract's schemas: the child works only with
+# the fields shared/ declares, in the types it declares.
+_PULLED = {paths.FEEDS: FeedSchema(many=True), paths.MESSAGE_TASKS: MessageTaskSchema(many=True)}
+_CHANGES = {paths.FEED_CHANGES: FeedChangesSchema(),
+            paths.MESSAGE_TASK_CHANGES: MessageTaskChangesSchema()}
+_LEASES = LeaseSchema(many=True)
+
+
+def load_wire(schema: Schema, data: Any, route: str) -> Any:
+    """Load a payload the parent sent through its shared schema.
+
+    :raises errors.ContractError: the payload breaks the contract (named by field).
+    """
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise errors.ContractError(
+            f"the parent's answer to {route} breaks the wire contract: "
+            f"{str(exc.messages)[:500]}") from None
 
 
 @dataclass
@@ -214,7 +238,9 @@ class ParentClient:
         response = self._request("GET", route, headers=headers)
         etag = response.headers.get("ETag", etag)
         cursor = response.headers.get(CURSOR_HEADER)
-        return (None if response.status == 304 else response.data), etag, cursor
+        if response.status == 304:
+            return None, etag, cursor
+        return load_wire(_PULLED[route], response.data, route), etag, cursor
 
     def pull_page(self, route: str, limit: int, after: str | None = None,
                   etag: str | None = None) -> "Page":
@@ -224,7 +250,7 @@ class ParentClient:
         response = self._request("GET", route, params=params, headers=headers)
         if response.status == 304:
             return Page(None, response.headers.get("ETag", etag), None, None)
-        return Page(response.data, response.headers.get("ETag"),
+        return Page(load_wire(_PULLED[route], response.data, route), response.headers.get("ETag"),
                     response.headers.get(CURSOR_HEADER), response.headers.get(NEXT_AFTER_HEADER))
 
     def changes(self, route: str, since: str, limit: int = 500,
@@ -235,17 +261,18 @@ class ParentClient:
                                  headers=headers)
         if response.status == 304:
             return None
-        return {**response.data, "etag": response.headers.get("ETag")}
+        return {**load_wire(_CHANGES[route], response.data, route),
+                "etag": response.headers.get("ETag")}
 
     def claim(self, max_count: int, wait: int, idempotency_key: str) -> list[dict]:
-        response = self._request("POST", "/claim", json_body={"max": max_count, "wait": wait},
+        response = self._request("POST", paths.CLAIM, json_body={"max": max_count, "wait": wait},
                                  idempotency_key=idempotency_key, timeout=wait + 15)
         if response.status == 204:
             self.claim_retry_after = _retry_after(response.headers.get("Retry-After"))
             return []
         self.claim_retry_after = None
         self._hand_over_commands(response.data)
-        return response.data["leases"]
+        return load_wire(_LEASES, response.data["leases"], paths.CLAIM)
 
     def cancel_claim_wait(self) -> dict:
         """End this node's waiting claim now (the agent is stopping); one quick try."""
@@ -253,28 +280,26 @@ class ParentClient:
                              retry=RetryPolicy(max_attempts=1)).data
 
     def renew(self, lease_id: str) -> dict:
-        return self._request("POST", f"/leases/{lease_id}/renew").data
+        return self._request("POST", paths.LEASE_RENEW.format(lease_id=lease_id)).data
 
     def complete(self, lease_id: str, results: list[dict], idempotency_key: str) -> dict:
-        return self._request("POST", f"/leases/{lease_id}/complete",
+        return self._request("POST", paths.LEASE_COMPLETE.format(lease_id=lease_id),
                              json_body={"results": results}, idempotency_key=idempotency_key).data
 
     def fail(self, lease_id: str, body: dict, idempotency_key: str) -> dict:
-        return self._request("POST", f"/leases/{lease_id}/fail", json_body=body,
+        return self._request("POST", paths.LEASE_FAIL.format(lease_id=lease_id), json_body=body,
                              idempotency_key=idempotency_key).data
 
     def plan_deliveries(self, lease_id: str, feed_id: str, article_ids: list[str],
                         idempotency_key: str, retry: RetryPolicy | None = None) -> dict:
         """Ask which of these articles the lease's task has not delivered (the deliveries)."""
-        return self._request("POST", f"/leases/{lease_id}/deliveries",
+        return self._request("POST", paths.LEASE_DELIVERIES.format(lease_id=lease_id),
                              json_body={"feed_id": feed_id, "article_ids": article_ids},
                              idempotency_key=idempotency_key, retry=retry).data
 
     def send_permit(self, body: dict) -> dict:
         """Ask for the next send moment of one push destination (child/permits.py)."""
-        from shared.channels import SEND_PERMITS
-
-        return self._request("POST", SEND_PERMITS, json_body=body).data
+        return self._request("POST", paths.SEND_PERMITS, json_body=body).data
 
     def send_write(self, method: str, route: str, body: Any, idempotency_key: str,
                    retry: RetryPolicy | None = None) -> Response:

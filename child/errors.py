@@ -59,6 +59,10 @@ class CursorExpiredError(ParentError):
     """410 cursor_expired: do a full pull."""
 
 
+class ContractError(ParentError):
+    """A success whose payload the wire contract (shared/) does not allow: nothing is used."""
+
+
 FATAL_CODES = {"invalid_credentials", "node_disabled", "plain_auth_disabled",
                "malformed_authorization", "wrong_credential_type"}
 

@@ -15,6 +15,8 @@ import random
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from shared import paths
+
 from . import errors
 from .client import RetryPolicy, new_idempotency_key
 from .collectors.base import CollectedArticle, CollectError
@@ -96,7 +98,7 @@ class LeaseRunner:
                 return
         if work.lost.is_set():
             return
-        agent.outbox.add("complete", "POST", f"/leases/{lease_id}/complete",
+        agent.outbox.add("complete", "POST", paths.LEASE_COMPLETE.format(lease_id=lease_id),
                          {"results": results}, new_idempotency_key())
         agent._guard("flush", agent.outbox.drain)
 
@@ -161,7 +163,7 @@ class LeaseRunner:
             try:
                 response = self._until_answered(
                     work, lambda body=body, key=key: agent.client.send_write(
-                        "POST", "/articles", body, key, retry=_PARENT_RETRY))
+                        "POST", paths.ARTICLES, body, key, retry=_PARENT_RETRY))
             except errors.ConflictError:
                 response = None
             except (errors.InvalidRequestError, errors.PermissionDeniedError) as exc:
@@ -174,7 +176,7 @@ class LeaseRunner:
                             for index, problem in sorted(problems.items(), key=_index)]
                 continue
             if response is None:
-                agent.outbox.add("articles", "POST", "/articles", body, key)
+                agent.outbox.add("articles", "POST", paths.ARTICLES, body, key)
                 deferred = True
                 continue
             data = response.data or {}
@@ -234,7 +236,8 @@ class LeaseRunner:
 
     def _report(self, delivery_id: str, body: dict) -> None:
         # Durable before anything else happens: a kill -9 now still reports it later.
-        self.agent.outbox.add("delivery", "POST", f"/deliveries/{delivery_id}/report", body,
+        self.agent.outbox.add("delivery", "POST",
+                              paths.DELIVERY_REPORT.format(delivery_id=delivery_id), body,
                               new_idempotency_key())
         self.agent._guard("flush", self.agent.outbox.drain)
 

@@ -43,6 +43,8 @@ from jinja2.filters import do_center, do_indent, do_truncate
 from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
 from markupsafe import Markup
 
+from shared.lease_schemas import TASK_SECRET_FIELDS
+
 from .werss_templates import (
     CLEAN_FILTER, CONTENT_FORMATS, clean_like_werss, find_python_expression, format_content,
     rewrite_like_werss,
@@ -56,7 +58,8 @@ RENDER_SECONDS = 2.0
 MAX_WIDTH = 10_000  # widths, repetitions and batch sizes beyond this are refused
 MAX_INT_BITS = 100_000
 DEFAULT_FORMAT = "%Y-%m-%d %H:%M:%S"
-HIDDEN_TASK_FIELDS = ("headers", "cookies", "web_hook_url", "sign_secret")
+# A template sees the task without the fields the contract marks secret.
+HIDDEN_TASK_FIELDS = TASK_SECRET_FIELDS
 _JSON_DOCUMENT = re.compile(r'\s*(\{\s*["}]|\[\s*(\{\s*"|"|\]))')
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?")
 _AMPLIFYING_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}

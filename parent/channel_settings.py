@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.channels import CHANNELS, SIGNED_CHANNELS, channel_from_url
+from shared.channels import CHANNELS, MESSAGE_TYPE_MESSAGE, SIGNED_CHANNELS, channel_from_url
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def build_notice(raw: Any, error) -> dict | None:
     headers = raw.get("headers") or {}
     if not isinstance(headers, dict):
         raise error("notice.headers: must be a mapping")
-    return {"id": "notice", "name": "system notice", "message_type": 0, "channel": channel,
-            "web_hook_url": url, "sign_secret": secret, "message_template": "",
+    return {"id": "notice", "name": "system notice", "message_type": MESSAGE_TYPE_MESSAGE,
+            "channel": channel, "web_hook_url": url, "sign_secret": secret, "message_template": "",
             "headers": {str(k): str(v) for k, v in headers.items()}, "cookies": "",
             "failing_after": failing_after}

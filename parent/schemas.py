@@ -11,7 +11,7 @@ from croniter import CroniterBadDateError, croniter
 from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from shared.channels import CHANNELS
+from shared.channels import CHANNELS, MESSAGE_TYPE_MESSAGE, MESSAGE_TYPE_WEBHOOK, MESSAGE_TYPES
 from shared.schemas import (
     HttpUrl, MpRefSchema, NodeType, QueryInt, SafeStr, StrictInt, is_utf8_text,
 )
@@ -240,7 +240,8 @@ class HeadersField(fields.Field):
 
 class MessageTaskCreateSchema(_AdminInput):
     name = SafeStr(required=True, min_length=1, max_length=255)
-    message_type = StrictInt(minimum=0, maximum=1, load_default=0)
+    message_type = StrictInt(minimum=min(MESSAGE_TYPES), maximum=max(MESSAGE_TYPES),
+                             load_default=MESSAGE_TYPE_MESSAGE)
     message_template = SafeStr(max_length=100_000, load_default="", validate=validate_template)
     web_hook_url = HttpUrl(load_default="")
     headers = HeadersField(load_default=dict)
@@ -268,13 +269,13 @@ class MessageTaskCreateSchema(_AdminInput):
 
     @validates_schema
     def _webhook_needs_url(self, data, partial=False, **kwargs):
-        if not partial and data.get("message_type") == 1 and not data.get("web_hook_url"):
+        if not partial and data.get("message_type") == MESSAGE_TYPE_WEBHOOK and not data.get("web_hook_url"):
             raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})
 
 
 class MessageTaskUpdateSchema(MessageTaskCreateSchema):
     name = SafeStr(min_length=1, max_length=255)
-    message_type = StrictInt(minimum=0, maximum=1)
+    message_type = StrictInt(minimum=min(MESSAGE_TYPES), maximum=max(MESSAGE_TYPES))
     message_template = SafeStr(max_length=100_000, validate=validate_template)
     web_hook_url = HttpUrl()
     headers = HeadersField()
@@ -290,7 +291,8 @@ class MessageTaskUpdateSchema(MessageTaskCreateSchema):
 
 class MessageTaskPreviewSchema(_AdminInput):
     task_id = SafeStr(max_length=64, load_default=None)
-    message_type = StrictInt(minimum=0, maximum=1, load_default=None)
+    message_type = StrictInt(minimum=min(MESSAGE_TYPES), maximum=max(MESSAGE_TYPES),
+                             load_default=None)
     message_template = SafeStr(max_length=100_000, load_default=None, validate=validate_template)
     channel = SafeStr(validate=validate.OneOf(CHANNELS), load_default=None)
     feed_id = SafeStr(max_length=64, load_default=None)

@@ -20,8 +20,10 @@ CHANNELS = (DINGTALK, FEISHU, WECOM, BARK, SERVERCHAN, TELEGRAM, WEBHOOK)
 # Channels that can sign their pushes with a task's sign_secret.
 SIGNED_CHANNELS = (DINGTALK, FEISHU)
 
+# A task's message_type, as WeRSS numbers it: 0 a chat-robot message, 1 a custom webhook.
 MESSAGE_TYPE_MESSAGE = 0
 MESSAGE_TYPE_WEBHOOK = 1
+MESSAGE_TYPES = (MESSAGE_TYPE_MESSAGE, MESSAGE_TYPE_WEBHOOK)
 
 # The three hosts WeRSS routes message_type 0 by, plus the hosts of the other channels.
 _HOSTS = {
@@ -69,9 +71,6 @@ def destination_of(web_hook_url: str) -> str:
 def destination_key(channel: str, web_hook_url: str) -> str:
     """The name a send permit is asked under: SHA-256 hex, so the token never travels."""
     return hashlib.sha256(f"{channel}\n{destination_of(web_hook_url)}".encode()).hexdigest()
-
-
-SEND_PERMITS = "/send-permits"  # node route, relative to a cascade prefix
 
 
 def send_permit_schema():

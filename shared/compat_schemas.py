@@ -9,11 +9,14 @@ into the shapes our lease services take.
 from __future__ import annotations
 
 from marshmallow import (
-    EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema,
+    ValidationError, fields, post_load, pre_load, validate, validates_schema,
 )
 
 from .lease_schemas import MAX_ARTICLES_PER_BATCH
-from .schemas import MAX_INT, MAX_UNIX, FlexibleTime, HttpUrl, QueryInt, SafeStr
+from .schemas import (
+    MAX_INT, MAX_UNIX, FeedSchema, FlexibleTime, HttpUrl, NodePayload, PushFieldsSchema, QueryInt,
+    SafeStr, WireTime,
+)
 
 # task-status values, grouped by the lease transition they cause.
 RENEW_STATUSES = ("claimed", "executing", "running", "processing")
@@ -24,9 +27,8 @@ TASK_STATUSES = RENEW_STATUSES + COMPLETE_STATUSES + FAIL_STATUSES
 ID_LENGTH = 64
 
 
-class _WeRSSPayload(Schema):
-    class Meta:
-        unknown = EXCLUDE
+class _WeRSSPayload(NodePayload):
+    """A payload WeRSS sends or receives: unknown fields ignored, as for every node payload."""
 
 
 class Identifier(SafeStr):
@@ -183,3 +185,26 @@ class ReportCompletionSchema(_LeaseRef):
     results = fields.List(fields.Nested(CompletionResultSchema), load_default=list,
                           validate=validate.Length(max=1000))
     article_count = LooseInt()
+
+
+class WeRSSTaskPackageSchema(PushFieldsSchema):
+    """What claim-task and pending-tasks answer: WeRSS's task package plus our lease fields.
+
+    The task's push fields (and their secret marks) are the lease task's; WeRSS names the
+    task ``task_id`` / ``task_name`` and has no ``mps_id`` or ``channel`` in a package.
+    """
+
+    class Meta(NodePayload.Meta):
+        exclude = ("id", "name", "mps_id", "channel")
+
+    allocation_id = SafeStr(required=True, min_length=1, max_length=ID_LENGTH)
+    task_id = SafeStr(required=True, min_length=1, max_length=ID_LENGTH)
+    task_name = SafeStr(allow_none=True)
+    feeds = fields.List(fields.Nested(FeedSchema), required=True)
+    dispatched_at = WireTime(required=True)
+    claimed = fields.Boolean(required=True)  # false: a preview of pending-tasks, no lease
+    lease_id = SafeStr(allow_none=True, max_length=36)
+    attempt = fields.Integer(allow_none=True)
+    expires_at = WireTime(allow_none=True)
+    slot = WireTime(allow_none=True)
+    run_id = SafeStr(allow_none=True, max_length=36)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
 from .lease_schemas import MAX_ARTICLES_PER_BATCH
-from .schemas import SafeStr, StrictInt
+from .schemas import SafeStr, StrictInt, NodePayload
 
 REPORT_STATUSES = ("sent", "failed")
 
 
-class _NodePayload(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class DeliveryPlanSchema(_NodePayload):
+class DeliveryPlanSchema(NodePayload):
     """``POST /cascade/leases/{lease_id}/deliveries``: the articles a child collected."""
 
     feed_id = SafeStr(required=True, min_length=1, max_length=64)
@@ -23,7 +18,7 @@ class DeliveryPlanSchema(_NodePayload):
                               validate=validate.Length(max=MAX_ARTICLES_PER_BATCH))
 
 
-class DeliveryReportSchema(_NodePayload):
+class DeliveryReportSchema(NodePayload):
     """``POST /cascade/deliveries/{delivery_id}/report``: what one push did."""
 
     status = SafeStr(required=True, max_length=16, validate=validate.OneOf(REPORT_STATUSES))

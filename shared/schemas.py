@@ -5,11 +5,12 @@ Node payloads ignore unknown fields, so a newer child can talk to an older paren
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Callable
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from .timeutil import from_unix, naive_time_zone, parse_iso
+from .timeutil import from_unix, isoformat_z, naive_time_zone, parse_iso
 
 MAX_INT = 2**31 - 1
 MAX_UNIX = 2**33  # far beyond any real date, inside every backend's range
@@ -127,9 +128,7 @@ class FlexibleTime(fields.Field):
         raise ValidationError("Expected Unix seconds or an ISO 8601 time.")
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return isoformat_z(value) if isinstance(value, datetime) else value
 
 
 class HttpUrl(SafeStr):
@@ -147,29 +146,34 @@ class HttpUrl(SafeStr):
         return text
 
 
-class _NodePayload(Schema):
+class NodePayload(Schema):
+    """The base of every node payload: unknown fields are ignored, both ways.
+
+    A newer child can talk to an older parent, and a child loads what a newer parent sends.
+    """
+
     class Meta:
         unknown = EXCLUDE
 
 
-class WechatAccountCapabilitySchema(_NodePayload):
+class WechatAccountCapabilitySchema(NodePayload):
     name = SafeStr(max_length=255, load_default="")
     avatar = SafeStr(max_length=1000, load_default="")
 
 
-class WechatCapabilitySchema(_NodePayload):
+class WechatCapabilitySchema(NodePayload):
     session_valid = fields.Boolean(load_default=False)
     expires_at = FlexibleTime(allow_none=True, load_default=None)
     account = fields.Nested(WechatAccountCapabilitySchema, allow_none=True, load_default=None)
 
 
-class CapabilitiesSchema(_NodePayload):
+class CapabilitiesSchema(NodePayload):
     sources = fields.List(SafeStr(max_length=32), load_default=list,
                           validate=validate.Length(max=16))
     wechat = fields.Nested(WechatCapabilitySchema, allow_none=True, load_default=None)
 
 
-class HeartbeatSchema(_NodePayload):
+class HeartbeatSchema(NodePayload):
     version = SafeStr(max_length=64, allow_none=True, load_default=None)
     hostname = SafeStr(max_length=255, allow_none=True, load_default=None)
     capacity = StrictInt(maximum=1000, allow_none=True, load_default=None)
@@ -178,7 +182,7 @@ class HeartbeatSchema(_NodePayload):
     callback_url = HttpUrl(max_length=500, allow_none=True, load_default=None)  # nodes column
 
 
-class ReportItemSchema(_NodePayload):
+class ReportItemSchema(NodePayload):
     mp_id = SafeStr(required=True, min_length=1, max_length=128)
     mp_name = SafeStr(max_length=255, load_default="")
     article_count = StrictInt(load_default=0)
@@ -186,7 +190,7 @@ class ReportItemSchema(_NodePayload):
     timestamp = FlexibleTime(allow_none=True, load_default=None)
 
 
-class ReportResultSchema(_NodePayload):
+class ReportResultSchema(NodePayload):
     task_id = SafeStr(required=True, min_length=1, max_length=64)
     allocation_id = SafeStr(max_length=64, allow_none=True, load_default=None)
     results = fields.List(fields.Nested(ReportItemSchema), required=True,
@@ -194,61 +198,132 @@ class ReportResultSchema(_NodePayload):
     timestamp = FlexibleTime(allow_none=True, load_default=None)
 
 
-class ChangesQuerySchema(_NodePayload):
+class ChangesQuerySchema(NodePayload):
     since = QueryInt(load_default=0, maximum=2**62)
     limit = QueryInt(load_default=500, minimum=1, maximum=1000)
 
 
-class PageQuerySchema(_NodePayload):
+class PageQuerySchema(NodePayload):
     """A page of a full pull: ``limit`` items with ids after ``after`` (keyset paging)."""
 
     limit = QueryInt(required=True, minimum=1, maximum=5000)
     after = SafeStr(load_default=None, max_length=64)
 
 
-class FeedSchema(_NodePayload):
-    """A feed as GET /cascade/feeds sends it (what a child caches)."""
+class WireTime(fields.Field):
+    """A time the parent sends as ISO 8601 UTC (``2026-11-28T17:56:42.507Z``).
 
-    id = SafeStr(required=True, max_length=64)
+    Dumped from a datetime; loaded as the same text (checked to be a time), so a child keeps
+    what it was sent as it was sent.
+    """
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return isoformat_z(value) if isinstance(value, datetime) else value
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            try:
+                parse_iso(value.strip())
+                return value
+            except (ValueError, OverflowError):
+                pass
+        raise ValidationError("Expected an ISO 8601 time.")
+
+
+class _NoneAsEmpty:
+    """Dump a null as the field's empty value: rows older than a column's default hold null."""
+
+    empty: Callable[[], object]
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return self.empty()
+        return super()._serialize(value, attr, obj, **kwargs)  # type: ignore[misc]
+
+
+class WireList(_NoneAsEmpty, fields.List):
+    empty = list
+
+
+class WireDict(_NoneAsEmpty, fields.Dict):
+    empty = dict
+
+
+class WireCount(_NoneAsEmpty, fields.Integer):
+    empty = int
+
+
+# Field metadata of a value that must never reach a template, a log line or an error text
+# (tokens in a webhook URL, auth headers, cookies, signing secrets).
+SECRET = {"secret": True}
+
+
+def secret_fields(*schemas: Schema | type[Schema]) -> tuple[str, ...]:
+    """Return the names of the fields of ``schemas`` marked ``metadata=SECRET``, sorted."""
+    names = set()
+    for schema in schemas:
+        instance = schema() if isinstance(schema, type) else schema
+        names |= {name for name, field in instance.fields.items() if field.metadata.get("secret")}
+    return tuple(sorted(names))
+
+
+class FeedSchema(NodePayload):
+    """A feed as nodes receive it: ``GET /cascade/feeds``, its changes, and inside leases.
+
+    Only fields an admin sets: the ETag and the cursors built on the change log stay exact.
+    """
+
+    id = SafeStr(required=True, min_length=1, max_length=64)
     faker_id = SafeStr(allow_none=True, max_length=128)
-    mp_name = SafeStr(required=True)
+    mp_name = SafeStr(allow_none=True)
     mp_cover = SafeStr(allow_none=True, max_length=1000)
     mp_intro = SafeStr(allow_none=True, max_length=100000)
-    status = fields.Integer()
-    sync_time = fields.Integer()
-    update_time = fields.Integer()
-    source_type = SafeStr(validate=validate.OneOf(["wechat", "rss"]))
+    status = fields.Integer(allow_none=True)
+    source_type = SafeStr(allow_none=True, max_length=16)
     source_url = SafeStr(allow_none=True, max_length=1000)
-    labels = fields.List(fields.String())
-    created_at = FlexibleTime(allow_none=True)
-    updated_at = FlexibleTime(allow_none=True)
+    labels = WireList(fields.String())
+    created_at = WireTime(allow_none=True)
+    updated_at = WireTime(allow_none=True)
 
 
-class MpRefSchema(_NodePayload):
+class MpRefSchema(NodePayload):
     id = SafeStr(required=True, min_length=1, max_length=64)
     mp_name = SafeStr(load_default="")
 
 
-class MessageTaskSchema(_NodePayload):
-    """A message task as GET /cascade/message-tasks sends it."""
+class PushFieldsSchema(NodePayload):
+    """What a node needs of a message task to push it; shared by the task list and leases."""
 
-    id = SafeStr(required=True, max_length=64)
-    name = SafeStr(required=True)
-    message_type = fields.Integer(validate=validate.OneOf([0, 1]))
-    message_template = fields.String()
-    web_hook_url = fields.String()
-    mps_id = fields.List(fields.Nested(MpRefSchema))
-    cron_exp = fields.String()
-    status = fields.Integer()
-    headers = fields.Dict(keys=fields.String(), values=fields.String())
-    cookies = fields.String()
-    labels = fields.List(fields.String())
-    created_at = FlexibleTime(allow_none=True)
-    updated_at = FlexibleTime(allow_none=True)
+    id = SafeStr(required=True, min_length=1, max_length=64)
+    name = SafeStr(allow_none=True)
+    # MESSAGE_TYPES (shared.channels); not checked on load: a child answers a type it does
+    # not know with a clear push error instead of dropping the whole list.
+    message_type = fields.Integer(allow_none=True)
+    message_template = fields.String(allow_none=True)
+    web_hook_url = fields.String(allow_none=True, metadata=SECRET)
+    headers = WireDict(keys=fields.String(), values=fields.String(), allow_none=True,
+                       metadata=SECRET)
+    cookies = fields.String(allow_none=True, metadata=SECRET)
+    cron_exp = fields.String(allow_none=True)
+    mps_id = WireList(fields.Nested(MpRefSchema), allow_none=True)
+    # The channel in use: the task's own, else derived from the URL (shared.channels).
+    channel = fields.String(allow_none=True)
 
 
-class ChangesSchema(_NodePayload):
-    """The body of GET .../changes."""
+class MessageTaskSchema(PushFieldsSchema):
+    """A message task as ``GET /cascade/message-tasks`` and its changes send it."""
+
+    status = fields.Integer(allow_none=True)
+    labels = WireList(fields.String())
+    push_newest = WireCount()
+    # sign_secret is write-only: the list says only whether one is set; leases carry it.
+    has_sign_secret = fields.Boolean()
+    created_at = WireTime(allow_none=True)
+    updated_at = WireTime(allow_none=True)
+
+
+class ChangesSchema(NodePayload):
+    """The body of GET .../changes: the current state of what changed after ``since``."""
 
     items = fields.List(fields.Dict(), required=True)
     deleted = fields.List(fields.String(), required=True)
@@ -259,3 +334,15 @@ class ChangesSchema(_NodePayload):
     def _cursor_is_numeric(self, data, **kwargs):
         if not str(data.get("cursor", "")).isdigit():
             raise ValidationError({"cursor": ["Expected a decimal cursor."]})
+
+
+class FeedChangesSchema(ChangesSchema):
+    """The body of ``GET /cascade/feeds/changes``."""
+
+    items = fields.List(fields.Nested(FeedSchema), required=True)
+
+
+class MessageTaskChangesSchema(ChangesSchema):
+    """The body of ``GET /cascade/message-tasks/changes``."""
+
+    items = fields.List(fields.Nested(MessageTaskSchema), required=True)

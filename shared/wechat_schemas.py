@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import fields, validate
 
-from .schemas import FlexibleTime, SafeStr
+from .schemas import FlexibleTime, SafeStr, NodePayload
 
 NODE_LOGIN_STATES = ("waiting_scan", "scanned", "valid", "failed")
 
 
-class _NodePayload(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class WechatAccountSchema(_NodePayload):
+class WechatAccountSchema(NodePayload):
     name = SafeStr(max_length=255, load_default="")
     avatar = SafeStr(max_length=1000, load_default="")
 
 
-class LoginStateSchema(_NodePayload):
+class LoginStateSchema(NodePayload):
     """``POST /cascade/wechat/login-state``: a step of the login the parent asked for."""
 
     command_id = SafeStr(max_length=36, allow_none=True, load_default=None)
@@ -32,14 +27,14 @@ class LoginStateSchema(_NodePayload):
     error = SafeStr(max_length=1000, allow_none=True, load_default=None)
 
 
-class SearchRowSchema(_NodePayload):
+class SearchRowSchema(NodePayload):
     faker_id = SafeStr(required=True, min_length=1, max_length=128)
     mp_name = SafeStr(max_length=255, load_default="")
     mp_intro = SafeStr(max_length=2000, load_default="")
     mp_cover = SafeStr(max_length=1000, load_default="")
 
 
-class CommandResultSchema(_NodePayload):
+class CommandResultSchema(NodePayload):
     """``POST /cascade/commands/{id}/result``: what a relayed command found, or why not."""
 
     results = fields.List(fields.Nested(SearchRowSchema), load_default=list,

@@ -23,7 +23,7 @@ from shared.channels import destination_key, destination_of
 from ..collectors.base import CollectedArticle
 from ..templates import TemplateError, render
 from .base import NotifyError, Permit
-from .redact import Redactor, url_secrets
+from .redact import Redactor, task_secrets, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +197,7 @@ class ChannelNotifier:
         return title, "\n".join(lines)
 
     def redactor(self, task: dict) -> Redactor:
-        secrets = url_secrets((task.get("web_hook_url") or "").strip())
-        secrets.append(task.get("sign_secret") or "")
-        secrets += [v for v in (task.get("headers") or {}).values() if isinstance(v, str)]
-        return Redactor(secrets)
+        return Redactor(task_secrets(task))
 
     # -- plumbing ------------------------------------------------------------------------------
     def _check_url(self, task: dict) -> None:

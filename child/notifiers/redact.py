@@ -13,6 +13,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
+from shared.lease_schemas import TASK_SECRET_FIELDS
+
 MIN_SECRET = 6  # shorter pieces would match ordinary words
 WITHHELD = "(reply withheld: it echoed a secret)"
 MASK = "***"
@@ -30,6 +32,27 @@ def url_secrets(url: str) -> list[str]:
     if parts.password:
         found.append(parts.password)
     return found
+
+
+def task_secrets(task: dict) -> list[str]:
+    """Every secret a task carries, by the contract's marks (shared TASK_SECRET_FIELDS)."""
+    found: list[str] = []
+    for name in TASK_SECRET_FIELDS:
+        found += _secret_texts(task.get(name))
+    return found
+
+
+def _secret_texts(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _secret_texts(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _secret_texts(item)]
+    if not isinstance(value, str) or not value.strip():
+        return []
+    text = value.strip()
+    # A secret text may be a URL (tokens in its path or query) or cookies (a=b; c=d).
+    cookie_values = [part.partition("=")[2].strip() for part in text.split(";") if "=" in part]
+    return [text, *url_secrets(text), *cookie_values]
 
 
 def _encodings(secret: str) -> set[str]:

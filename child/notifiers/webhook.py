@@ -19,7 +19,7 @@ from ..collectors.base import CollectedArticle
 from ..messages import build_message
 from ..templates import TemplateError
 from .base import DELIVERY_ID_HEADER, NotifyError, Permit
-from .redact import Redactor, url_secrets
+from .redact import Redactor, task_secrets
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WebhookNotifier:
         body, content_type = self._body(task, feed, articles)
         headers, secrets = _headers(task)
         # Error pages sometimes echo the URL, or just the token from it, in any encoding.
-        redactor = Redactor([*secrets, *url_secrets(url)])
+        redactor = Redactor([*secrets, *task_secrets(task)])
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = content_type
         if self.permit is not None:
@@ -97,7 +97,7 @@ class WebhookNotifier:
         url = (task.get("web_hook_url") or "").strip()
         body, content_type = self._body(task, feed, articles)
         headers, secrets = _headers(task)
-        redactor = Redactor([*secrets, *url_secrets(url)])
+        redactor = Redactor([*secrets, *task_secrets(task)])
         return [{"title": None, "text": body,
                  "request": {"method": "POST", "url": _describe(url) if url else "",
                              "content_type": content_type,

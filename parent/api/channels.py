@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g
 
+from shared import paths
 from shared.channels import send_permit_schema
 
 from ..auth import admin_required, node_required
@@ -12,7 +13,7 @@ node_bp = Blueprint("channel_permits", __name__)
 admin_bp = Blueprint("channel_tests", __name__)
 
 
-@node_bp.post("/send-permits")
+@node_bp.post(paths.SEND_PERMITS)
 @node_required
 def send_permit():
     body = load_body(send_permit_schema())

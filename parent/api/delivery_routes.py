@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g
 
+from shared import paths
 from shared.delivery_schemas import DeliveryPlanSchema, DeliveryReportSchema
 
 from ..auth import node_required
@@ -11,7 +12,7 @@ from ._io import idempotent, load_body, respond
 bp = Blueprint("delivery_routes", __name__)
 
 
-@bp.post("/leases/<lease_id>/deliveries")
+@bp.post(paths.as_rule(paths.LEASE_DELIVERIES))
 @node_required
 @idempotent
 def plan_deliveries(lease_id):
@@ -19,7 +20,7 @@ def plan_deliveries(lease_id):
     return respond(deliveries.plan(g.node, lease_id, values["feed_id"], values["article_ids"]))
 
 
-@bp.post("/deliveries/<delivery_id>/report")
+@bp.post(paths.as_rule(paths.DELIVERY_REPORT))
 @node_required
 @idempotent
 def report_delivery(delivery_id):

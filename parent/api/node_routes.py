@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, g, make_response, request
 
+from shared import paths
 from shared.envelope import CURSOR_HEADER, NEXT_AFTER_HEADER
 from shared.schemas import (
     ChangesQuerySchema, HeartbeatSchema, PageQuerySchema, ReportResultSchema,
@@ -16,7 +17,7 @@ from ._io import idempotent, load_body, load_query, respond
 bp = Blueprint("node_routes", __name__)
 
 
-@bp.post("/heartbeat")
+@bp.post(paths.HEARTBEAT)
 @node_required
 @idempotent
 def heartbeat():
@@ -28,7 +29,7 @@ def heartbeat():
     return respond(data, "心跳成功")
 
 
-@bp.get("/whoami")
+@bp.get(paths.WHOAMI)
 @node_required
 def whoami():
     node = g.node
@@ -93,13 +94,13 @@ def _pull(entity: str):
     return response
 
 
-@bp.get("/feeds")
+@bp.get(paths.FEEDS)
 @node_required
 def pull_feeds():
     return _pull(ENTITY_FEED)
 
 
-@bp.get("/message-tasks")
+@bp.get(paths.MESSAGE_TASKS)
 @node_required
 def pull_message_tasks():
     return _pull(ENTITY_MESSAGE_TASK)
@@ -126,19 +127,19 @@ def _changes(entity: str):
     return respond(data, headers={"ETag": etag(data["cursor"])})
 
 
-@bp.get("/feeds/changes")
+@bp.get(paths.FEED_CHANGES)
 @node_required
 def feed_changes():
     return _changes(ENTITY_FEED)
 
 
-@bp.get("/message-tasks/changes")
+@bp.get(paths.MESSAGE_TASK_CHANGES)
 @node_required
 def message_task_changes():
     return _changes(ENTITY_MESSAGE_TASK)
 
 
-@bp.post("/report-result")
+@bp.post(paths.REPORT_RESULT)
 @node_required
 @idempotent
 def report_result():

@@ -4,6 +4,7 @@ from flask import Blueprint, g, make_response
 
 from marshmallow import RAISE, Schema
 
+from shared import paths
 from shared.schemas import SafeStr
 from shared.wechat_schemas import CommandResultSchema, LoginStateSchema
 
@@ -43,14 +44,14 @@ def qr_image(node_id):
     return response
 
 
-@bp.post("/wechat/login-state")
+@bp.post(paths.WECHAT_LOGIN_STATE)
 @node_required
 @idempotent
 def login_state():
     return respond(wechat.record_login_state(g.node, load_body(LoginStateSchema())))
 
 
-@bp.post("/commands/<command_id>/result")
+@bp.post(paths.as_rule(paths.COMMAND_RESULT))
 @node_required
 @idempotent
 def command_result(command_id):

@@ -1,6 +1,8 @@
 """Work distribution: node claim/lease/article routes and the admin dispatch."""
 
 from flask import Blueprint, g, make_response
+
+from shared import paths
 from shared.lease_schemas import (
     ArticleBatchSchema, ArticleSchema, ClaimSchema, CompleteSchema, FailSchema,
 )
@@ -14,7 +16,7 @@ from ._io import idempotent, load_body, respond
 bp = Blueprint("work", __name__)
 
 
-@bp.post("/claim")
+@bp.post(paths.CLAIM)
 @node_required
 @idempotent
 def claim():
@@ -31,20 +33,20 @@ def claim():
                     **({"commands": commands} if commands else {})})
 
 
-@bp.post("/claim/cancel")
+@bp.post(paths.CLAIM_CANCEL)
 @node_required
 def cancel_claim_wait():
     """Kept for children that end a long-poll when they stop (claims no longer wait)."""
     return respond(leasing.cancel_claim_wait(g.node), "等待中的认领已结束")
 
 
-@bp.post("/leases/<lease_id>/renew")
+@bp.post(paths.as_rule(paths.LEASE_RENEW))
 @node_required
 def renew(lease_id):
     return respond(leasing.renew(g.node, lease_id))
 
 
-@bp.post("/leases/<lease_id>/complete")
+@bp.post(paths.as_rule(paths.LEASE_COMPLETE))
 @node_required
 @idempotent
 def complete(lease_id):
@@ -54,7 +56,7 @@ def complete(lease_id):
     return respond(outcome)
 
 
-@bp.post("/leases/<lease_id>/fail")
+@bp.post(paths.as_rule(paths.LEASE_FAIL))
 @node_required
 @idempotent
 def fail(lease_id):
@@ -63,7 +65,7 @@ def fail(lease_id):
                                 values["rate_limited_until"], values["release"]))
 
 
-@bp.post("/articles")
+@bp.post(paths.ARTICLES)
 @node_required
 @idempotent
 def upload_articles():

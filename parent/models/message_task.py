@@ -3,12 +3,11 @@
 from sqlalchemy import JSON, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.channels import MESSAGE_TYPE_MESSAGE
+
 from ..extensions import Model
 from .base import TimestampMixin, new_uuid
 from .encrypted import EncryptedJSON, EncryptedText
-
-MESSAGE_TYPE_MESSAGE = 0
-MESSAGE_TYPE_WEBHOOK = 1
 
 
 class MessageTask(TimestampMixin, Model):

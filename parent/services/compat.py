@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from shared import errors as codes
 from shared.compat_schemas import (
-    COMPLETE_STATUSES, FAIL_STATUSES, RENEW_STATUSES, WeRSSArticleSchema,
+    COMPLETE_STATUSES, FAIL_STATUSES, RENEW_STATUSES, WeRSSArticleSchema, WeRSSTaskPackageSchema,
 )
-from shared.timeutil import isoformat_z
 
 from ..clock import now
 from ..errors import ApiError, NotFoundError
@@ -22,27 +21,29 @@ from ..models import Allocation, Lease, Node
 from ..models.work import ALLOC_COMPLETED, ALLOC_LEASED, LEASE_COMPLETED
 from . import articles, leasing, node_sync
 
-_TASK_FIELDS = ("message_type", "message_template", "web_hook_url", "cron_exp", "headers",
-                "cookies")
+PACKAGE_WIRE = WeRSSTaskPackageSchema()
 
 
 def task_package(lease: dict, claimed: bool = True) -> dict:
-    """Turn one of our lease payloads into WeRSS's task package (plus our lease fields)."""
+    """Turn one of our lease payloads into WeRSS's task package (plus our lease fields).
+
+    The package carries the task fields WeRSSTaskPackageSchema declares, nothing else.
+    """
     task = lease["task"]
-    return {
+    return PACKAGE_WIRE.dump({
+        **task,
         "allocation_id": lease["allocation_id"],
         "task_id": task["id"],
         "task_name": task.get("name"),
-        **{name: task.get(name) for name in _TASK_FIELDS},
         "feeds": lease["feeds"],
-        "dispatched_at": isoformat_z(now()),
+        "dispatched_at": now(),
         "claimed": claimed,
         "lease_id": lease["lease_id"] if claimed else None,
         "attempt": lease["attempt"],
         "expires_at": lease["expires_at"] if claimed else None,
         "slot": lease["slot"],
         "run_id": lease["run_id"],
-    }
+    })
 
 
 def claim_task(node: Node) -> dict | None:

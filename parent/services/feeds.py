@@ -13,6 +13,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
+from shared.schemas import FeedSchema
 from shared.timeutil import isoformat_z
 
 from ..errors import ApiError, NotFoundError
@@ -27,6 +28,7 @@ from ..paging import first_row as _first
 MAX_IMPORT_ROWS = 5000
 IMPORT_CHUNK = 200
 CHUNK_PAUSE = 0.05
+FEED_WIRE = FeedSchema()
 
 
 def feed_to_admin(feed: Feed) -> dict:
@@ -43,24 +45,8 @@ def feed_to_admin(feed: Feed) -> dict:
 
 
 def feed_to_wire(feed: Feed) -> dict:
-    """The seed/WeRSS feed shape plus source fields, as nodes pull it (shared FeedSchema).
-
-    Only fields an admin changes, each change recorded in the change log: the ETag and
-    the cursors built on that log stay exact.
-    """
-    return {
-        "id": feed.id,
-        "faker_id": feed.faker_id,
-        "mp_name": feed.mp_name,
-        "mp_cover": feed.mp_cover,
-        "mp_intro": feed.mp_intro,
-        "status": feed.status,
-        "source_type": feed.source_type,
-        "source_url": feed.source_url,
-        "labels": feed.labels or [],
-        "created_at": isoformat_z(feed.created_at),
-        "updated_at": isoformat_z(feed.updated_at),
-    }
+    """The feed as nodes pull it: dumped by the contract's shared.schemas.FeedSchema."""
+    return FEED_WIRE.dump(feed)
 
 
 def _blank_identities_to_none(values: dict) -> dict:

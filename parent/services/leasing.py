@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import and_, case, func, or_
 
 from shared import errors as codes
+from shared.lease_schemas import LeaseSchema, LeaseTaskSchema
 from shared.timeutil import isoformat_z
 
 from ..config import settings
@@ -29,14 +30,15 @@ from ..models.work import (
 )
 from ..models.base import new_uuid
 from . import claim_pacing, node_sources
-from .feeds import feed_to_wire
-from .message_tasks import task_to_wire
+from .message_tasks import task_values
 from .send_budgets import send_limit_wire
 from .scheduling import schedule_due_runs
 from .work_log import log_lease_results
 
 MAX_LABEL_SUBSET_LABELS = 8
 SCHEDULE_CHECK_SECONDS = 5
+LEASE_WIRE = LeaseSchema()
+_LEASE_TASK_FIELDS = tuple(LeaseTaskSchema().fields)
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
@@ -174,6 +176,7 @@ def claim(node: Node, max_count: int) -> list[dict]:
 
 
 def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
+    """The leases as nodes receive them: dumped by the contract's LeaseSchema."""
     if not claimed:
         return []
     feed_ids = {feed_id for allocation, _ in claimed for feed_id in allocation.feed_ids}
@@ -188,24 +191,21 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
     payloads = []
     for allocation, lease in claimed:
         task = tasks.get(allocation.task_id)
-        task_wire = task_to_wire(task) if task else {"id": allocation.task_id}
+        # A task deleted since it was queued: the lease still names it, every field null.
+        values = task_values(task) if task else dict.fromkeys(_LEASE_TASK_FIELDS)
         payloads.append({
             "lease_id": lease.id,
             "allocation_id": allocation.id,
             "attempt": lease.attempt,
-            "expires_at": isoformat_z(allocation.lease_expires_at),
-            "slot": isoformat_z(slots.get(allocation.run_id)),
+            "expires_at": allocation.lease_expires_at,
+            "slot": slots.get(allocation.run_id),
             "run_id": allocation.run_id,
-            "task": {key: task_wire.get(key) for key in (
-                "id", "name", "message_type", "message_template", "web_hook_url", "headers",
-                "cookies", "cron_exp", "mps_id", "channel")}
-            # The signing secret reaches a node only inside its lease; send_limit says
-            # whether its pushes need send permits (parent/services/send_budgets.py).
-            | {"sign_secret": task.sign_secret if task else None,
-               "send_limit": send_limit_wire(task_wire.get("channel"))},
-            "feeds": [feed_to_wire(feeds[f]) for f in allocation.feed_ids if f in feeds],
+            # send_limit says whether its pushes need send permits (services/send_budgets.py).
+            "task": {**values, "id": allocation.task_id,
+                     "send_limit": send_limit_wire(values["channel"])},
+            "feeds": [feeds[f] for f in allocation.feed_ids if f in feeds],
         })
-    return payloads
+    return LEASE_WIRE.dump(payloads, many=True)
 
 
 def _live(node: Node, lease_id: str, moment: datetime) -> tuple[Lease, Allocation]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError
-from sqlalchemy import func
+from sqlalchemy import func, inspect
 
-from shared.channels import DINGTALK, SIGNED_CHANNELS, effective_channel
-from shared.timeutil import isoformat_z
+from shared.channels import DINGTALK, MESSAGE_TYPE_WEBHOOK, SIGNED_CHANNELS, effective_channel
+from shared.schemas import MessageTaskSchema
 
 from ..errors import NotFoundError
 from ..extensions import db
@@ -18,6 +18,8 @@ from . import deliveries, replication
 from ..paging import first_row as _first
 
 STATUS_ENABLED = 1
+TASK_WIRE = MessageTaskSchema()
+_TASK_COLUMNS = inspect(MessageTask).column_attrs
 
 
 def _cancel_pending_work(task_id: str, reason: str) -> None:
@@ -30,26 +32,19 @@ def _cancel_pending_work(task_id: str, reason: str) -> None:
 
 
 def task_to_wire(task: MessageTask) -> dict:
-    """The WeRSS message-task shape (shared.schemas.MessageTaskSchema)."""
-    return {
-        "id": task.id,
-        "name": task.name,
-        "message_type": task.message_type,
-        "message_template": task.message_template,
-        "web_hook_url": task.web_hook_url,
-        "mps_id": task.mps_id or [],
-        "cron_exp": task.cron_exp,
-        "status": task.status,
-        "headers": task.headers or {},
-        "cookies": task.cookies,
-        "labels": task.labels or [],
-        "push_newest": task.push_newest or 0,
-        "channel": task_channel(task),
-        # sign_secret is write-only: only whether one is set is shown.
-        "has_sign_secret": bool(task.sign_secret),
-        "created_at": isoformat_z(task.created_at),
-        "updated_at": isoformat_z(task.updated_at),
-    }
+    """The task as nodes pull it: dumped by the contract's shared.schemas.MessageTaskSchema."""
+    return TASK_WIRE.dump(task_values(task))
+
+
+def task_values(task: MessageTask) -> dict:
+    """Every column of the task, plus what the wire derives from them.
+
+    The wire schema picks what it declares: ``channel`` is the channel in use, and of the
+    write-only ``sign_secret`` a task list says only whether one is set.
+    """
+    values = {attr.key: getattr(task, attr.key) for attr in _TASK_COLUMNS}
+    values.update(channel=task_channel(task), has_sign_secret=bool(task.sign_secret))
+    return values
 
 
 def task_channel(task: MessageTask) -> str:
@@ -123,7 +118,7 @@ def enabled_tasks_by_ids(ids) -> list[MessageTask]:
 
 def update_task(task_id: str, values: dict) -> MessageTask:
     task = get_task(task_id)
-    if values.get("message_type", task.message_type) == 1 and not values.get(
+    if values.get("message_type", task.message_type) == MESSAGE_TYPE_WEBHOOK and not values.get(
         "web_hook_url", task.web_hook_url
     ):
         raise ValidationError({"web_hook_url": ["Required for a webhook task (message_type 1)."]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func
 
+from shared.schemas import FeedChangesSchema, MessageTaskChangesSchema
 from shared.timeutil import isoformat_z
 
 from ..clock import now
@@ -16,12 +17,13 @@ from ..models.sync_log import (
 )
 from . import replication
 from .feeds import all_feeds, feed_to_wire, feeds_by_ids
-from .message_tasks import enabled_tasks, enabled_tasks_by_ids, task_to_wire
+from .message_tasks import enabled_tasks, enabled_tasks_by_ids, task_to_wire, task_values
 from .sync_logs import log_sync
 from .unchanged_pulls import log_unchanged_pull
 
 _OPERATION = {ENTITY_FEED: OP_SYNC_FEEDS, ENTITY_MESSAGE_TASK: OP_SYNC_TASKS}
 _ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
+_CHANGES_WIRE = {ENTITY_FEED: FeedChangesSchema(), ENTITY_MESSAGE_TASK: MessageTaskChangesSchema()}
 
 
 class PullResult:
@@ -78,18 +80,20 @@ def pull_changes(node: Node, entity: str, since: int, limit: int) -> dict:
     started = now()
     latest, cursor, has_more = replication.read_changes(entity, since, limit)
     upserted = [entity_id for entity_id, op in latest.items() if op == OP_UPSERT]
+    items: list  # Feed rows, or task values: what the entity's changes schema dumps
     if entity == ENTITY_FEED:
         feeds = sorted(feeds_by_ids(upserted), key=lambda f: f.id)
-        items = [feed_to_wire(feed) for feed in feeds]
+        items = feeds
         present = {feed.id for feed in feeds}
     else:
         tasks = sorted(enabled_tasks_by_ids(upserted), key=lambda t: t.id)
-        items = [task_to_wire(task) for task in tasks]
+        items = [task_values(task) for task in tasks]
         present = {task.id for task in tasks}
     # Deleted, or (for tasks) disabled: either way the child should drop it.
     deleted = sorted(entity_id for entity_id in latest if entity_id not in present)
     _log_pull(node, entity, STATUS_SUCCESS, len(items) + len(deleted), started)
-    return {"items": items, "deleted": deleted, "cursor": str(cursor), "has_more": has_more}
+    return _CHANGES_WIRE[entity].dump({"items": items, "deleted": deleted, "cursor": str(cursor),
+                                       "has_more": has_more})
 
 
 def _json_results(results: list[dict]) -> list[dict]:

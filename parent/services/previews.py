@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from child.notifiers.base import NotifyError
 from shared import errors as codes
-from shared.channels import effective_channel
+from shared.channels import MESSAGE_TYPE_MESSAGE, effective_channel
 
 from ..config import settings
 from ..clock import now
@@ -91,8 +91,8 @@ def _task(values: dict) -> dict:
             raise NotFoundError("message task", values["task_id"])
         task = task_to_wire(row)
     else:
-        task = {"id": "preview", "name": "预览", "message_type": 0, "message_template": "",
-                "mps_id": []}
+        task = {"id": "preview", "name": "预览", "message_type": MESSAGE_TYPE_MESSAGE,
+                "message_template": "", "mps_id": []}
     if values.get("channel") is not None:
         task = {**task, "channel": values["channel"]}
     for name in ("message_template", "message_type"):
