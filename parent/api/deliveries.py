@@ -10,6 +10,7 @@ from ..models.delivery import DELIVERY_STATUSES
 from ..paging import PagedQuerySchema, page_body
 from ..services import deliveries
 from ._io import load_query, respond
+from .dumps import DeliveryAdminSchema
 
 bp = Blueprint("deliveries", __name__)
 
@@ -27,10 +28,10 @@ class DeliveryQuerySchema(PagedQuerySchema):
 def list_deliveries():
     query = load_query(DeliveryQuerySchema())
     rows, total = deliveries.list_deliveries(query, query["offset"], query["limit"])
-    return respond(page_body([deliveries.delivery_to_dict(d) for d in rows], total, query))
+    return respond(page_body(DeliveryAdminSchema().dump(rows, many=True), total, query))
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
 @admin_required
 def retry_delivery(delivery_id):
-    return respond(deliveries.delivery_to_dict(deliveries.retry(delivery_id)), "已重新排队")
+    return respond(DeliveryAdminSchema().dump(deliveries.retry(delivery_id)), "已重新排队")

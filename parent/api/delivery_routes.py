@@ -7,6 +7,7 @@ from shared.delivery_schemas import DeliveryPlanSchema, DeliveryReportSchema
 from ..auth import node_required
 from ..services import deliveries
 from ._io import idempotent, load_body, respond
+from .dumps import DeliveryAdminSchema
 
 bp = Blueprint("delivery_routes", __name__)
 
@@ -24,4 +25,4 @@ def plan_deliveries(lease_id):
 @idempotent
 def report_delivery(delivery_id):
     values = load_body(DeliveryReportSchema())
-    return respond(deliveries.report(g.node, delivery_id, values))
+    return respond(DeliveryAdminSchema().dump(deliveries.report(g.node, delivery_id, values)))

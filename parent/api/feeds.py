@@ -10,8 +10,10 @@ from ..errors import ApiError
 from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
 from ..services import feeds
 from ._io import load_body, load_query, read_json, respond
+from .dumps import FeedAdminSchema
 
 bp = Blueprint("feeds", __name__)
+_feed = FeedAdminSchema()
 
 _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+xml",
                "text/x-opml+xml"}
@@ -21,7 +23,7 @@ _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+x
 @admin_required
 def create_feed():
     feed = feeds.create_feed(load_body(FeedCreateSchema()))
-    return respond(feeds.feed_to_admin(feed), "公众号添加成功", status=201)
+    return respond(_feed.dump(feed), "公众号添加成功", status=201)
 
 
 @bp.get("/feeds")
@@ -29,20 +31,20 @@ def create_feed():
 def list_feeds():
     query = load_query(FeedListQuerySchema())
     rows, total = feeds.list_feeds(query, query["page"], query["page_size"], query["offset"])
-    return respond(page_body([feeds.feed_to_admin(f) for f in rows], total, query))
+    return respond(page_body(_feed.dump(rows, many=True), total, query))
 
 
 @bp.get("/feeds/<feed_id>")
 @admin_required
 def get_feed(feed_id):
-    return respond(feeds.feed_to_admin(feeds.get_feed(feed_id)))
+    return respond(_feed.dump(feeds.get_feed(feed_id)))
 
 
 @bp.put("/feeds/<feed_id>")
 @admin_required
 def update_feed(feed_id):
     feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
-    return respond(feeds.feed_to_admin(feed), "公众号更新成功")
+    return respond(_feed.dump(feed), "公众号更新成功")
 
 
 @bp.delete("/feeds/<feed_id>")

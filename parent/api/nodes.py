@@ -8,6 +8,7 @@ from ..clock import now
 from ..schemas import NodeCreateSchema, NodeListQuerySchema, NodeUpdateSchema, TestConnectionSchema
 from ..services import connectivity, nodes
 from ._io import load_body, load_query, respond
+from .dumps import NodeAdminSchema
 
 bp = Blueprint("nodes", __name__)
 
@@ -16,7 +17,7 @@ bp = Blueprint("nodes", __name__)
 @admin_required
 def create_node():
     node = nodes.create_node(load_body(NodeCreateSchema()))
-    return respond(nodes.node_to_dict(node), "节点创建成功", status=201)
+    return respond(NodeAdminSchema().dump(node), "节点创建成功", status=201)
 
 
 @bp.get("/nodes")
@@ -24,21 +25,20 @@ def create_node():
 def list_nodes():
     query = load_query(NodeListQuerySchema())
     rows, total = nodes.list_nodes(query, query["page"], query["page_size"], query["offset"])
-    moment = now()
-    return respond(page_body([nodes.node_to_dict(node, moment) for node in rows], total, query))
+    return respond(page_body(NodeAdminSchema(moment=now()).dump(rows, many=True), total, query))
 
 
 @bp.get("/nodes/<node_id>")
 @admin_required
 def get_node(node_id):
-    return respond(nodes.node_to_dict(nodes.get_node(node_id)))
+    return respond(NodeAdminSchema().dump(nodes.get_node(node_id)))
 
 
 @bp.put("/nodes/<node_id>")
 @admin_required
 def update_node(node_id):
     node = nodes.update_node(node_id, load_body(NodeUpdateSchema(partial=True)))
-    return respond(nodes.node_to_dict(node), "节点更新成功")
+    return respond(NodeAdminSchema().dump(node), "节点更新成功")
 
 
 @bp.delete("/nodes/<node_id>")

@@ -7,12 +7,10 @@ from ..paging import page_body
 from ..services import articles, views
 from ..work_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
 from ._io import load_query, respond
+from .dumps import AllocationAdminSchema, ArticleAdminSchema
 
 cascade_bp = Blueprint("work_views", __name__)
 articles_bp = Blueprint("articles", __name__)
-
-
-_page = page_body
 
 
 @cascade_bp.get("/allocations")
@@ -21,7 +19,7 @@ def list_allocations():
     query = load_query(AllocationQuerySchema())
     rows, total = views.list_allocations(query, query["page"], query["page_size"],
                                            query["offset"])
-    return respond(_page([views.allocation_to_dict(a) for a in rows], total, query))
+    return respond(page_body(AllocationAdminSchema().dump(rows, many=True), total, query))
 
 
 @cascade_bp.get("/feed-status")
@@ -29,7 +27,7 @@ def list_allocations():
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
     items, total = views.feed_status(query, query["page"], query["page_size"], query["offset"])
-    return respond(_page(items, total, query))
+    return respond(page_body(items, total, query))
 
 
 @cascade_bp.get("/stats")
@@ -44,4 +42,4 @@ def list_articles():
     query = load_query(ArticleQuerySchema())
     rows, total = articles.list_articles(query, query["page"], query["page_size"],
                                            query["offset"])
-    return respond(_page([articles.article_to_dict(a) for a in rows], total, query))
+    return respond(page_body(ArticleAdminSchema().dump(rows, many=True), total, query))

@@ -8,7 +8,6 @@ from marshmallow import Schema, ValidationError
 from sqlalchemy import Table, bindparam, func, or_
 
 from shared import errors as codes
-from shared.timeutil import isoformat_z
 
 from ..clock import now
 from ..errors import ApiError
@@ -163,22 +162,6 @@ def _fill_missing_content(unique: dict, inserted: set, moment) -> None:
                    Article.content.is_(None))
             .values(content=unique[(feed_id, article_id)]["content"], updated_at=moment)
         )
-
-
-def article_to_dict(article: Article) -> dict:
-    return {
-        "id": article.article_id,
-        "mp_id": article.feed_id,
-        "title": article.title,
-        "url": article.url,
-        "pic_url": article.pic_url,
-        "description": article.description,
-        "publish_time": article.publish_time,
-        "has_content": article.content is not None,
-        "wechat": article.wechat,
-        "node_id": article.node_id,
-        "created_at": isoformat_z(article.created_at),
-    }
 
 
 def list_articles(filters: dict, page: int, page_size: int,

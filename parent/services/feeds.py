@@ -29,19 +29,6 @@ IMPORT_CHUNK = 200
 CHUNK_PAUSE = 0.05
 
 
-def feed_to_admin(feed: Feed) -> dict:
-    """The admin view: the wire shape plus the parent's collection bookkeeping."""
-    return {
-        **feed_to_wire(feed),
-        "sync_time": feed.sync_time,
-        "update_time": feed.update_time,
-        "last_run_at": isoformat_z(feed.last_run_at),
-        "last_run_node_id": feed.last_run_node_id,
-        "last_run_status": feed.last_run_status,
-        "invalid_reason": feed.invalid_reason,
-    }
-
-
 def feed_to_wire(feed: Feed) -> dict:
     """The seed/WeRSS feed shape plus source fields, as nodes pull it (shared FeedSchema).
 

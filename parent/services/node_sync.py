@@ -124,18 +124,6 @@ def store_report(node: Node, payload: dict) -> dict:
     }
 
 
-def report_to_dict(report: TaskReport) -> dict:
-    return {
-        "id": report.id,
-        "node_id": report.node_id,
-        "task_id": report.task_id,
-        "allocation_id": report.allocation_id,
-        "results": report.results,
-        "reported_at": isoformat_z(report.reported_at),
-        "received_at": isoformat_z(report.received_at),
-    }
-
-
 def list_reports(filters: dict, limit: int, offset: int) -> tuple[list[TaskReport], int]:
     conditions = []
     for name in ("node_id", "task_id"):

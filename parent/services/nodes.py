@@ -18,42 +18,11 @@ from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, STATUS_SUCCESS
-from . import node_sources, presence
+from . import presence
 from .leasing import release_node_leases
 from . import wechat as wechat_service
 from .sync_logs import log_sync
 from ..paging import first_row as _first
-
-
-def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
-    """Dump a node for admins: never the secret or anything derived from it."""
-    moment = moment or now()
-    return {
-        "id": node.id,
-        "node_id": node.id,
-        "node_type": node.node_type,
-        "name": node.name,
-        "description": node.description,
-        "api_url": node.api_url,
-        "labels": node.labels or [],
-        "capacity": node.capacity,
-        "reported_capacity": node.reported_capacity,
-        "is_active": node.is_active,
-        "status": node.status_at(moment, settings().offline_after_seconds),
-        "last_heartbeat_at": isoformat_z(node.last_heartbeat_at),
-        "last_sync_at": isoformat_z(node.last_sync_at),
-        "version": node.agent_version,
-        "hostname": node.hostname,
-        "running": node.running,
-        "capabilities": node.capabilities or {},
-        **node_sources.describe(node),
-        "callback_url": node.callback_url,
-        "api_key": node.api_key,
-        "has_credentials": node.api_key is not None,
-        "credentials_issued_at": isoformat_z(node.credentials_issued_at),
-        "created_at": isoformat_z(node.created_at),
-        "updated_at": isoformat_z(node.updated_at),
-    }
 
 
 def _name_in_use(name: str, exclude_id: str | None = None) -> bool:

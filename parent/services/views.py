@@ -20,29 +20,6 @@ from ..paging import first_row as _first
 FRESHNESS = ((3600, "fresh"), (86400, "recent"), (3 * 86400, "stale"))
 
 
-def allocation_to_dict(allocation: Allocation) -> dict:
-    return {
-        "id": allocation.id,
-        "run_id": allocation.run_id,
-        "task_id": allocation.task_id,
-        "feed_ids": allocation.feed_ids,
-        "status": allocation.status,
-        "attempt": allocation.attempt,
-        "max_attempts": allocation.max_attempts,
-        "labels": allocation.labels,
-        "needs_wechat": allocation.needs_wechat,
-        "leased_to": allocation.leased_to,
-        "lease_id": allocation.current_lease_id,
-        "lease_expires_at": isoformat_z(allocation.lease_expires_at),
-        "not_before": isoformat_z(allocation.not_before),
-        "last_error": allocation.last_error,
-        "results": allocation.results,
-        "completed_at": isoformat_z(allocation.completed_at),
-        "created_at": isoformat_z(allocation.created_at),
-        "updated_at": isoformat_z(allocation.updated_at),
-    }
-
-
 def list_allocations(filters: dict, page: int, page_size: int,
                      offset: int | None = None):
     conditions = []
