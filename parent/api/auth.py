@@ -2,16 +2,20 @@
 
 from flask import Blueprint, g, request
 
+from shared import errors as codes
+
 from .. import unit_of_work
 from ..auth import admin_required
 from ..schemas import LoginSchema
 from ..services import admins
 from ._io import load_body, respond
+from ..openapi import describe
 
 bp = Blueprint("auth", __name__)
 
 
 @bp.post("/auth/login")
+@describe("Log in: trade a username and password for a Bearer token", body=LoginSchema, body_types=("application/json", "application/x-www-form-urlencoded"), data={"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {"access_token": {"type": "string"}, "token_type": {"const": "bearer"}, "expires_in": {"type": "integer"}}}, errors=(codes.INVALID_LOGIN, codes.TOO_MANY_ATTEMPTS), public=True)
 def login():
     values = load_body(LoginSchema(), allow_form=True)
     with unit_of_work.separately():  # the attempt counts even if the password is wrong
@@ -26,6 +30,7 @@ def login():
 
 
 @bp.post("/auth/logout")
+@describe("Log out: revoke this token", data=None)
 @admin_required
 def logout():
     admins.revoke_token(g.admin_token)
@@ -33,6 +38,7 @@ def logout():
 
 
 @bp.get("/auth/me")
+@describe("The admin this token belongs to", data={"type": "object", "properties": {"username": {"type": "string"}, "id": {"type": "integer"}}})
 @admin_required
 def me():
     return respond({"username": g.admin.username, "id": g.admin.id})

@@ -7,12 +7,14 @@ from shared.channels import send_permit_schema
 from ..auth import admin_required, node_required
 from ..services import channel_tests, send_budgets
 from ._io import load_body, respond
+from ..openapi import OBJECT, describe
 
 node_bp = Blueprint("channel_permits", __name__)
 admin_bp = Blueprint("channel_tests", __name__)
 
 
 @node_bp.post("/send-permits")
+@describe("Reserve a send under a channel's rate budget", body=send_permit_schema(), data=OBJECT)
 @node_required
 def send_permit():
     body = load_body(send_permit_schema())
@@ -20,6 +22,7 @@ def send_permit():
 
 
 @admin_bp.post("/message-tasks/<task_id>/test")
+@describe("Send a test message through a task's channel", data=OBJECT)
 @admin_required
 def test_message_task(task_id):
     reply = channel_tests.send_test_message(task_id)

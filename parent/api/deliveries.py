@@ -4,6 +4,7 @@ from flask import Blueprint
 from marshmallow import fields, validate
 
 from shared.schemas import SafeStr
+from shared import errors as codes
 
 from ..auth import admin_required
 from ..models.delivery import DELIVERY_STATUSES
@@ -11,6 +12,7 @@ from ..paging import PagedQuerySchema, page_body
 from ..services import deliveries
 from ._io import load_query, respond
 from .dumps import DeliveryAdminSchema
+from ..openapi import describe, page_of
 
 bp = Blueprint("deliveries", __name__)
 
@@ -24,6 +26,7 @@ class DeliveryQuerySchema(PagedQuerySchema):
 
 
 @bp.get("/deliveries")
+@describe("Deliveries (pushes), a page at a time", query=DeliveryQuerySchema, data=page_of(DeliveryAdminSchema))
 @admin_required
 def list_deliveries():
     query = load_query(DeliveryQuerySchema())
@@ -32,6 +35,7 @@ def list_deliveries():
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
+@describe("Queue a failed delivery again", data=DeliveryAdminSchema, errors=(codes.CONFLICT,))
 @admin_required
 def retry_delivery(delivery_id):
     return respond(DeliveryAdminSchema().dump(deliveries.retry(delivery_id)), "已重新排队")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from marshmallow import Schema, fields, post_dump, validate
+from marshmallow import Schema, fields, post_dump
 
 from shared.timeutil import isoformat_z
 
@@ -198,14 +198,3 @@ class DeliveryAdminSchema(Schema):
     created_at = UtcTime()
     updated_at = UtcTime()
 
-
-def page_schema(item: type[Schema]) -> type[Schema]:
-    """The one page shape every admin list answers with (parent/paging.py), of ``item``."""
-    return Schema.from_dict({
-        "items": fields.List(fields.Nested(item), required=True),
-        "total": fields.Integer(required=True, validate=validate.Range(min=0)),
-        "page": fields.Integer(required=True),
-        "page_size": fields.Integer(required=True),
-        "limit": fields.Integer(required=True),
-        "offset": fields.Integer(required=True),
-    }, name=item.__name__.removesuffix("Schema") + "PageSchema")

@@ -11,6 +11,7 @@ from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
 from ..services import feeds
 from ._io import load_body, load_query, read_json, respond
 from .dumps import FeedAdminSchema
+from ..openapi import DELETED, OBJECT, describe, page_of
 
 bp = Blueprint("feeds", __name__)
 _feed = FeedAdminSchema()
@@ -20,6 +21,7 @@ _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+x
 
 
 @bp.post("/feeds")
+@describe("Add a feed (a WeChat account or an RSS source)", body=FeedCreateSchema, data=FeedAdminSchema, status=201, errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def create_feed():
     feed = feeds.create_feed(load_body(FeedCreateSchema()))
@@ -27,6 +29,7 @@ def create_feed():
 
 
 @bp.get("/feeds")
+@describe("List feeds, a page at a time", query=FeedListQuerySchema, data=page_of(FeedAdminSchema))
 @admin_required
 def list_feeds():
     query = load_query(FeedListQuerySchema())
@@ -35,12 +38,14 @@ def list_feeds():
 
 
 @bp.get("/feeds/<feed_id>")
+@describe("One feed", data=FeedAdminSchema)
 @admin_required
 def get_feed(feed_id):
     return respond(_feed.dump(feeds.get_feed(feed_id)))
 
 
 @bp.put("/feeds/<feed_id>")
+@describe("Change a feed (fields given are changed)", body=FeedUpdateSchema, data=FeedAdminSchema, errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def update_feed(feed_id):
     feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
@@ -48,6 +53,7 @@ def update_feed(feed_id):
 
 
 @bp.delete("/feeds/<feed_id>")
+@describe("Delete a feed", data=DELETED)
 @admin_required
 def delete_feed(feed_id):
     feeds.delete_feed(feed_id)
@@ -55,6 +61,7 @@ def delete_feed(feed_id):
 
 
 @bp.post("/feeds/import")
+@describe("Import feeds from JSON ({\"feeds\": [...]} or a list) or an OPML file", body=FeedCreateSchema, body_types=("application/json", "text/x-opml", "multipart/form-data"), data=OBJECT, description="The JSON body is a list of feeds as POST /feeds takes them, or {\"feeds\": [...]}; OPML comes as the body or as the multipart field `file`.")
 @admin_required
 def import_feeds():
     """Import a JSON list ({"feeds": [...]} or a bare list), or an OPML file."""

@@ -2,6 +2,8 @@
 
 from flask import Blueprint
 
+from shared import errors as codes
+
 from ..auth import admin_required
 from ..paging import page_body
 from ..clock import now
@@ -9,11 +11,13 @@ from ..schemas import NodeCreateSchema, NodeListQuerySchema, NodeUpdateSchema, T
 from ..services import connectivity, nodes
 from ._io import load_body, load_query, respond
 from .dumps import NodeAdminSchema
+from ..openapi import OBJECT, describe, page_of
 
 bp = Blueprint("nodes", __name__)
 
 
 @bp.post("/nodes")
+@describe("Register a node", body=NodeCreateSchema, data=NodeAdminSchema, status=201, errors=(codes.NAME_TAKEN,))
 @admin_required
 def create_node():
     node = nodes.create_node(load_body(NodeCreateSchema()))
@@ -21,6 +25,7 @@ def create_node():
 
 
 @bp.get("/nodes")
+@describe("List nodes, a page at a time", query=NodeListQuerySchema, data=page_of(NodeAdminSchema))
 @admin_required
 def list_nodes():
     query = load_query(NodeListQuerySchema())
@@ -29,12 +34,14 @@ def list_nodes():
 
 
 @bp.get("/nodes/<node_id>")
+@describe("One node", data=NodeAdminSchema)
 @admin_required
 def get_node(node_id):
     return respond(NodeAdminSchema().dump(nodes.get_node(node_id)))
 
 
 @bp.put("/nodes/<node_id>")
+@describe("Change a node (fields given are changed)", body=NodeUpdateSchema, data=NodeAdminSchema, errors=(codes.NAME_TAKEN,))
 @admin_required
 def update_node(node_id):
     node = nodes.update_node(node_id, load_body(NodeUpdateSchema(partial=True)))
@@ -42,6 +49,7 @@ def update_node(node_id):
 
 
 @bp.delete("/nodes/<node_id>")
+@describe("Delete a node (its leases go back to the queue)", data={"type": "object", "properties": {"node_id": {"type": "string"}, "deleted": {"const": True}}})
 @admin_required
 def delete_node(node_id):
     nodes.delete_node(node_id)
@@ -49,6 +57,7 @@ def delete_node(node_id):
 
 
 @bp.post("/nodes/<node_id>/credentials")
+@describe("Issue (or rotate) a node's api_key and api_secret; the secret is shown once", data={"type": "object", "required": ["node_id", "api_key", "api_secret"], "properties": {"node_id": {"type": "string"}, "api_key": {"type": "string"}, "api_secret": {"type": "string"}}})
 @admin_required
 def issue_credentials(node_id):
     node, api_key, api_secret = nodes.issue_credentials(node_id)
@@ -60,6 +69,7 @@ def issue_credentials(node_id):
 
 
 @bp.post("/nodes/<node_id>/test-connection")
+@describe("Check that the parent can reach a node at its api_url", body=TestConnectionSchema, body_required=False, data=OBJECT)
 @admin_required
 def test_connection(node_id):
     values = load_body(TestConnectionSchema(), required=False)

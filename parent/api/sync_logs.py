@@ -8,12 +8,13 @@ from ..schemas import ReportQuerySchema, SyncLogQuerySchema
 from ..services import node_sync, sync_logs
 from ._io import load_query, respond
 from .dumps import ReportAdminSchema, SyncLogSchema
+from ..openapi import describe, page_of
 
 bp = Blueprint("sync_logs", __name__)
 
 
-
 @bp.get("/sync-logs")
+@describe("The sync log, newest first", query=SyncLogQuerySchema, data=page_of(SyncLogSchema))
 @admin_required
 def list_sync_logs():
     query = load_query(SyncLogQuerySchema())
@@ -22,6 +23,7 @@ def list_sync_logs():
 
 
 @bp.get("/reports")
+@describe("Task results nodes reported, newest first", query=ReportQuerySchema, data=page_of(ReportAdminSchema))
 @admin_required
 def list_reports():
     query = load_query(ReportQuerySchema())

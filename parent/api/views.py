@@ -8,12 +8,14 @@ from ..services import articles, views
 from ..work_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
 from ._io import load_query, respond
 from .dumps import AllocationAdminSchema, ArticleAdminSchema
+from ..openapi import OBJECT, describe, page_of
 
 cascade_bp = Blueprint("work_views", __name__)
 articles_bp = Blueprint("articles", __name__)
 
 
 @cascade_bp.get("/allocations")
+@describe("Allocations of task runs, a page at a time", query=AllocationQuerySchema, data=page_of(AllocationAdminSchema))
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
@@ -23,6 +25,7 @@ def list_allocations():
 
 
 @cascade_bp.get("/feed-status")
+@describe("Each feed's collection status", query=FeedStatusQuerySchema, data=page_of(OBJECT))
 @admin_required
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
@@ -31,12 +34,14 @@ def feed_status():
 
 
 @cascade_bp.get("/stats")
+@describe("Counts of nodes, feeds, allocations and articles", data=OBJECT)
 @admin_required
 def stats():
     return respond(views.stats())
 
 
 @articles_bp.get("/articles")
+@describe("Collected articles, newest first", query=ArticleQuerySchema, data=page_of(ArticleAdminSchema))
 @admin_required
 def list_articles():
     query = load_query(ArticleQuerySchema())

@@ -4,17 +4,20 @@ from flask import Blueprint, g, make_response
 from shared.lease_schemas import (
     ArticleBatchSchema, ArticleSchema, ClaimSchema, CompleteSchema, FailSchema,
 )
+from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..services import articles, claim_pacing, leasing, scheduling, wechat
 from ..work_schemas import DispatchSchema
 from . import werss_shapes
 from ._io import idempotent, load_body, respond
+from ..openapi import OBJECT, describe
 
 bp = Blueprint("work", __name__)
 
 
 @bp.post("/claim")
+@describe("Claim leases of due work, long-polling up to `wait` seconds", body=ClaimSchema, body_required=False, data=OBJECT, empty={204: "No work (and no commands) within the wait"})
 @node_required
 @idempotent
 def claim():
@@ -32,6 +35,7 @@ def claim():
 
 
 @bp.post("/claim/cancel")
+@describe("End this node's waiting claim now (a stopping child calls it)", data=OBJECT)
 @node_required
 def cancel_claim_wait():
     """Kept for children that end a long-poll when they stop (claims no longer wait)."""
@@ -39,12 +43,14 @@ def cancel_claim_wait():
 
 
 @bp.post("/leases/<lease_id>/renew")
+@describe("Extend a lease", data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 def renew(lease_id):
     return respond(leasing.renew(g.node, lease_id))
 
 
 @bp.post("/leases/<lease_id>/complete")
+@describe("Complete a lease with its per-feed results", body=CompleteSchema, body_required=False, data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def complete(lease_id):
@@ -55,6 +61,7 @@ def complete(lease_id):
 
 
 @bp.post("/leases/<lease_id>/fail")
+@describe("Fail a lease (retryable or not, or hand it back)", body=FailSchema, body_required=False, data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def fail(lease_id):
@@ -64,6 +71,7 @@ def fail(lease_id):
 
 
 @bp.post("/articles")
+@describe("Upload collected articles", body=ArticleBatchSchema, data=OBJECT, errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def upload_articles():
@@ -73,6 +81,7 @@ def upload_articles():
 
 
 @bp.post("/dispatch")
+@describe("Run a message task now", body=DispatchSchema, data=OBJECT, status=201, errors=(codes.NOT_FOUND, codes.CONFLICT,))
 @admin_required
 def dispatch():
     values = load_body(DispatchSchema())
