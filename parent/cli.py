@@ -234,7 +234,7 @@ def list_nodes():
     app = _app()
     with app.app_context():
         _require_schema(app)
-        rows, _ = nodes.list_nodes({}, 1, 10_000)
+        rows, _ = nodes.list_nodes({"limit": 10_000, "offset": 0})
         moment = now()
         click.echo(f"{'node_id':36}  {'type':6}  {'status':8}  {'api_key':34}  name")
         for node in rows:

@@ -30,7 +30,7 @@ class DeliveryQuerySchema(PagedQuerySchema):
 @admin_required
 def list_deliveries():
     query = load_query(DeliveryQuerySchema())
-    rows, total = deliveries.list_deliveries(query, query["offset"], query["limit"])
+    rows, total = deliveries.list_deliveries(query)
     return respond(page_body(DeliveryAdminSchema().dump(rows, many=True), total, query))
 
 

@@ -33,7 +33,7 @@ def create_feed():
 @admin_required
 def list_feeds():
     query = load_query(FeedListQuerySchema())
-    rows, total = feeds.list_feeds(query, query["page"], query["page_size"], query["offset"])
+    rows, total = feeds.list_feeds(query)
     return respond(page_body(_feed.dump(rows, many=True), total, query))
 
 

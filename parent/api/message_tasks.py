@@ -51,8 +51,7 @@ def preview_task():
 @admin_required
 def list_tasks():
     query = load_query(MessageTaskListQuerySchema())
-    rows, total = message_tasks.list_tasks(query, query["page"], query["page_size"],
-                                           query["offset"])
+    rows, total = message_tasks.list_tasks(query)
     return respond(page_body([_admin_view(t) for t in rows], total, query))
 
 

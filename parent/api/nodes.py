@@ -29,7 +29,7 @@ def create_node():
 @admin_required
 def list_nodes():
     query = load_query(NodeListQuerySchema())
-    rows, total = nodes.list_nodes(query, query["page"], query["page_size"], query["offset"])
+    rows, total = nodes.list_nodes(query)
     return respond(page_body(NodeAdminSchema(moment=now()).dump(rows, many=True), total, query))
 
 

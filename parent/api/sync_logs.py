@@ -18,7 +18,7 @@ bp = Blueprint("sync_logs", __name__)
 @admin_required
 def list_sync_logs():
     query = load_query(SyncLogQuerySchema())
-    rows, total = sync_logs.list_sync_logs(query, query["limit"], query["offset"])
+    rows, total = sync_logs.list_sync_logs(query)
     return respond(page_body(SyncLogSchema().dump(rows, many=True), total, query))
 
 
@@ -27,5 +27,5 @@ def list_sync_logs():
 @admin_required
 def list_reports():
     query = load_query(ReportQuerySchema())
-    rows, total = node_sync.list_reports(query, query["limit"], query["offset"])
+    rows, total = node_sync.list_reports(query)
     return respond(page_body(ReportAdminSchema().dump(rows, many=True), total, query))

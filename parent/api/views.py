@@ -19,8 +19,7 @@ articles_bp = Blueprint("articles", __name__)
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
-    rows, total = views.list_allocations(query, query["page"], query["page_size"],
-                                           query["offset"])
+    rows, total = views.list_allocations(query)
     return respond(page_body(AllocationAdminSchema().dump(rows, many=True), total, query))
 
 
@@ -29,7 +28,7 @@ def list_allocations():
 @admin_required
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
-    items, total = views.feed_status(query, query["page"], query["page_size"], query["offset"])
+    items, total = views.feed_status(query)
     return respond(page_body(items, total, query))
 
 
@@ -45,6 +44,5 @@ def stats():
 @admin_required
 def list_articles():
     query = load_query(ArticleQuerySchema())
-    rows, total = articles.list_articles(query, query["page"], query["page_size"],
-                                           query["offset"])
+    rows, total = articles.list_articles(query)
     return respond(page_body(ArticleAdminSchema().dump(rows, many=True), total, query))

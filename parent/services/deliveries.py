@@ -19,6 +19,7 @@ from shared.channels import effective_channel
 from shared.timeutil import parse_iso
 
 from ..config import settings
+from ..paging import fetch_page
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db, rowcount
@@ -304,18 +305,14 @@ def retry(delivery_id: str) -> Delivery:
 
 
 # -- admin views --------------------------------------------------------------------------------
-def list_deliveries(filters: dict, offset: int, limit: int) -> tuple[list[Delivery], int]:
+def list_deliveries(filters: dict) -> tuple[list[Delivery], int]:
+    """One page of deliveries, newest first (window in ``filters``), and the total."""
     conditions = []
     for name in ("task_id", "feed_id", "status"):
         if filters.get(name):
             conditions.append(getattr(Delivery, name) == filters[name])
-    total = db.session.execute(
-        db.select(func.count()).select_from(Delivery).where(*conditions)).scalar_one()
-    rows = db.session.execute(
-        db.select(Delivery).where(*conditions)
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit).offset(offset)
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Delivery, conditions, (Delivery.created_at.desc(), Delivery.id.desc()),
+                      filters)
 
 
 def counts_by_status() -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_
 
 from shared import errors as codes
 from shared import signing
@@ -22,7 +22,7 @@ from . import presence
 from .leasing import release_node_leases
 from . import wechat as wechat_service
 from .sync_logs import log_sync
-from ..paging import first_row as _first
+from ..paging import fetch_page
 
 
 def _name_in_use(name: str, exclude_id: str | None = None) -> bool:
@@ -62,8 +62,8 @@ def _status_condition(status: str, moment: datetime):
     return and_(Node.is_active.is_(True), presence.offline_condition(moment))
 
 
-def list_nodes(filters: dict, page: int, page_size: int,
-               offset: int | None = None) -> tuple[list[Node], int]:
+def list_nodes(filters: dict) -> tuple[list[Node], int]:
+    """One page of nodes (``filters`` holds the window: parent/paging.py) and the total."""
     moment = now()
     presence.flush_presence()
     conditions = [Node.deleted_at.is_(None)]
@@ -71,14 +71,7 @@ def list_nodes(filters: dict, page: int, page_size: int,
         conditions.append(Node.node_type == filters["node_type"])
     if filters.get("status"):
         conditions.append(_status_condition(filters["status"], moment))
-    total = db.session.execute(
-        db.select(func.count()).select_from(Node).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(Node).where(*conditions).order_by(Node.created_at, Node.id)
-        .limit(page_size).offset(_first(page, page_size, offset))
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Node, conditions, (Node.created_at, Node.id), filters)
 
 
 def update_node(node_id: str, values: dict) -> Node:
