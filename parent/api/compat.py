@@ -23,7 +23,8 @@ NOTHING_TO_DO = "暂无待处理任务"
 
 
 @bp.post("/claim-task")
-@describe("WeRSS: claim one task package (data null: no work)", body=ClaimTaskSchema, body_required=False, data=NULLABLE_OBJECT)
+@describe("WeRSS: claim one task package (data null: no work)", body=ClaimTaskSchema,
+          body_required=False, data=NULLABLE_OBJECT)
 @node_required
 @idempotent
 def claim_task():
@@ -35,7 +36,8 @@ def claim_task():
 
 
 @bp.get("/pending-tasks")
-@describe("WeRSS: the task package this node would get (data null: none)", query=PendingTasksQuerySchema, data=NULLABLE_OBJECT)
+@describe("WeRSS: the task package this node would get (data null: none)",
+          query=PendingTasksQuerySchema, data=NULLABLE_OBJECT)
 @node_required
 def pending_tasks():
     load_query(PendingTasksQuerySchema())
@@ -45,7 +47,8 @@ def pending_tasks():
 
 
 @bp.put("/task-status")
-@describe("WeRSS: report a task package's status", body=TaskStatusSchema, data=ANY, errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("WeRSS: report a task package's status", body=TaskStatusSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def task_status():
@@ -54,7 +57,8 @@ def task_status():
 
 
 @bp.post("/upload-articles")
-@describe("WeRSS: upload a task package's articles", body=UploadArticlesSchema, data=ANY, errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("WeRSS: upload a task package's articles", body=UploadArticlesSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def upload_articles():
@@ -63,7 +67,8 @@ def upload_articles():
 
 
 @bp.post("/report-completion")
-@describe("WeRSS: report a task package done", body=ReportCompletionSchema, data=ANY, errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("WeRSS: report a task package done", body=ReportCompletionSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def report_completion():

@@ -30,7 +30,8 @@ class DailyQuerySchema(_AdminInput):
 
 
 @bp.post("/auth/password")
-@describe("Change this admin's password (every token is revoked)", body=PasswordChangeSchema, data=None, errors=(codes.INVALID_LOGIN, codes.TOO_MANY_ATTEMPTS))
+@describe("Change this admin's password (every token is revoked)", body=PasswordChangeSchema,
+          data=None, errors=(codes.INVALID_LOGIN, codes.TOO_MANY_ATTEMPTS))
 @admin_required
 def change_password():
     values = load_body(PasswordChangeSchema())
@@ -49,7 +50,8 @@ def next_runs():
 
 
 @bp.get("/articles/daily")
-@describe("Articles collected per day", query=DailyQuerySchema, data={"type": "object", "properties": {"days": {"type": "array"}}})
+@describe("Articles collected per day", query=DailyQuerySchema,
+          data={"type": "object", "properties": {"days": {"type": "array"}}})
 @admin_required
 def articles_daily():
     query = load_query(DailyQuerySchema())

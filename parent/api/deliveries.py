@@ -26,7 +26,8 @@ class DeliveryQuerySchema(PagedQuerySchema):
 
 
 @bp.get("/deliveries")
-@describe("Deliveries (pushes), a page at a time", query=DeliveryQuerySchema, data=page_of(DeliveryAdminSchema))
+@describe("Deliveries (pushes), a page at a time", query=DeliveryQuerySchema,
+          data=page_of(DeliveryAdminSchema))
 @admin_required
 def list_deliveries():
     query = load_query(DeliveryQuerySchema())

@@ -15,7 +15,8 @@ bp = Blueprint("delivery_routes", __name__)
 
 
 @bp.post("/leases/<lease_id>/deliveries")
-@describe("Plan a lease's pushes of a feed: which articles go where", body=DeliveryPlanSchema, data=ANY, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("Plan a lease's pushes of a feed: which articles go where", body=DeliveryPlanSchema,
+          data=ANY, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def plan_deliveries(lease_id):
@@ -24,7 +25,8 @@ def plan_deliveries(lease_id):
 
 
 @bp.post("/deliveries/<delivery_id>/report")
-@describe("Report what a push did", body=DeliveryReportSchema, data=DeliveryAdminSchema, errors=(codes.FORBIDDEN, codes.CONFLICT))
+@describe("Report what a push did", body=DeliveryReportSchema, data=DeliveryAdminSchema,
+          errors=(codes.FORBIDDEN, codes.CONFLICT))
 @node_required
 @idempotent
 def report_delivery(delivery_id):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from marshmallow import Schema, fields, post_dump
+from marshmallow import Schema, fields, post_dump, validate
 
 from shared.timeutil import isoformat_z
 
@@ -198,3 +198,41 @@ class DeliveryAdminSchema(Schema):
     created_at = UtcTime()
     updated_at = UtcTime()
 
+
+
+class TokenSchema(Schema):
+    """A Bearer token from a login."""
+
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, validate=validate.Equal("bearer"))
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds."})
+
+
+class AdminSchema(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+
+
+class CredentialsSchema(Schema):
+    """A node's new credentials: the secret is shown this once."""
+
+    node_id = fields.String(required=True)
+    api_key = fields.String(required=True)
+    api_secret = fields.String(required=True)
+
+
+class NodeDeletedSchema(Schema):
+    node_id = fields.String(required=True)
+    deleted = fields.Boolean(required=True)
+
+
+class WhoamiSchema(Schema):
+    node_id = fields.String(required=True)
+    name = fields.String(required=True)
+    node_type = fields.Integer(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.Equal("ok"))
+    database = fields.String(required=True, validate=validate.Equal("ok"))
+    time = fields.String(required=True)

@@ -21,7 +21,8 @@ _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+x
 
 
 @bp.post("/feeds")
-@describe("Add a feed (a WeChat account or an RSS source)", body=FeedCreateSchema, data=FeedAdminSchema, status=201, errors=(codes.ALREADY_EXISTS,))
+@describe("Add a feed (a WeChat account or an RSS source)", body=FeedCreateSchema,
+          data=FeedAdminSchema, status=201, errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def create_feed():
     feed = feeds.create_feed(load_body(FeedCreateSchema()))
@@ -45,7 +46,8 @@ def get_feed(feed_id):
 
 
 @bp.put("/feeds/<feed_id>")
-@describe("Change a feed (fields given are changed)", body=FeedUpdateSchema, data=FeedAdminSchema, errors=(codes.ALREADY_EXISTS,))
+@describe("Change a feed (fields given are changed)", body=FeedUpdateSchema, data=FeedAdminSchema,
+          errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def update_feed(feed_id):
     feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
@@ -61,7 +63,12 @@ def delete_feed(feed_id):
 
 
 @bp.post("/feeds/import")
-@describe("Import feeds from JSON ({\"feeds\": [...]} or a list) or an OPML file", body=FeedCreateSchema, body_types=("application/json", "text/x-opml", "multipart/form-data"), data=OBJECT, description="The JSON body is a list of feeds as POST /feeds takes them, or {\"feeds\": [...]}; OPML comes as the body or as the multipart field `file`.")
+@describe("Import feeds from JSON ({\"feeds\": [...]} or a list) or an OPML file",
+          body=FeedCreateSchema,
+          body_types=("application/json", "text/x-opml", "multipart/form-data"), data=OBJECT,
+          description="The JSON body is a list of feeds as POST /feeds takes them, or "
+                      "{\"feeds\": [...]}; OPML comes as the body or as the multipart field "
+                      "`file`.")
 @admin_required
 def import_feeds():
     """Import a JSON list ({"feeds": [...]} or a bare list), or an OPML file."""

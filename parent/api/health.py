@@ -17,13 +17,16 @@ from ..errors import error_response
 from ..extensions import db
 from ..metrics import render_metrics
 from ._io import respond
+from .dumps import HealthSchema
 from ..openapi import describe
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-@describe("Liveness: the parent answers and its database does", data={"type": "object", "properties": {"status": {"const": "ok"}, "database": {"const": "ok"}, "time": {"type": "string"}}}, public=True)
+@describe("Liveness: the parent answers and its database does",
+          data=HealthSchema,
+          public=True)
 def healthz():
     try:
         db.session.execute(text("SELECT 1"))
@@ -77,7 +80,8 @@ def _migration_heads() -> set[str]:
 
 
 @bp.get("/metrics")
-@describe("Prometheus metrics (text exposition format)", content={"text/plain": {"type": "string"}}, public=True)
+@describe("Prometheus metrics (text exposition format)", content={"text/plain": {"type": "string"}},
+          public=True)
 def metrics():
     body, content_type = render_metrics()
     return Response(body, content_type=content_type)

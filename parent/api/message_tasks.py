@@ -40,14 +40,16 @@ def create_task():
 
 
 @bp.post("/message-tasks/preview")
-@describe("Render a message as a task would push it, without sending", body=MessageTaskPreviewSchema, data=OBJECT, errors=(codes.NOT_FOUND,))
+@describe("Render a message as a task would push it, without sending",
+          body=MessageTaskPreviewSchema, data=OBJECT, errors=(codes.NOT_FOUND,))
 @admin_required
 def preview_task():
     return respond(previews.preview_message(load_body(MessageTaskPreviewSchema())))
 
 
 @bp.get("/message-tasks")
-@describe("List message tasks, a page at a time", query=MessageTaskListQuerySchema, data=page_of(TASK))
+@describe("List message tasks, a page at a time", query=MessageTaskListQuerySchema,
+          data=page_of(TASK))
 @admin_required
 def list_tasks():
     query = load_query(MessageTaskListQuerySchema())
@@ -63,7 +65,8 @@ def get_task(task_id):
 
 
 @bp.put("/message-tasks/<task_id>")
-@describe("Change a message task (fields given are changed)", body=MessageTaskUpdateSchema, data=TASK)
+@describe("Change a message task (fields given are changed)", body=MessageTaskUpdateSchema,
+          data=TASK)
 @admin_required
 def update_task(task_id):
     task = message_tasks.update_task(task_id, load_body(MessageTaskUpdateSchema(partial=True)))

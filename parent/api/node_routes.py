@@ -14,13 +14,15 @@ from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from ..services import node_sync, nodes, pull_pages, wechat
 from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
+from .dumps import WhoamiSchema
 from ..openapi import OBJECT, describe
 
 bp = Blueprint("node_routes", __name__)
 
 
 @bp.post("/heartbeat")
-@describe("Heartbeat: report version, capacity and capabilities; get commands", body=HeartbeatSchema, body_required=False, data=OBJECT)
+@describe("Heartbeat: report version, capacity and capabilities; get commands",
+          body=HeartbeatSchema, body_required=False, data=OBJECT)
 @node_required
 @idempotent
 def heartbeat():
@@ -33,11 +35,12 @@ def heartbeat():
 
 
 @bp.get("/whoami")
-@describe("The node these credentials belong to", data={"type": "object", "properties": {"node_id": {"type": "string"}, "name": {"type": "string"}, "node_type": {"type": "integer"}}})
+@describe("The node these credentials belong to",
+          data=WhoamiSchema)
 @node_required
 def whoami():
-    node = g.node
-    return respond({"node_id": node.id, "name": node.name, "node_type": node.node_type})
+    return respond(WhoamiSchema().dump({"node_id": g.node.id, "name": g.node.name,
+                                        "node_type": g.node.node_type}))
 
 
 def _full_pulls() -> dict[str, tuple[int, int, bytes]]:
@@ -99,14 +102,18 @@ def _pull(entity: str):
 
 
 @bp.get("/feeds")
-@describe("Pull every feed (or, with limit, a page after `after`)", query=PageQuerySchema, data={"type": "array", "items": FeedSchema}, empty={304: "Not modified (If-None-Match)"})
+@describe("Pull every feed (or, with limit, a page after `after`)", query=PageQuerySchema,
+          data={"type": "array", "items": FeedSchema}, empty={304: "Not modified (If-None-Match)"})
 @node_required
 def pull_feeds():
     return _pull(ENTITY_FEED)
 
 
 @bp.get("/message-tasks")
-@describe("Pull every message task (or, with limit, a page after `after`)", query=PageQuerySchema, data={"type": "array", "items": OBJECT}, empty={304: "Not modified (If-None-Match)"}, description="Under /api/v1/wx/cascade the fields headers, cookies and mps_id are JSON text, as a WeRSS parent serves them (docs/COMPAT.md).")
+@describe("Pull every message task (or, with limit, a page after `after`)", query=PageQuerySchema,
+          data={"type": "array", "items": OBJECT}, empty={304: "Not modified (If-None-Match)"},
+          description="Under /api/v1/wx/cascade the fields headers, cookies and mps_id are "
+                      "JSON text, as a WeRSS parent serves them (docs/COMPAT.md).")
 @node_required
 def pull_message_tasks():
     return _pull(ENTITY_MESSAGE_TASK)
@@ -134,14 +141,16 @@ def _changes(entity: str):
 
 
 @bp.get("/feeds/changes")
-@describe("Feed changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema, empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
+@describe("Feed changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema,
+          empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
 @node_required
 def feed_changes():
     return _changes(ENTITY_FEED)
 
 
 @bp.get("/message-tasks/changes")
-@describe("Message-task changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema, empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
+@describe("Message-task changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema,
+          empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
 @node_required
 def message_task_changes():
     return _changes(ENTITY_MESSAGE_TASK)

@@ -30,13 +30,17 @@ class FeedOutputQuerySchema(Schema):
 
 
 @bp.get(f"/feed/all.<{_KINDS}:kind>")
-@describe("Every feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema, content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"}, public=True)
+@describe("Every feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema,
+          content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"},
+          public=True)
 def all_feeds(kind):
     return _serve(None, kind)
 
 
 @bp.get(f"/feed/<feed_id>.<{_KINDS}:kind>")
-@describe("One feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema, content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"}, public=True)
+@describe("One feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema,
+          content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"},
+          public=True)
 def one_feed(feed_id, kind):
     return _serve(feed_id, kind)
 

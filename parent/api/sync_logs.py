@@ -23,7 +23,8 @@ def list_sync_logs():
 
 
 @bp.get("/reports")
-@describe("Task results nodes reported, newest first", query=ReportQuerySchema, data=page_of(ReportAdminSchema))
+@describe("Task results nodes reported, newest first", query=ReportQuerySchema,
+          data=page_of(ReportAdminSchema))
 @admin_required
 def list_reports():
     query = load_query(ReportQuerySchema())

@@ -15,7 +15,8 @@ articles_bp = Blueprint("articles", __name__)
 
 
 @cascade_bp.get("/allocations")
-@describe("Allocations of task runs, a page at a time", query=AllocationQuerySchema, data=page_of(AllocationAdminSchema))
+@describe("Allocations of task runs, a page at a time", query=AllocationQuerySchema,
+          data=page_of(AllocationAdminSchema))
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
@@ -40,7 +41,8 @@ def stats():
 
 
 @articles_bp.get("/articles")
-@describe("Collected articles, newest first", query=ArticleQuerySchema, data=page_of(ArticleAdminSchema))
+@describe("Collected articles, newest first", query=ArticleQuerySchema,
+          data=page_of(ArticleAdminSchema))
 @admin_required
 def list_articles():
     query = load_query(ArticleQuerySchema())

@@ -25,7 +25,8 @@ class SearchSchema(Schema):
 
 
 @bp.post("/nodes/<node_id>/wechat/login")
-@describe("Ask a node to start a WeChat login (a QR code follows)", data=OBJECT, status=202, errors=(codes.WECHAT_UNAVAILABLE, codes.CONFLICT))
+@describe("Ask a node to start a WeChat login (a QR code follows)", data=OBJECT, status=202,
+          errors=(codes.WECHAT_UNAVAILABLE, codes.CONFLICT))
 @admin_required
 def request_login(node_id):
     return respond(wechat.request_login(node_id), "已请求节点登录微信", status=202)
@@ -39,7 +40,9 @@ def get_login(node_id):
 
 
 @bp.get("/nodes/<node_id>/wechat/qr.png")
-@describe("The WeChat login QR code to scan", content={"image/png": {"type": "string", "contentMediaType": "image/png"}}, errors=(codes.QR_NOT_AVAILABLE,))
+@describe("The WeChat login QR code to scan",
+          content={"image/png": {"type": "string", "contentMediaType": "image/png"}},
+          errors=(codes.QR_NOT_AVAILABLE,))
 @admin_required
 def qr_image(node_id):
     response = make_response(wechat.qr_image(node_id))
@@ -49,7 +52,8 @@ def qr_image(node_id):
 
 
 @bp.post("/wechat/login-state")
-@describe("Node: report its WeChat login state (QR, scanned, logged in)", body=LoginStateSchema, data=ANY, errors=(codes.LOGIN_SUPERSEDED,))
+@describe("Node: report its WeChat login state (QR, scanned, logged in)", body=LoginStateSchema,
+          data=ANY, errors=(codes.LOGIN_SUPERSEDED,))
 @node_required
 @idempotent
 def login_state():
@@ -57,7 +61,8 @@ def login_state():
 
 
 @bp.post("/commands/<command_id>/result")
-@describe("Node: answer a command the parent sent it", body=CommandResultSchema, data=ANY, errors=(codes.CONFLICT,))
+@describe("Node: answer a command the parent sent it", body=CommandResultSchema, data=ANY,
+          errors=(codes.CONFLICT,))
 @node_required
 @idempotent
 def command_result(command_id):
@@ -66,7 +71,8 @@ def command_result(command_id):
 
 
 @search_bp.post("/feeds/search")
-@describe("Search WeChat accounts through an online node", body=SearchSchema, data=ANY, errors=(codes.WECHAT_UNAVAILABLE, codes.WECHAT_TIMEOUT, codes.WECHAT_FAILED))
+@describe("Search WeChat accounts through an online node", body=SearchSchema, data=ANY,
+          errors=(codes.WECHAT_UNAVAILABLE, codes.WECHAT_TIMEOUT, codes.WECHAT_FAILED))
 @admin_required
 def search():
     values = load_body(SearchSchema())

@@ -17,7 +17,9 @@ bp = Blueprint("work", __name__)
 
 
 @bp.post("/claim")
-@describe("Claim leases of due work, long-polling up to `wait` seconds", body=ClaimSchema, body_required=False, data=OBJECT, empty={204: "No work (and no commands) within the wait"})
+@describe("Claim leases of due work, long-polling up to `wait` seconds", body=ClaimSchema,
+          body_required=False, data=OBJECT,
+          empty={204: "No work (and no commands) within the wait"})
 @node_required
 @idempotent
 def claim():
@@ -50,7 +52,8 @@ def renew(lease_id):
 
 
 @bp.post("/leases/<lease_id>/complete")
-@describe("Complete a lease with its per-feed results", body=CompleteSchema, body_required=False, data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("Complete a lease with its per-feed results", body=CompleteSchema, body_required=False,
+          data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def complete(lease_id):
@@ -61,7 +64,8 @@ def complete(lease_id):
 
 
 @bp.post("/leases/<lease_id>/fail")
-@describe("Fail a lease (retryable or not, or hand it back)", body=FailSchema, body_required=False, data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("Fail a lease (retryable or not, or hand it back)", body=FailSchema, body_required=False,
+          data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def fail(lease_id):
@@ -71,7 +75,8 @@ def fail(lease_id):
 
 
 @bp.post("/articles")
-@describe("Upload collected articles", body=ArticleBatchSchema, data=OBJECT, errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
+@describe("Upload collected articles", body=ArticleBatchSchema, data=OBJECT,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def upload_articles():
@@ -81,7 +86,8 @@ def upload_articles():
 
 
 @bp.post("/dispatch")
-@describe("Run a message task now", body=DispatchSchema, data=OBJECT, status=201, errors=(codes.NOT_FOUND, codes.CONFLICT,))
+@describe("Run a message task now", body=DispatchSchema, data=OBJECT, status=201,
+          errors=(codes.NOT_FOUND, codes.CONFLICT,))
 @admin_required
 def dispatch():
     values = load_body(DispatchSchema())
