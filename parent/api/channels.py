@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g
 
+from shared import errors as codes
 from shared.channels import send_permit_schema
 
 from ..auth import admin_required, node_required
@@ -14,7 +15,8 @@ admin_bp = Blueprint("channel_tests", __name__)
 
 
 @node_bp.post("/send-permits")
-@describe("Reserve a send under a channel's rate budget", body=send_permit_schema(), data=OBJECT)
+@describe("Reserve a send under a channel's rate budget", body=send_permit_schema(), data=OBJECT,
+          errors=(codes.SEND_BUDGET_EXHAUSTED, codes.SEND_BUDGET_BUSY))
 @node_required
 def send_permit():
     body = load_body(send_permit_schema())
