@@ -33,8 +33,8 @@ NULLABLE_OBJECT = {"type": ["object", "null"]}
 DELETED = {"type": "object", "required": ["id", "deleted"],
            "properties": {"id": {"type": "string"}, "deleted": {"const": True}}}
 
-ADMIN_SECURITY = [{"adminBearer": []}]
-NODE_SECURITY = [{"nodeSigned": []}, {"nodePlain": []}]
+ADMIN_SECURITY: list[dict[str, list]] = [{"adminBearer": []}]
+NODE_SECURITY: list[dict[str, list]] = [{"nodeSigned": []}, {"nodePlain": []}]
 SECURITY_SCHEMES = {
     "adminBearer": {
         "type": "http", "scheme": "bearer",
@@ -122,9 +122,13 @@ def _known_wrappers() -> dict:
             "idempotent": _probe(idempotent)}
 
 
+def _methods(rule) -> set[str]:
+    return set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+
+
 def undescribed_routes(app: Flask, exempt: dict[str, str]) -> list[str]:
     """Rules whose view has no ``@describe`` mark and is not in ``exempt`` (endpoint: why)."""
-    return sorted(f"{sorted(rule.methods - {'HEAD', 'OPTIONS'})} {rule.rule}"
+    return sorted(f"{sorted(_methods(rule))} {rule.rule}"
                   for rule in app.url_map.iter_rules()
                   if rule.endpoint not in exempt
                   and getattr(app.view_functions[rule.endpoint], "openapi", None) is None)
@@ -294,7 +298,7 @@ def build_openapi(app: Flask) -> dict:
             continue
         path, path_parameters = _path_and_parameters(rule)
         wrappers = _decorators_of(view)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted(_methods(rule)):
             paths.setdefault(path, {})[method.lower()] = _operation(
                 doc, rule, method.lower(), path_parameters, wrappers)
     for path, operations in paths.items():
