@@ -64,7 +64,8 @@ class Doc:
     data: Any = field(default_factory=dict)
     status: int = 200
     query: type[Schema] | None = None
-    body: type[Schema] | None = None
+    # A schema of the JSON body, or {media type: schema} where a route takes several.
+    body: type[Schema] | dict | None = None
     body_required: bool = True
     body_types: tuple[str, ...] = ("application/json",)
     errors: tuple[codes.ErrorCode, ...] = ()
@@ -251,7 +252,9 @@ def _operation(doc: Doc, rule, method: str, path_parameters: list[dict], wrapper
     if doc.body is not None:
         operation["requestBody"] = {
             "required": doc.body_required,
-            "content": {media: {"schema": doc.body} for media in doc.body_types},
+            "content": ({media: {"schema": schema} for media, schema in doc.body.items()}
+                        if isinstance(doc.body, dict)
+                        else {media: {"schema": doc.body} for media in doc.body_types}),
         }
     operation["security"] = (ADMIN_SECURITY if auth == "admin"
                              else NODE_SECURITY if auth == "node" else [])

@@ -13,6 +13,18 @@ from ._io import load_body, load_query, read_json, respond
 from .dumps import FeedAdminSchema
 from ..openapi import DELETED, OBJECT, describe, page_of
 
+# A list of feeds as POST /feeds takes them (bare or as {"feeds": [...]}), or OPML as the
+# body or as the multipart field `file`.
+_FEEDS = {"type": "array", "items": FeedCreateSchema}
+IMPORT_BODY = {
+    "application/json": {"oneOf": [_FEEDS, {"type": "object", "required": ["feeds"],
+                                             "properties": {"feeds": _FEEDS}}]},
+    "text/x-opml": {"type": "string"},
+    "multipart/form-data": {"type": "object", "required": ["file"],
+                            "properties": {"file": {"type": "string",
+                                                    "contentMediaType": "text/x-opml"}}},
+}
+
 bp = Blueprint("feeds", __name__)
 _feed = FeedAdminSchema()
 
@@ -64,11 +76,7 @@ def delete_feed(feed_id):
 
 @bp.post("/feeds/import")
 @describe("Import feeds from JSON ({\"feeds\": [...]} or a list) or an OPML file",
-          body=FeedCreateSchema,
-          body_types=("application/json", "text/x-opml", "multipart/form-data"), data=OBJECT,
-          description="The JSON body is a list of feeds as POST /feeds takes them, or "
-                      "{\"feeds\": [...]}; OPML comes as the body or as the multipart field "
-                      "`file`.")
+          body=IMPORT_BODY, data=OBJECT)
 @admin_required
 def import_feeds():
     """Import a JSON list ({"feeds": [...]} or a bare list), or an OPML file."""
