@@ -13,7 +13,7 @@ from marshmallow import Schema, fields, post_dump, validate
 
 from shared.timeutil import isoformat_z
 
-from ..auth import settings
+from ..config import settings
 from ..clock import now
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..services import node_sources
