@@ -236,3 +236,16 @@ class HealthSchema(Schema):
     status = fields.String(required=True, validate=validate.Equal("ok"))
     database = fields.String(required=True, validate=validate.Equal("ok"))
     time = fields.String(required=True)
+
+
+class LiveSchema(Schema):
+    status = fields.String(required=True, validate=validate.Equal("ok"))
+    time = fields.String(required=True)
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, validate=validate.Equal("ready"))
+    database = fields.String(required=True, validate=validate.Equal("ok"))
+    migrations = fields.String(required=True, validate=validate.Equal("current"))
+    revision = fields.String(required=True)
+    time = fields.String(required=True)

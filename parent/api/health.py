@@ -17,7 +17,7 @@ from ..errors import error_response
 from ..extensions import db
 from ..metrics import render_metrics
 from ._io import respond
-from .dumps import HealthSchema
+from .dumps import HealthSchema, LiveSchema, ReadySchema
 from ..openapi import describe
 
 bp = Blueprint("health", __name__)
@@ -37,11 +37,14 @@ def healthz():
 
 
 @bp.get("/livez")
+@describe("Liveness of the process alone: no database call", data=LiveSchema, public=True)
 def livez():
     return respond({"status": "ok", "time": isoformat_z(now())})
 
 
 @bp.get("/readyz")
+@describe("Readiness: the database answers and its migrations are this version's",
+          data=ReadySchema, public=True)
 def readyz():
     try:
         revisions = set(db.session.execute(text("SELECT version_num FROM alembic_version"))
