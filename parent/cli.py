@@ -227,17 +227,18 @@ def rotate_credentials(node_id):
 @cli.command("list-nodes")
 def list_nodes():
     """Print every node with its status."""
+    from .api.dumps import NodeAdminSchema
     from .clock import now
     from .services import nodes
 
     app = _app()
     with app.app_context():
         _require_schema(app)
-        rows, _ = nodes.list_nodes({}, 1, 10_000)
+        rows, _ = nodes.list_nodes({"limit": 10_000, "offset": 0})
         moment = now()
         click.echo(f"{'node_id':36}  {'type':6}  {'status':8}  {'api_key':34}  name")
         for node in rows:
-            data = nodes.node_to_dict(node, moment)
+            data = NodeAdminSchema(moment=moment).dump(node)
             click.echo(
                 f"{node.id:36}  {'parent' if node.node_type == 0 else 'child':6}  "
                 f"{data['status']:8}  {node.api_key or '-':34}  {node.name}"

@@ -8,15 +8,13 @@ answers ``{items, total, page, page_size, limit, offset}``.
 from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, post_load
+from sqlalchemy import func
 
 from shared.schemas import QueryInt
 
+from .extensions import db
+
 MAX_PAGE_SIZE = 200
-
-
-def first_row(page: int, page_size: int, offset: int | None = None) -> int:
-    """The index of a page's first row: ``offset`` when given, else from ``page``."""
-    return (page - 1) * page_size if offset is None else offset
 
 
 class PagedQuerySchema(Schema):
@@ -52,3 +50,14 @@ def page_body(items: list, total: int, query: dict) -> dict:
     """The one page shape every list answers with."""
     return {"items": items, "total": total, "page": query["page"],
             "page_size": query["page_size"], "limit": query["limit"], "offset": query["offset"]}
+
+
+def fetch_page(model, conditions, order_by, window: dict) -> tuple[list, int]:
+    """The rows of ``model`` matching ``conditions`` in ``window`` (limit, offset), and how
+    many match in all."""
+    total = db.session.execute(
+        db.select(func.count()).select_from(model).where(*conditions)).scalar_one()
+    rows = db.session.execute(
+        db.select(model).where(*conditions).order_by(*order_by)
+        .limit(window["limit"]).offset(window["offset"])).scalars().all()
+    return list(rows), total

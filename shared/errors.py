@@ -78,6 +78,11 @@ WECHAT_FAILED = _e("wechat_failed", 502, "The node could not ask WeChat; see the
 QR_NOT_AVAILABLE = _e("qr_not_available", 404, "No WeChat login QR code is waiting to be scanned.")
 LOGIN_SUPERSEDED = _e("login_superseded", 409, "A newer WeChat login was requested for this node.")
 
+SEND_BUDGET_EXHAUSTED = _e("send_budget_exhausted", 429,
+                           "This destination's rate limit is used up for now; retry later.")
+SEND_BUDGET_BUSY = _e("send_budget_busy", 503,
+                      "Too many concurrent permit requests for one destination; retry.")
+
 INTERNAL_ERROR = _e("internal_error", 500, "Something went wrong on the server; it has been logged.")
 SERVICE_UNAVAILABLE = _e("service_unavailable", 503, "The service cannot reach its database.")
 

@@ -87,16 +87,21 @@ def _truncate_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture
-def db_url(request, db_backend, tmp_path):
-    """An empty, migrated database of the backend under test."""
+def empty_database_url(request, db_backend, directory) -> str:
+    """An empty, migrated database of ``db_backend`` (SQLite files go in ``directory``)."""
     if db_backend == "postgresql":
         url = request.getfixturevalue("pg_database")
         _truncate_postgres(url)
         return url
-    path = tmp_path / "parent.db"
+    path = directory / "parent.db"
     shutil.copy(request.getfixturevalue("sqlite_template"), path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db_url(request, db_backend, tmp_path):
+    """An empty, migrated database of the backend under test."""
+    return empty_database_url(request, db_backend, tmp_path)
 
 
 @pytest.fixture

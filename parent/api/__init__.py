@@ -11,6 +11,7 @@ from . import (
 from . import deliveries, delivery_routes
 from . import console, console_support
 from . import channels
+from . import docs
 
 # (blueprint, prefixes): cascade blueprints are served under both cascade prefixes
 # because existing WeRSS nodes call /api/v1/wx/cascade/...
@@ -35,6 +36,7 @@ BLUEPRINTS = [
     (outputs.bp, ("",)),
     (console_support.bp, (API_PREFIX,)),
     (console.bp, ("",)),
+    (docs.bp, ("",)),
 ]
 
 

@@ -9,11 +9,13 @@ from shared.compat_schemas import (
     ClaimTaskSchema, PendingTasksQuerySchema, ReportCompletionSchema, TaskStatusSchema,
     UploadArticlesSchema,
 )
+from shared import errors as codes
 
 from ..auth import node_required
 from ..services import compat
 from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
+from ..openapi import ANY, NULLABLE_OBJECT, describe
 
 bp = Blueprint("compat", __name__)
 
@@ -21,6 +23,8 @@ NOTHING_TO_DO = "暂无待处理任务"
 
 
 @bp.post("/claim-task")
+@describe("WeRSS: claim one task package (data null: no work)", body=ClaimTaskSchema,
+          body_required=False, data=NULLABLE_OBJECT)
 @node_required
 @idempotent
 def claim_task():
@@ -32,6 +36,8 @@ def claim_task():
 
 
 @bp.get("/pending-tasks")
+@describe("WeRSS: the task package this node would get (data null: none)",
+          query=PendingTasksQuerySchema, data=NULLABLE_OBJECT)
 @node_required
 def pending_tasks():
     load_query(PendingTasksQuerySchema())
@@ -41,6 +47,8 @@ def pending_tasks():
 
 
 @bp.put("/task-status")
+@describe("WeRSS: report a task package's status", body=TaskStatusSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def task_status():
@@ -49,6 +57,8 @@ def task_status():
 
 
 @bp.post("/upload-articles")
+@describe("WeRSS: upload a task package's articles", body=UploadArticlesSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def upload_articles():
@@ -57,6 +67,8 @@ def upload_articles():
 
 
 @bp.post("/report-completion")
+@describe("WeRSS: report a task package done", body=ReportCompletionSchema, data=ANY,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def report_completion():

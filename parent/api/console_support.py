@@ -4,11 +4,13 @@ from flask import Blueprint, current_app, g
 
 from shared.schemas import QueryInt, SafeStr
 from shared.timeutil import isoformat_z
+from shared import errors as codes
 
 from ..auth import admin_required
 from ..schemas import _AdminInput, validate_cron
 from ..services import console_support
 from ._io import load_body, load_query, respond
+from ..openapi import OBJECT, describe
 
 bp = Blueprint("console_support", __name__)
 
@@ -28,6 +30,8 @@ class DailyQuerySchema(_AdminInput):
 
 
 @bp.post("/auth/password")
+@describe("Change this admin's password (every token is revoked)", body=PasswordChangeSchema,
+          data=None, errors=(codes.INVALID_LOGIN, codes.TOO_MANY_ATTEMPTS))
 @admin_required
 def change_password():
     values = load_body(PasswordChangeSchema())
@@ -36,6 +40,7 @@ def change_password():
 
 
 @bp.get("/cron/next-runs")
+@describe("The next firings of a cron expression", query=NextRunsQuerySchema, data=OBJECT)
 @admin_required
 def next_runs():
     query = load_query(NextRunsQuerySchema())
@@ -45,6 +50,8 @@ def next_runs():
 
 
 @bp.get("/articles/daily")
+@describe("Articles collected per day", query=DailyQuerySchema,
+          data={"type": "object", "properties": {"days": {"type": "array"}}})
 @admin_required
 def articles_daily():
     query = load_query(DailyQuerySchema())
@@ -52,6 +59,7 @@ def articles_daily():
 
 
 @bp.get("/console/features")
+@describe("Which optional routes this parent serves (for the console)", data=OBJECT)
 @admin_required
 def features():
     return respond(console_support.features(current_app.url_map))

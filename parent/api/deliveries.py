@@ -4,12 +4,15 @@ from flask import Blueprint
 from marshmallow import fields, validate
 
 from shared.schemas import SafeStr
+from shared import errors as codes
 
 from ..auth import admin_required
 from ..models.delivery import DELIVERY_STATUSES
 from ..paging import PagedQuerySchema, page_body
 from ..services import deliveries
 from ._io import load_query, respond
+from .dumps import DeliveryAdminSchema
+from ..openapi import describe, page_of
 
 bp = Blueprint("deliveries", __name__)
 
@@ -23,14 +26,17 @@ class DeliveryQuerySchema(PagedQuerySchema):
 
 
 @bp.get("/deliveries")
+@describe("Deliveries (pushes), a page at a time", query=DeliveryQuerySchema,
+          data=page_of(DeliveryAdminSchema))
 @admin_required
 def list_deliveries():
     query = load_query(DeliveryQuerySchema())
-    rows, total = deliveries.list_deliveries(query, query["offset"], query["limit"])
-    return respond(page_body([deliveries.delivery_to_dict(d) for d in rows], total, query))
+    rows, total = deliveries.list_deliveries(query)
+    return respond(page_body(DeliveryAdminSchema().dump(rows, many=True), total, query))
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
+@describe("Queue a failed delivery again", data=DeliveryAdminSchema, errors=(codes.CONFLICT,))
 @admin_required
 def retry_delivery(delivery_id):
-    return respond(deliveries.delivery_to_dict(deliveries.retry(delivery_id)), "已重新排队")
+    return respond(DeliveryAdminSchema().dump(deliveries.retry(delivery_id)), "已重新排队")

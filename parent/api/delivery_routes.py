@@ -4,15 +4,20 @@ from flask import Blueprint, g
 
 from shared import paths
 from shared.delivery_schemas import DeliveryPlanSchema, DeliveryReportSchema
+from shared import errors as codes
 
 from ..auth import node_required
 from ..services import deliveries
 from ._io import idempotent, load_body, respond
+from .dumps import DeliveryAdminSchema
+from ..openapi import ANY, describe
 
 bp = Blueprint("delivery_routes", __name__)
 
 
 @bp.post(paths.as_rule(paths.LEASE_DELIVERIES))
+@describe("Plan a lease's pushes of a feed: which articles go where", body=DeliveryPlanSchema,
+          data=ANY, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def plan_deliveries(lease_id):
@@ -21,8 +26,10 @@ def plan_deliveries(lease_id):
 
 
 @bp.post(paths.as_rule(paths.DELIVERY_REPORT))
+@describe("Report what a push did", body=DeliveryReportSchema, data=DeliveryAdminSchema,
+          errors=(codes.FORBIDDEN, codes.CONFLICT))
 @node_required
 @idempotent
 def report_delivery(delivery_id):
     values = load_body(DeliveryReportSchema())
-    return respond(deliveries.report(g.node, delivery_id, values))
+    return respond(DeliveryAdminSchema().dump(deliveries.report(g.node, delivery_id, values)))

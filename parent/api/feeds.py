@@ -10,42 +10,64 @@ from ..errors import ApiError
 from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
 from ..services import feeds
 from ._io import load_body, load_query, read_json, respond
+from .dumps import FeedAdminSchema
+from ..openapi import DELETED, OBJECT, describe, page_of
+
+# A list of feeds as POST /feeds takes them (bare or as {"feeds": [...]}), or OPML as the
+# body or as the multipart field `file`.
+_FEEDS = {"type": "array", "items": FeedCreateSchema}
+IMPORT_BODY = {
+    "application/json": {"oneOf": [_FEEDS, {"type": "object", "required": ["feeds"],
+                                             "properties": {"feeds": _FEEDS}}]},
+    "text/x-opml": {"type": "string"},
+    "multipart/form-data": {"type": "object", "required": ["file"],
+                            "properties": {"file": {"type": "string",
+                                                    "contentMediaType": "text/x-opml"}}},
+}
 
 bp = Blueprint("feeds", __name__)
+_feed = FeedAdminSchema()
 
 _OPML_TYPES = {"text/x-opml", "text/xml", "application/xml", "application/opml+xml",
                "text/x-opml+xml"}
 
 
 @bp.post("/feeds")
+@describe("Add a feed (a WeChat account or an RSS source)", body=FeedCreateSchema,
+          data=FeedAdminSchema, status=201, errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def create_feed():
     feed = feeds.create_feed(load_body(FeedCreateSchema()))
-    return respond(feeds.feed_to_admin(feed), "公众号添加成功", status=201)
+    return respond(_feed.dump(feed), "公众号添加成功", status=201)
 
 
 @bp.get("/feeds")
+@describe("List feeds, a page at a time", query=FeedListQuerySchema, data=page_of(FeedAdminSchema))
 @admin_required
 def list_feeds():
     query = load_query(FeedListQuerySchema())
-    rows, total = feeds.list_feeds(query, query["page"], query["page_size"], query["offset"])
-    return respond(page_body([feeds.feed_to_admin(f) for f in rows], total, query))
+    rows, total = feeds.list_feeds(query)
+    return respond(page_body(_feed.dump(rows, many=True), total, query))
 
 
 @bp.get("/feeds/<feed_id>")
+@describe("One feed", data=FeedAdminSchema)
 @admin_required
 def get_feed(feed_id):
-    return respond(feeds.feed_to_admin(feeds.get_feed(feed_id)))
+    return respond(_feed.dump(feeds.get_feed(feed_id)))
 
 
 @bp.put("/feeds/<feed_id>")
+@describe("Change a feed (fields given are changed)", body=FeedUpdateSchema, data=FeedAdminSchema,
+          errors=(codes.ALREADY_EXISTS,))
 @admin_required
 def update_feed(feed_id):
     feed = feeds.update_feed(feed_id, load_body(FeedUpdateSchema(partial=True)))
-    return respond(feeds.feed_to_admin(feed), "公众号更新成功")
+    return respond(_feed.dump(feed), "公众号更新成功")
 
 
 @bp.delete("/feeds/<feed_id>")
+@describe("Delete a feed", data=DELETED)
 @admin_required
 def delete_feed(feed_id):
     feeds.delete_feed(feed_id)
@@ -53,6 +75,8 @@ def delete_feed(feed_id):
 
 
 @bp.post("/feeds/import")
+@describe("Import feeds from JSON ({\"feeds\": [...]} or a list) or an OPML file",
+          body=IMPORT_BODY, data=OBJECT)
 @admin_required
 def import_feeds():
     """Import a JSON list ({"feeds": [...]} or a bare list), or an OPML file."""

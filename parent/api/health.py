@@ -17,11 +17,16 @@ from ..errors import error_response
 from ..extensions import db
 from ..metrics import render_metrics
 from ._io import respond
+from .dumps import HealthSchema, LiveSchema, ReadySchema
+from ..openapi import describe
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@describe("Liveness: the parent answers and its database does",
+          data=HealthSchema,
+          public=True)
 def healthz():
     try:
         db.session.execute(text("SELECT 1"))
@@ -32,11 +37,14 @@ def healthz():
 
 
 @bp.get("/livez")
+@describe("Liveness of the process alone: no database call", data=LiveSchema, public=True)
 def livez():
     return respond({"status": "ok", "time": isoformat_z(now())})
 
 
 @bp.get("/readyz")
+@describe("Readiness: the database answers and its migrations are this version's",
+          data=ReadySchema, public=True)
 def readyz():
     try:
         revisions = set(db.session.execute(text("SELECT version_num FROM alembic_version"))
@@ -75,6 +83,8 @@ def _migration_heads() -> set[str]:
 
 
 @bp.get("/metrics")
+@describe("Prometheus metrics (text exposition format)", content={"text/plain": {"type": "string"}},
+          public=True)
 def metrics():
     body, content_type = render_metrics()
     return Response(body, content_type=content_type)

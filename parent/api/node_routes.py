@@ -5,19 +5,25 @@ from flask import Blueprint, current_app, g, make_response, request
 from shared import paths
 from shared.envelope import CURSOR_HEADER, NEXT_AFTER_HEADER
 from shared.schemas import (
-    ChangesQuerySchema, HeartbeatSchema, PageQuerySchema, ReportResultSchema,
+    ChangesQuerySchema, ChangesSchema, FeedSchema, HeartbeatSchema, PageQuerySchema,
+    ReportResultSchema,
 )
+from shared import errors as codes
 
 from ..auth import node_required
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from ..services import node_sync, nodes, pull_pages, wechat
 from . import werss_shapes
 from ._io import idempotent, load_body, load_query, respond
+from .dumps import WhoamiSchema
+from ..openapi import OBJECT, describe
 
 bp = Blueprint("node_routes", __name__)
 
 
 @bp.post(paths.HEARTBEAT)
+@describe("Heartbeat: report version, capacity and capabilities; get commands",
+          body=HeartbeatSchema, body_required=False, data=OBJECT)
 @node_required
 @idempotent
 def heartbeat():
@@ -30,10 +36,12 @@ def heartbeat():
 
 
 @bp.get(paths.WHOAMI)
+@describe("The node these credentials belong to",
+          data=WhoamiSchema)
 @node_required
 def whoami():
-    node = g.node
-    return respond({"node_id": node.id, "name": node.name, "node_type": node.node_type})
+    return respond(WhoamiSchema().dump({"node_id": g.node.id, "name": g.node.name,
+                                        "node_type": g.node.node_type}))
 
 
 def _full_pulls() -> dict[str, tuple[int, int, bytes]]:
@@ -95,12 +103,18 @@ def _pull(entity: str):
 
 
 @bp.get(paths.FEEDS)
+@describe("Pull every feed (or, with limit, a page after `after`)", query=PageQuerySchema,
+          data={"type": "array", "items": FeedSchema}, empty={304: "Not modified (If-None-Match)"})
 @node_required
 def pull_feeds():
     return _pull(ENTITY_FEED)
 
 
 @bp.get(paths.MESSAGE_TASKS)
+@describe("Pull every message task (or, with limit, a page after `after`)", query=PageQuerySchema,
+          data={"type": "array", "items": OBJECT}, empty={304: "Not modified (If-None-Match)"},
+          description="Under /api/v1/wx/cascade the fields headers, cookies and mps_id are "
+                      "JSON text, as a WeRSS parent serves them (docs/COMPAT.md).")
 @node_required
 def pull_message_tasks():
     return _pull(ENTITY_MESSAGE_TASK)
@@ -128,18 +142,23 @@ def _changes(entity: str):
 
 
 @bp.get(paths.FEED_CHANGES)
+@describe("Feed changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema,
+          empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
 @node_required
 def feed_changes():
     return _changes(ENTITY_FEED)
 
 
 @bp.get(paths.MESSAGE_TASK_CHANGES)
+@describe("Message-task changes since a cursor", query=ChangesQuerySchema, data=ChangesSchema,
+          empty={304: "Not modified (If-None-Match)"}, errors=(codes.CURSOR_EXPIRED,))
 @node_required
 def message_task_changes():
     return _changes(ENTITY_MESSAGE_TASK)
 
 
 @bp.post(paths.REPORT_RESULT)
+@describe("Report a task's results (the seed's report route)", body=ReportResultSchema, data=OBJECT)
 @node_required
 @idempotent
 def report_result():

@@ -11,10 +11,14 @@ from shared.schemas import QueryInt
 from ..config import settings
 from ..services import outputs
 from ._io import load_query
+from ..openapi import describe
 
 bp = Blueprint("outputs", __name__)
 
 _KINDS = f"any({outputs.RSS}, {outputs.ATOM}, {outputs.JSON_FEED})"
+FEED_DOCUMENT = {"application/rss+xml": {"type": "string"},
+                 "application/atom+xml": {"type": "string"},
+                 "application/feed+json": {"type": "object"}}
 
 
 class FeedOutputQuerySchema(Schema):
@@ -26,11 +30,17 @@ class FeedOutputQuerySchema(Schema):
 
 
 @bp.get(f"/feed/all.<{_KINDS}:kind>")
+@describe("Every feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema,
+          content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"},
+          public=True)
 def all_feeds(kind):
     return _serve(None, kind)
 
 
 @bp.get(f"/feed/<feed_id>.<{_KINDS}:kind>")
+@describe("One feed's articles as RSS, Atom or JSON Feed", query=FeedOutputQuerySchema,
+          content=FEED_DOCUMENT, empty={304: "Not modified (If-None-Match / If-Modified-Since)"},
+          public=True)
 def one_feed(feed_id, kind):
     return _serve(feed_id, kind)
 

@@ -7,41 +7,44 @@ from ..paging import page_body
 from ..services import articles, views
 from ..work_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
 from ._io import load_query, respond
+from .dumps import AllocationAdminSchema, ArticleAdminSchema
+from ..openapi import OBJECT, describe, page_of
 
 cascade_bp = Blueprint("work_views", __name__)
 articles_bp = Blueprint("articles", __name__)
 
 
-_page = page_body
-
-
 @cascade_bp.get("/allocations")
+@describe("Allocations of task runs, a page at a time", query=AllocationQuerySchema,
+          data=page_of(AllocationAdminSchema))
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
-    rows, total = views.list_allocations(query, query["page"], query["page_size"],
-                                           query["offset"])
-    return respond(_page([views.allocation_to_dict(a) for a in rows], total, query))
+    rows, total = views.list_allocations(query)
+    return respond(page_body(AllocationAdminSchema().dump(rows, many=True), total, query))
 
 
 @cascade_bp.get("/feed-status")
+@describe("Each feed's collection status", query=FeedStatusQuerySchema, data=page_of(OBJECT))
 @admin_required
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
-    items, total = views.feed_status(query, query["page"], query["page_size"], query["offset"])
-    return respond(_page(items, total, query))
+    items, total = views.feed_status(query)
+    return respond(page_body(items, total, query))
 
 
 @cascade_bp.get("/stats")
+@describe("Counts of nodes, feeds, allocations and articles", data=OBJECT)
 @admin_required
 def stats():
     return respond(views.stats())
 
 
 @articles_bp.get("/articles")
+@describe("Collected articles, newest first", query=ArticleQuerySchema,
+          data=page_of(ArticleAdminSchema))
 @admin_required
 def list_articles():
     query = load_query(ArticleQuerySchema())
-    rows, total = articles.list_articles(query, query["page"], query["page_size"],
-                                           query["offset"])
-    return respond(_page([articles.article_to_dict(a) for a in rows], total, query))
+    rows, total = articles.list_articles(query)
+    return respond(page_body(ArticleAdminSchema().dump(rows, many=True), total, query))

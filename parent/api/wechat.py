@@ -7,10 +7,12 @@ from marshmallow import RAISE, Schema
 from shared import paths
 from shared.schemas import SafeStr
 from shared.wechat_schemas import CommandResultSchema, LoginStateSchema
+from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..services import wechat
 from ._io import idempotent, load_body, respond
+from ..openapi import ANY, OBJECT, describe
 
 bp = Blueprint("wechat", __name__)  # under both cascade prefixes
 search_bp = Blueprint("wechat_search", __name__)  # under /api/v1
@@ -24,18 +26,24 @@ class SearchSchema(Schema):
 
 
 @bp.post("/nodes/<node_id>/wechat/login")
+@describe("Ask a node to start a WeChat login (a QR code follows)", data=OBJECT, status=202,
+          errors=(codes.WECHAT_UNAVAILABLE, codes.CONFLICT))
 @admin_required
 def request_login(node_id):
     return respond(wechat.request_login(node_id), "已请求节点登录微信", status=202)
 
 
 @bp.get("/nodes/<node_id>/wechat")
+@describe("A node's WeChat login state", data=OBJECT)
 @admin_required
 def get_login(node_id):
     return respond(wechat.get_login(node_id))
 
 
 @bp.get("/nodes/<node_id>/wechat/qr.png")
+@describe("The WeChat login QR code to scan",
+          content={"image/png": {"type": "string", "contentMediaType": "image/png"}},
+          errors=(codes.QR_NOT_AVAILABLE,))
 @admin_required
 def qr_image(node_id):
     response = make_response(wechat.qr_image(node_id))
@@ -45,6 +53,8 @@ def qr_image(node_id):
 
 
 @bp.post(paths.WECHAT_LOGIN_STATE)
+@describe("Node: report its WeChat login state (QR, scanned, logged in)", body=LoginStateSchema,
+          data=ANY, errors=(codes.LOGIN_SUPERSEDED,))
 @node_required
 @idempotent
 def login_state():
@@ -52,6 +62,8 @@ def login_state():
 
 
 @bp.post(paths.as_rule(paths.COMMAND_RESULT))
+@describe("Node: answer a command the parent sent it", body=CommandResultSchema, data=ANY,
+          errors=(codes.CONFLICT,))
 @node_required
 @idempotent
 def command_result(command_id):
@@ -60,6 +72,8 @@ def command_result(command_id):
 
 
 @search_bp.post("/feeds/search")
+@describe("Search WeChat accounts through an online node", body=SearchSchema, data=ANY,
+          errors=(codes.WECHAT_UNAVAILABLE, codes.WECHAT_TIMEOUT, codes.WECHAT_FAILED))
 @admin_required
 def search():
     values = load_body(SearchSchema())

@@ -6,17 +6,22 @@ from shared import paths
 from shared.lease_schemas import (
     ArticleBatchSchema, ArticleSchema, ClaimSchema, CompleteSchema, FailSchema,
 )
+from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..services import articles, claim_pacing, leasing, scheduling, wechat
 from ..work_schemas import DispatchSchema
 from . import werss_shapes
 from ._io import idempotent, load_body, respond
+from ..openapi import OBJECT, describe
 
 bp = Blueprint("work", __name__)
 
 
 @bp.post(paths.CLAIM)
+@describe("Claim leases of due work; answered at once (no long-poll)", body=ClaimSchema,
+          body_required=False, data=OBJECT,
+          empty={204: "No work and no commands now: come back after Retry-After seconds"})
 @node_required
 @idempotent
 def claim():
@@ -34,6 +39,7 @@ def claim():
 
 
 @bp.post(paths.CLAIM_CANCEL)
+@describe("End this node's waiting claim now (a stopping child calls it)", data=OBJECT)
 @node_required
 def cancel_claim_wait():
     """Kept for children that end a long-poll when they stop (claims no longer wait)."""
@@ -41,12 +47,15 @@ def cancel_claim_wait():
 
 
 @bp.post(paths.as_rule(paths.LEASE_RENEW))
+@describe("Extend a lease", data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 def renew(lease_id):
     return respond(leasing.renew(g.node, lease_id))
 
 
 @bp.post(paths.as_rule(paths.LEASE_COMPLETE))
+@describe("Complete a lease with its per-feed results", body=CompleteSchema, body_required=False,
+          data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def complete(lease_id):
@@ -57,6 +66,8 @@ def complete(lease_id):
 
 
 @bp.post(paths.as_rule(paths.LEASE_FAIL))
+@describe("Fail a lease (retryable or not, or hand it back)", body=FailSchema, body_required=False,
+          data=OBJECT, errors=(codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def fail(lease_id):
@@ -66,6 +77,8 @@ def fail(lease_id):
 
 
 @bp.post(paths.ARTICLES)
+@describe("Upload collected articles", body=ArticleBatchSchema, data=OBJECT,
+          errors=(codes.NOT_FOUND, codes.FORBIDDEN, codes.LEASE_LOST))
 @node_required
 @idempotent
 def upload_articles():
@@ -75,6 +88,8 @@ def upload_articles():
 
 
 @bp.post("/dispatch")
+@describe("Run a message task now", body=DispatchSchema, data=OBJECT, status=201,
+          errors=(codes.NOT_FOUND, codes.CONFLICT,))
 @admin_required
 def dispatch():
     values = load_body(DispatchSchema())

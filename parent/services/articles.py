@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any, cast
 
 from marshmallow import Schema, ValidationError
-from sqlalchemy import Table, bindparam, func, or_
+from sqlalchemy import Table, bindparam, or_
 
 from shared import errors as codes
-from shared.timeutil import isoformat_z
 
+from ..paging import fetch_page
 from ..clock import now
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node
 from ..models.work import ALLOC_LEASED
 from .sqlutil import insert_ignoring_conflicts
-from ..paging import first_row as _first
 
 MAX_BATCH = 500
 
@@ -165,24 +164,8 @@ def _fill_missing_content(unique: dict, inserted: set, moment) -> None:
         )
 
 
-def article_to_dict(article: Article) -> dict:
-    return {
-        "id": article.article_id,
-        "mp_id": article.feed_id,
-        "title": article.title,
-        "url": article.url,
-        "pic_url": article.pic_url,
-        "description": article.description,
-        "publish_time": article.publish_time,
-        "has_content": article.content is not None,
-        "wechat": article.wechat,
-        "node_id": article.node_id,
-        "created_at": isoformat_z(article.created_at),
-    }
-
-
-def list_articles(filters: dict, page: int, page_size: int,
-                  offset: int | None = None) -> tuple[list[Article], int]:
+def list_articles(filters: dict) -> tuple[list[Article], int]:
+    """One page of articles, newest first (window in ``filters``), and the total."""
     conditions = []
     if filters.get("feed_id"):
         conditions.append(Article.feed_id == filters["feed_id"])
@@ -190,11 +173,5 @@ def list_articles(filters: dict, page: int, page_size: int,
         conditions.append(Article.publish_time >= filters["since"])
     if filters.get("q"):
         conditions.append(Article.title.contains(filters["q"], autoescape=True))
-    total = db.session.execute(
-        db.select(func.count()).select_from(Article).where(*conditions)).scalar_one()
-    rows = db.session.execute(
-        db.select(Article).where(*conditions)
-        .order_by(Article.publish_time.desc(), Article.id.desc())
-        .limit(page_size).offset(_first(page, page_size, offset))
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Article, conditions, (Article.publish_time.desc(), Article.id.desc()),
+                      filters)

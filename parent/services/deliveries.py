@@ -16,9 +16,10 @@ from sqlalchemy import func
 
 from shared import errors as codes
 from shared.channels import effective_channel
-from shared.timeutil import isoformat_z, parse_iso
+from shared.timeutil import parse_iso
 
 from ..config import settings
+from ..paging import fetch_page
 from ..clock import now
 from ..errors import ApiError, NotFoundError
 from ..extensions import db, rowcount
@@ -29,7 +30,6 @@ from ..models.delivery import (
 )
 from ..models.base import new_uuid
 from ..models.work import ALLOC_LEASED
-from .articles import article_to_dict
 from .sqlutil import insert_ignoring_conflicts
 
 MAX_RETRY_DELAY = 3600
@@ -226,9 +226,10 @@ def _with_articles(deliveries: list[Delivery], feed_id: str) -> list[dict]:
         for article_id in delivery.article_ids:
             row = by_id.get(article_id)
             if row is not None:
-                wire = article_to_dict(row)
-                articles.append({key: wire[key] for key in (
-                    "id", "mp_id", "title", "url", "pic_url", "description", "publish_time")})
+                articles.append({"id": row.article_id, "mp_id": row.feed_id, "title": row.title,
+                                 "url": row.url, "pic_url": row.pic_url,
+                                 "description": row.description,
+                                 "publish_time": row.publish_time})
         payloads.append({"delivery_id": delivery.id, "article_ids": list(delivery.article_ids),
                          "attempts": delivery.attempts, "status": delivery.status,
                          "articles": articles})
@@ -236,7 +237,7 @@ def _with_articles(deliveries: list[Delivery], feed_id: str) -> list[dict]:
 
 
 # -- outcomes -----------------------------------------------------------------------------------
-def report(node: Node, delivery_id: str, values: dict) -> dict:
+def report(node: Node, delivery_id: str, values: dict) -> Delivery:
     """Record what a push did; ``sent`` marks its articles pushed for the task.
 
     :raises ApiError: 404 unknown delivery; 409 when another lease has taken it over.
@@ -246,7 +247,7 @@ def report(node: Node, delivery_id: str, values: dict) -> dict:
         raise NotFoundError("Delivery", delivery_id)
     moment = now()
     if delivery.status == DELIVERY_SENT:
-        return delivery_to_dict(delivery)
+        return delivery
     if values["status"] != DELIVERY_SENT and (
             delivery.node_id != node.id or delivery.status != DELIVERY_PENDING):
         # A late report from a child that lost the delivery to another lease.
@@ -278,7 +279,7 @@ def report(node: Node, delivery_id: str, values: dict) -> dict:
         delivery.next_attempt_at = moment + timedelta(seconds=min(wait, MAX_RETRY_DELAY))
     delivery.updated_at = moment
     db.session.flush()
-    return delivery_to_dict(delivery)
+    return delivery
 
 
 def retry(delivery_id: str) -> Delivery:
@@ -304,34 +305,14 @@ def retry(delivery_id: str) -> Delivery:
 
 
 # -- admin views --------------------------------------------------------------------------------
-def delivery_to_dict(delivery: Delivery) -> dict:
-    return {
-        "id": delivery.id, "task_id": delivery.task_id, "run_id": delivery.run_id,
-        "feed_id": delivery.feed_id, "allocation_id": delivery.allocation_id,
-        "node_id": delivery.node_id, "channel": delivery.channel,
-        "destination": delivery.destination, "article_ids": list(delivery.article_ids or []),
-        "article_count": len(delivery.article_ids or []), "attempts": delivery.attempts,
-        "status": delivery.status, "vendor_code": delivery.vendor_code,
-        "vendor_message": delivery.vendor_message,
-        "next_attempt_at": isoformat_z(delivery.next_attempt_at),
-        "sent_at": isoformat_z(delivery.sent_at),
-        "created_at": isoformat_z(delivery.created_at),
-        "updated_at": isoformat_z(delivery.updated_at),
-    }
-
-
-def list_deliveries(filters: dict, offset: int, limit: int) -> tuple[list[Delivery], int]:
+def list_deliveries(filters: dict) -> tuple[list[Delivery], int]:
+    """One page of deliveries, newest first (window in ``filters``), and the total."""
     conditions = []
     for name in ("task_id", "feed_id", "status"):
         if filters.get(name):
             conditions.append(getattr(Delivery, name) == filters[name])
-    total = db.session.execute(
-        db.select(func.count()).select_from(Delivery).where(*conditions)).scalar_one()
-    rows = db.session.execute(
-        db.select(Delivery).where(*conditions)
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit).offset(offset)
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Delivery, conditions, (Delivery.created_at.desc(), Delivery.id.desc()),
+                      filters)
 
 
 def counts_by_status() -> dict[str, int]:

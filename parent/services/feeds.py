@@ -9,12 +9,11 @@ import time
 
 from defusedxml import ElementTree
 from marshmallow import ValidationError
-from sqlalchemy import func, or_
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 from shared.schemas import FeedSchema
-from shared.timeutil import isoformat_z
 
 from ..errors import ApiError, NotFoundError
 from .. import unit_of_work
@@ -23,25 +22,12 @@ from ..models import Feed
 from ..models.replication import ENTITY_FEED
 from ..schemas import FeedCreateSchema
 from . import bulk, replication
-from ..paging import first_row as _first
+from ..paging import fetch_page
 
 MAX_IMPORT_ROWS = 5000
 IMPORT_CHUNK = 200
 CHUNK_PAUSE = 0.05
 FEED_WIRE = FeedSchema()
-
-
-def feed_to_admin(feed: Feed) -> dict:
-    """The admin view: the wire shape plus the parent's collection bookkeeping."""
-    return {
-        **feed_to_wire(feed),
-        "sync_time": feed.sync_time,
-        "update_time": feed.update_time,
-        "last_run_at": isoformat_z(feed.last_run_at),
-        "last_run_node_id": feed.last_run_node_id,
-        "last_run_status": feed.last_run_status,
-        "invalid_reason": feed.invalid_reason,
-    }
 
 
 def feed_to_wire(feed: Feed) -> dict:
@@ -117,8 +103,8 @@ def get_feed(feed_id: str) -> Feed:
     return feed
 
 
-def list_feeds(filters: dict, page: int, page_size: int,
-               offset: int | None = None) -> tuple[list[Feed], int]:
+def list_feeds(filters: dict) -> tuple[list[Feed], int]:
+    """One page of feeds (``filters`` holds the window: parent/paging.py) and the total."""
     conditions = []
     if filters.get("source_type"):
         conditions.append(Feed.source_type == filters["source_type"])
@@ -126,14 +112,7 @@ def list_feeds(filters: dict, page: int, page_size: int,
         conditions.append(Feed.status == filters["status"])
     if filters.get("q"):
         conditions.append(Feed.mp_name.contains(filters["q"], autoescape=True))
-    total = db.session.execute(
-        db.select(func.count()).select_from(Feed).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(Feed).where(*conditions).order_by(Feed.created_at, Feed.id)
-        .limit(page_size).offset(_first(page, page_size, offset))
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Feed, conditions, (Feed.created_at, Feed.id), filters)
 
 
 def all_feeds() -> list[Feed]:

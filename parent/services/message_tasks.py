@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError
-from sqlalchemy import func, inspect
+from sqlalchemy import inspect
 
 from shared.channels import DINGTALK, MESSAGE_TYPE_WEBHOOK, SIGNED_CHANNELS, effective_channel
 from shared.schemas import MessageTaskSchema
 
+from ..paging import fetch_page
 from ..errors import NotFoundError
 from ..extensions import db
 from ..clock import now
@@ -15,7 +16,6 @@ from ..models import Allocation, MessageTask
 from ..models.work import ALLOC_DEAD, ALLOC_PENDING
 from ..models.replication import ENTITY_MESSAGE_TASK
 from . import deliveries, replication
-from ..paging import first_row as _first
 
 STATUS_ENABLED = 1
 TASK_WIRE = MessageTaskSchema()
@@ -85,19 +85,12 @@ def get_task(task_id: str) -> MessageTask:
     return task
 
 
-def list_tasks(filters: dict, page: int, page_size: int,
-               offset: int | None = None) -> tuple[list[MessageTask], int]:
+def list_tasks(filters: dict) -> tuple[list[MessageTask], int]:
+    """One page of message tasks (window in ``filters``) and the total."""
     conditions = []
     if filters.get("status") is not None:
         conditions.append(MessageTask.status == filters["status"])
-    total = db.session.execute(
-        db.select(func.count()).select_from(MessageTask).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(MessageTask).where(*conditions).order_by(MessageTask.created_at, MessageTask.id)
-        .limit(page_size).offset(_first(page, page_size, offset))
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(MessageTask, conditions, (MessageTask.created_at, MessageTask.id), filters)
 
 
 def enabled_tasks() -> list[MessageTask]:

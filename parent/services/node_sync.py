@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
 
 from shared.schemas import FeedChangesSchema, MessageTaskChangesSchema
 from shared.timeutil import isoformat_z
 
+from ..paging import fetch_page
 from ..clock import now
 from ..extensions import db
 from ..models import MessageTask, Node, TaskReport
@@ -128,28 +128,10 @@ def store_report(node: Node, payload: dict) -> dict:
     }
 
 
-def report_to_dict(report: TaskReport) -> dict:
-    return {
-        "id": report.id,
-        "node_id": report.node_id,
-        "task_id": report.task_id,
-        "allocation_id": report.allocation_id,
-        "results": report.results,
-        "reported_at": isoformat_z(report.reported_at),
-        "received_at": isoformat_z(report.received_at),
-    }
-
-
-def list_reports(filters: dict, limit: int, offset: int) -> tuple[list[TaskReport], int]:
+def list_reports(filters: dict) -> tuple[list[TaskReport], int]:
+    """One page of reports, newest first (window in ``filters``), and the total."""
     conditions = []
     for name in ("node_id", "task_id"):
         if filters.get(name):
             conditions.append(getattr(TaskReport, name) == filters[name])
-    total = db.session.execute(
-        db.select(func.count()).select_from(TaskReport).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(TaskReport).where(*conditions).order_by(TaskReport.id.desc())
-        .limit(limit).offset(offset)
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(TaskReport, conditions, (TaskReport.id.desc(),), filters)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_
 
 from shared import errors as codes
 from shared import signing
@@ -18,42 +18,11 @@ from ..extensions import db
 from ..models import IdempotencyRecord, Node, UsedNonce
 from ..models.node import STATUS_DISABLED, STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, STATUS_SUCCESS
-from . import node_sources, presence
+from . import presence
 from .leasing import release_node_leases
 from . import wechat as wechat_service
 from .sync_logs import log_sync
-from ..paging import first_row as _first
-
-
-def node_to_dict(node: Node, moment: datetime | None = None) -> dict:
-    """Dump a node for admins: never the secret or anything derived from it."""
-    moment = moment or now()
-    return {
-        "id": node.id,
-        "node_id": node.id,
-        "node_type": node.node_type,
-        "name": node.name,
-        "description": node.description,
-        "api_url": node.api_url,
-        "labels": node.labels or [],
-        "capacity": node.capacity,
-        "reported_capacity": node.reported_capacity,
-        "is_active": node.is_active,
-        "status": node.status_at(moment, settings().offline_after_seconds),
-        "last_heartbeat_at": isoformat_z(node.last_heartbeat_at),
-        "last_sync_at": isoformat_z(node.last_sync_at),
-        "version": node.agent_version,
-        "hostname": node.hostname,
-        "running": node.running,
-        "capabilities": node.capabilities or {},
-        **node_sources.describe(node),
-        "callback_url": node.callback_url,
-        "api_key": node.api_key,
-        "has_credentials": node.api_key is not None,
-        "credentials_issued_at": isoformat_z(node.credentials_issued_at),
-        "created_at": isoformat_z(node.created_at),
-        "updated_at": isoformat_z(node.updated_at),
-    }
+from ..paging import fetch_page
 
 
 def _name_in_use(name: str, exclude_id: str | None = None) -> bool:
@@ -93,8 +62,8 @@ def _status_condition(status: str, moment: datetime):
     return and_(Node.is_active.is_(True), presence.offline_condition(moment))
 
 
-def list_nodes(filters: dict, page: int, page_size: int,
-               offset: int | None = None) -> tuple[list[Node], int]:
+def list_nodes(filters: dict) -> tuple[list[Node], int]:
+    """One page of nodes (``filters`` holds the window: parent/paging.py) and the total."""
     moment = now()
     presence.flush_presence()
     conditions = [Node.deleted_at.is_(None)]
@@ -102,14 +71,7 @@ def list_nodes(filters: dict, page: int, page_size: int,
         conditions.append(Node.node_type == filters["node_type"])
     if filters.get("status"):
         conditions.append(_status_condition(filters["status"], moment))
-    total = db.session.execute(
-        db.select(func.count()).select_from(Node).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(Node).where(*conditions).order_by(Node.created_at, Node.id)
-        .limit(page_size).offset(_first(page, page_size, offset))
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(Node, conditions, (Node.created_at, Node.id), filters)
 
 
 def update_node(node_id: str, values: dict) -> Node:

@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 from shared.channels import destination_key
-from shared.errors import ErrorCode
 
 from ..clock import now
 from ..errors import ApiError
@@ -27,8 +26,6 @@ from .message_tasks import task_channel
 # so a crashed child cannot hold many reservations far into the future.
 MAX_RESERVATION = 120.0
 _ATTEMPTS = 20
-SEND_BUDGET_BUSY = ErrorCode("send_budget_busy", 503,
-                             "Too many concurrent permit requests for one destination; retry.")
 
 
 def limit_of(channel: str):
@@ -104,7 +101,7 @@ def reserve(channel: str, destination: str) -> dict:
             .execution_options(synchronize_session=False)))
         if claimed == 1:
             return _granted(wait, limit)
-    raise ApiError(SEND_BUDGET_BUSY)
+    raise ApiError(codes.SEND_BUDGET_BUSY)
 
 
 def _granted(wait: float, limit) -> dict:
@@ -133,8 +130,7 @@ def local_permit(channel: str, destination: str) -> dict | None:
         answer = {"granted": False, "retry_after": answer["wait"]}
     db.session.commit()
     if not answer["granted"]:
-        raise ApiError(ErrorCode("send_budget_exhausted", 429,
-                                 "This destination's rate limit is used up for now; retry later."),
+        raise ApiError(codes.SEND_BUDGET_EXHAUSTED,
                        headers={"Retry-After": str(int(answer["retry_after"]) + 1)})
     if answer["wait"] > 0:
         import time

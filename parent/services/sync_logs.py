@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
 
+from ..paging import fetch_page
 from ..clock import now
 from ..extensions import db, rowcount
 from ..models import SyncLog
@@ -32,19 +32,13 @@ def log_sync(
     return entry
 
 
-def list_sync_logs(filters: dict, limit: int, offset: int) -> tuple[list[SyncLog], int]:
-    """Return a page of the sync log, newest first, and the total matching."""
+def list_sync_logs(filters: dict) -> tuple[list[SyncLog], int]:
+    """One page of the sync log, newest first (window in ``filters``), and the total."""
     conditions = []
     for name in ("node_id", "operation", "status"):
         if filters.get(name):
             conditions.append(getattr(SyncLog, name) == filters[name])
-    total = db.session.execute(
-        db.select(func.count()).select_from(SyncLog).where(*conditions)
-    ).scalar_one()
-    rows = db.session.execute(
-        db.select(SyncLog).where(*conditions).order_by(SyncLog.id.desc()).limit(limit).offset(offset)
-    ).scalars().all()
-    return list(rows), total
+    return fetch_page(SyncLog, conditions, (SyncLog.id.desc(),), filters)
 
 
 def prune_sync_logs(retention_days: int, moment: datetime | None = None) -> int:

@@ -15,48 +15,20 @@ from ..extensions import db
 from ..models import Allocation, Article, Feed, Lease, Node
 from . import presence
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_FAILED
-from ..paging import first_row as _first
+from ..paging import fetch_page
 
 FRESHNESS = ((3600, "fresh"), (86400, "recent"), (3 * 86400, "stale"))
 
 
-def allocation_to_dict(allocation: Allocation) -> dict:
-    return {
-        "id": allocation.id,
-        "run_id": allocation.run_id,
-        "task_id": allocation.task_id,
-        "feed_ids": allocation.feed_ids,
-        "status": allocation.status,
-        "attempt": allocation.attempt,
-        "max_attempts": allocation.max_attempts,
-        "labels": allocation.labels,
-        "needs_wechat": allocation.needs_wechat,
-        "leased_to": allocation.leased_to,
-        "lease_id": allocation.current_lease_id,
-        "lease_expires_at": isoformat_z(allocation.lease_expires_at),
-        "not_before": isoformat_z(allocation.not_before),
-        "last_error": allocation.last_error,
-        "results": allocation.results,
-        "completed_at": isoformat_z(allocation.completed_at),
-        "created_at": isoformat_z(allocation.created_at),
-        "updated_at": isoformat_z(allocation.updated_at),
-    }
-
-
-def list_allocations(filters: dict, page: int, page_size: int,
-                     offset: int | None = None):
+def list_allocations(filters: dict) -> tuple[list[Allocation], int]:
+    """One page of allocations, newest first (window in ``filters``), and the total."""
     conditions = []
     for name, column in (("status", Allocation.status), ("task_id", Allocation.task_id),
                          ("node_id", Allocation.leased_to), ("run_id", Allocation.run_id)):
         if filters.get(name):
             conditions.append(column == filters[name])
-    total = db.session.execute(
-        db.select(func.count()).select_from(Allocation).where(*conditions)).scalar_one()
-    rows = db.session.execute(
-        db.select(Allocation).where(*conditions)
-        .order_by(Allocation.created_at.desc(), Allocation.id)
-        .limit(page_size).offset(_first(page, page_size, offset))).scalars().all()
-    return list(rows), total
+    return fetch_page(Allocation, conditions, (Allocation.created_at.desc(), Allocation.id),
+                      filters)
 
 
 def freshness(sync_time: int | None, moment: datetime) -> str:
@@ -70,16 +42,15 @@ def freshness(sync_time: int | None, moment: datetime) -> str:
     return "outdated"
 
 
-def feed_status(filters: dict, page: int, page_size: int,
-                offset: int | None = None) -> tuple[list[dict], int]:
+def feed_status(filters: dict) -> tuple[list[dict], int]:
     moment = now()
     feeds = db.session.execute(db.select(Feed).order_by(Feed.sync_time, Feed.id)).scalars().all()
     rows = [(feed, freshness(feed.sync_time, moment)) for feed in feeds]
     if filters.get("freshness"):
         rows = [row for row in rows if row[1] == filters["freshness"]]
     total = len(rows)
-    first = _first(page, page_size, offset)
-    rows = rows[first:first + page_size]
+    # Freshness is worked out per feed, so this list is filtered and cut in Python.
+    rows = rows[filters["offset"]:filters["offset"] + filters["limit"]]
     ids = [feed.id for feed, _ in rows]
     counts = dict(db.session.execute(
         db.select(Article.feed_id, func.count()).where(Article.feed_id.in_(ids))
