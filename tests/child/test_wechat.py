@@ -315,14 +315,14 @@ def test_health_listener_shows_a_pending_qr_code_only_while_the_scan_waits(fake,
     import requests
     from types import SimpleNamespace
 
+    from child.agent import AgentStatus
     from child.health import serve_health
     from tests.helpers import free_port
 
     listen = f"127.0.0.1:{free_port()}"
-    agent = SimpleNamespace(config=config, client=SimpleNamespace(last_success_at=None),
-                            intervals={"heartbeat": 60}, _active_lock=threading.Lock(),
-                            active={}, outbox=SimpleNamespace(depth=lambda: 0),
-                            draining=threading.Event())
+    idle = AgentStatus(last_contact_at=None, heartbeat_interval=60, leases_held=0,
+                       outbox_depth=0, draining=False)
+    agent = SimpleNamespace(config=config, status=lambda: idle)
     server = serve_health(agent, listen)
     try:
         url = f"http://{listen}/wechat/qr.png"

@@ -65,7 +65,7 @@ def agent(parent, tmp_path):
         "CASCADE_PARENT_URL": parent.base_url, "CASCADE_API_KEY": creds.api_key,
         "CASCADE_API_SECRET": creds.api_secret, "CASCADE_DATA_DIR": str(tmp_path / "child")})
     agent = Agent(config)
-    agent.page_size = PAGE
+    agent.syncer.page_size = PAGE
     agent.seen = []  # (method, path with query, status) of every parent call
     send = agent.client.session.send
 
