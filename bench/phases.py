@@ -11,7 +11,9 @@ from pathlib import Path
 
 from . import report
 from .baseline import BASELINE_PATH
-from .children import LocalSources, run_child_benchmarks
+from deploy.local_services import LocalServices
+
+from .children import run_child_benchmarks
 from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli
 from .leasing import LeaseLedger, claim_factory, complete_factory, whoami_factory
 from .load import run_load
@@ -188,7 +190,7 @@ def child_section(args, workdir: Path, secret_key: str) -> dict:
     agents_dir = workdir / "agents"
     agents_dir.mkdir()
     database = BenchDatabase(args.pg, agents_dir)
-    sources = LocalSources()
+    sources = LocalServices()
     server = None
     try:
         url = database.create()

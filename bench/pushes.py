@@ -39,7 +39,7 @@ def push_section(args, workdir: Path, secret_key: str) -> dict:
 
     :raises ChildBenchError: a child or run did not come up or finish.
     """
-    from tests.support.push_once import PushOnceServices
+    from deploy.local_services import GrowingFeeds
 
     cycles = getattr(args, "push_cycles", 20)
     if getattr(args, "quick", False):
@@ -48,7 +48,7 @@ def push_section(args, workdir: Path, secret_key: str) -> dict:
     soak_dir = workdir / "pushes"
     soak_dir.mkdir()
     database = BenchDatabase(args.pg, soak_dir)
-    services = PushOnceServices()
+    services = GrowingFeeds()
     server, children = None, []
     try:
         url = database.create()

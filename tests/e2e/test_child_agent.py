@@ -8,35 +8,15 @@ import time
 
 import pytest
 
-from tests.e2e import AdminHttp
-from tests.e2e.child_support import LocalServices, start_child, wait_for
+from deploy.local_services import LocalServices
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 
 FAST_PARENT = {"WERSS_CASCADE_LEASE_TTL": "4", "WERSS_CASCADE_MAINTENANCE_INTERVAL": "1",
                "WERSS_CASCADE_HEARTBEAT_INTERVAL": "2", "WERSS_CASCADE_RETRY_BACKOFF": "1"}
 TEMPLATE = "{{ feed.mp_name }}:{% for a in articles %} [{{ a.title }}]{% endfor %}"
-
-
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
-
-
-@pytest.fixture
-def children(tmp_path):
-    started = []
-
-    def start(*args, **kwargs):
-        child = start_child(*args, workdir=tmp_path, **kwargs)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.stop()
 
 
 def _setup_task(admin: AdminHttp, services: LocalServices, names: list[str]) -> str:
@@ -186,8 +166,8 @@ def test_first_sigterm_finishes_the_lease_second_exits_at_once(live_parent, serv
 
 def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, services,
                                                                children, db_url, tmp_path):
-    from tests.e2e import start_live_parent
     from tests.helpers import SECRET_KEY
+    from tests.support.processes import start_live_parent
 
     parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
     port = int(parent.base_url.rsplit(":", 1)[1])
@@ -233,8 +213,8 @@ def test_kill_9_while_the_parent_is_down_loses_nothing(live_parent, services, ch
                                                        tmp_path):
     """A child killed while it waits for the parent (it pushes only what the parent hands
     out) hands its lease back on restart, and the articles are stored and pushed once."""
-    from tests.e2e import start_live_parent
     from tests.helpers import SECRET_KEY
+    from tests.support.processes import start_live_parent
 
     env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "300"}
     parent = live_parent(extra_env=env)

@@ -18,7 +18,7 @@ from parent.models.replication import ENTITY_FEED
 from parent.services import feeds as feed_service
 from parent.services import replication
 from tests.conftest import base_config
-from tests.e2e import AdminHttp
+from tests.support.http_callers import AdminHttp
 
 pytestmark = pytest.mark.e2e
 

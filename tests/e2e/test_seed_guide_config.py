@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ADMIN_PASSWORD, AdminHttp, clean_env
-from tests.helpers import free_port
-from tests.e2e.child_support import LocalServices, start_child, wait_for, werss_child_executable
+from deploy.local_services import LocalServices
+from tests.helpers import ADMIN_PASSWORD, free_port
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import clean_env, start_child, wait_for, werss_child_executable
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
+from deploy.local_services import LocalServices
 from shared.paths import WX_CASCADE_PREFIX
-from tests.e2e import NodeHttp
-from tests.e2e.child_support import LocalServices, start_child, wait_for
 from tests.support.fake_wechat import FakeWechat
+from tests.support.http_callers import NodeHttp
+from tests.support.processes import start_child, wait_for
 
 FEEDS = 6
 
