@@ -118,13 +118,6 @@ def _run_child_through_a_task(admin, services, command, workdir, creds, name) ->
             child.wait()
 
 
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
-
-
 def test_the_guides_three_blocks_start_a_parent_and_children_that_complete_tasks(
         live_parent, services, tmp_path):
     parent_config = tmp_path / "parent" / "config.yaml"

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from deploy.local_services import LocalServices
 from shared.paths import WX_CASCADE_PREFIX
 from tests.support.fake_wechat import FakeWechat
 from tests.support.http_callers import NodeHttp
@@ -25,13 +24,6 @@ FEEDS = 6
 def fake():
     with FakeWechat() as server:
         yield server
-
-
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
 
 
 def wechat_state(admin, node_id) -> dict:
