@@ -19,7 +19,7 @@ from .children import (
     GRACEFUL_STOP_TIMEOUT, READY_TIMEOUT, ChildAgent, ChildBenchError, WorkParentClient,
     stop_children,
 )
-from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli
+from .database import BenchDatabase, create_nodes
 from .servers import subject_server
 
 CHILDREN = 4
@@ -77,11 +77,7 @@ def channel_section(args, workdir: Path, secret_key: str) -> dict:
         with FakeVendors() as fake:
             robot = fake.add("dingtalk", "bench-robot-0123456789", secret=SECRET, limit=LIMIT,
                              window=WINDOW)
-            url = database.create()
-            metrics_dir = here / "prometheus"
-            metrics_dir.mkdir()
-            env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-            run_parent_cli(["db", "upgrade"], env)
+            url, env = database.create_migrated(secret_key)
             task_id = _seed(url, secret_key, feeds.base_url, fake.url(robot))
             fleet = create_nodes(url, secret_key, CHILDREN, prefix="bench-pusher")
             server = subject_server(env, args.workers, args.server_threads, here / "parent.log")
