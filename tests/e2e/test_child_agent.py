@@ -169,24 +169,13 @@ def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, serv
     from tests.helpers import SECRET_KEY
     from tests.support.processes import start_live_parent
 
-    parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
-    port = int(parent.base_url.rsplit(":", 1)[1])
-    admin = AdminHttp.login(parent.base_url)
-    services.delays["/rss/during.xml"] = 3  # the parent goes down while this is collected
-    run_id = _dispatch(admin, _setup_task(admin, services, ["during"]))
-    creds = admin.create_node_with_credentials("patient")
-    child = children(parent.base_url, creds, name="patient")
-    wait_for(lambda: services.hits.get("/rss/during.xml") == 1, what="the lease to start")
-    parent.stop()
-
-    wait_for(lambda: "parent unavailable" in child.log_text()
-             or "cannot reach the parent" in child.log_text(), timeout=30,
-             what="the child to notice the outage")
+    env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"}
+    port, run_id, creds, child = _parent_down_mid_lease(live_parent, services, children, env,
+                                                        "during", "patient")
     assert child.process.poll() is None, "the child keeps running while the parent is down"
     time.sleep(3)  # the child keeps retrying with backoff meanwhile
     revived = start_live_parent(database_url=db_url, secret_key=SECRET_KEY, workdir=tmp_path,
-                                name="revived", port=port,
-                                extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
+                                name="revived", port=port, extra_env=env)
     try:
         admin = AdminHttp.login(revived.base_url)
         done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=90,
@@ -200,6 +189,24 @@ def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, serv
         assert status
     finally:
         revived.stop()
+
+
+def _parent_down_mid_lease(live_parent, services, children, env: dict, feed: str, node: str):
+    """Stop the parent while a child collects ``feed`` for a lease; once the child notices,
+    return (the parent's port, the run id, the node's credentials, the child)."""
+    parent = live_parent(extra_env=env)
+    port = int(parent.base_url.rsplit(":", 1)[1])
+    admin = AdminHttp.login(parent.base_url)
+    services.delays[f"/rss/{feed}.xml"] = 3  # the parent goes down while this is collected
+    run_id = _dispatch(admin, _setup_task(admin, services, [feed]))
+    creds = admin.create_node_with_credentials(node)
+    child = children(parent.base_url, creds, name=node)
+    wait_for(lambda: services.hits.get(f"/rss/{feed}.xml") == 1, what="the lease to start")
+    parent.stop()
+    wait_for(lambda: "parent unavailable" in child.log_text()
+             or "cannot reach the parent" in child.log_text(), timeout=30,
+             what="the child to notice the outage")
+    return port, run_id, creds, child
 
 
 def _outbox_empty(child) -> bool:
@@ -217,18 +224,8 @@ def test_kill_9_while_the_parent_is_down_loses_nothing(live_parent, services, ch
     from tests.support.processes import start_live_parent
 
     env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "300"}
-    parent = live_parent(extra_env=env)
-    port = int(parent.base_url.rsplit(":", 1)[1])
-    admin = AdminHttp.login(parent.base_url)
-    services.delays["/rss/kept.xml"] = 3
-    run_id = _dispatch(admin, _setup_task(admin, services, ["kept"]))
-    creds = admin.create_node_with_credentials("crashy")
-    child = children(parent.base_url, creds, name="crashy")
-    wait_for(lambda: services.hits.get("/rss/kept.xml") == 1, what="the lease to start")
-    parent.stop()
-    wait_for(lambda: "parent unavailable" in child.log_text()
-             or "cannot reach the parent" in child.log_text(), timeout=30,
-             what="the child to wait for the parent")
+    port, run_id, creds, child = _parent_down_mid_lease(live_parent, services, children, env,
+                                                        "kept", "crashy")
     assert services.pushes == [], "nothing is pushed that the parent did not hand out"
     os.killpg(child.process.pid, signal.SIGKILL)
     child.process.wait()
