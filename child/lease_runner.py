@@ -77,28 +77,28 @@ def repaired_wire(article: CollectedArticle) -> dict:
     return wire
 
 
+@dataclass(kw_only=True)
 class LeaseRunner:
     """Execute leases, one per call (called from the agent's lease threads).
 
     ``collector_for(source_type, task_id)`` and ``notifier_for(task)`` build the collector
     and notifier of each feed and task; ``flush()`` drains the outbox, so a report is sent
-    as soon as it is stored.
+    as soon as it is stored; ``sleep`` (default: a stop cuts it short) paces retries.
     """
 
-    def __init__(self, *, cache: LocalCache, client: ParentClient, outbox: Outbox,
-                 collector_for: Callable[[str, str], Collector],
-                 notifier_for: Callable[[dict], Notifier], flush: Callable[[], object],
-                 stop_event: threading.Event, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] | None = None):
-        self.cache = cache
-        self.client = client
-        self.outbox = outbox
-        self.collector_for = collector_for
-        self.notifier_for = notifier_for
-        self.flush = flush
-        self.stop_event = stop_event
-        self.clock = clock
-        self.sleep = sleep or stop_event.wait
+    cache: LocalCache
+    client: ParentClient
+    outbox: Outbox
+    collector_for: Callable[[str, str], Collector]
+    notifier_for: Callable[[dict], Notifier]
+    flush: Callable[[], object]
+    stop_event: threading.Event
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sleep is None:
+            self.sleep = self.stop_event.wait
 
     def run(self, work: LeaseWork) -> None:
         """Execute ``work``; an unexpected error fails the lease (retryable), never the thread."""
