@@ -96,9 +96,8 @@ class LeaseRunner:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] | None = None
 
-    def __post_init__(self) -> None:
-        if self.sleep is None:
-            self.sleep = self.stop_event.wait
+    def _pause(self, seconds: float) -> None:
+        (self.sleep or self.stop_event.wait)(seconds)
 
     def run(self, work: LeaseWork) -> None:
         """Execute ``work``; an unexpected error fails the lease (retryable), never the thread."""
@@ -194,7 +193,7 @@ class LeaseRunner:
                     log.warning("the parent did not answer in the lease's time: %s", exc)
                     return None
                 log.info("parent unavailable (%s); retrying in %.1fs", exc, delay)
-                self.sleep(delay)
+                self._pause(delay)
                 delay = min(10.0, delay * 2)
 
     def _upload(self, work: LeaseWork, articles: list[CollectedArticle]
@@ -265,7 +264,7 @@ class LeaseRunner:
                     if exc.retry_after > PUSH_BACKOFF_CAP:
                         break  # the parent schedules it for later
                     wait = exc.retry_after
-                self.sleep(random.uniform(wait / 2, wait) if exc.retry_after is None else wait)
+                self._pause(random.uniform(wait / 2, wait) if exc.retry_after is None else wait)
                 continue
             failure = None
             break
