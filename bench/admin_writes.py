@@ -24,7 +24,7 @@ from shared import signing
 from shared.paths import CASCADE_PREFIX, HEARTBEAT
 
 from .database import (
-    BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir, run_parent_cli,
+    BenchDatabase, create_nodes, make_workdir, remove_workdir,
 )
 from .servers import subject_server
 
@@ -70,11 +70,7 @@ def measure(importers: int, nodes: int, window: float) -> dict:
     database = BenchDatabase(None, workdir)
     secret_key = secrets.token_urlsafe(32)
     try:
-        url = database.create()
-        metrics_dir = workdir / "prometheus"
-        metrics_dir.mkdir()
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-        run_parent_cli(["db", "upgrade"], env)
+        url, env = database.create_migrated(secret_key)
         fleet = create_nodes(url, secret_key, nodes)
         server = subject_server(env, 2, 8, workdir / "admin-writes.log")
         server.start()

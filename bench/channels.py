@@ -9,17 +9,17 @@ in any 60 s, throttling answers, and whether every article arrived.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from deploy.local_services import LocalServices, sample_feed
 
 from .children import (
     GRACEFUL_STOP_TIMEOUT, READY_TIMEOUT, ChildAgent, ChildBenchError, WorkParentClient,
-    rss_document, stop_children,
+    stop_children,
 )
-from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli
+from .database import BenchDatabase, create_nodes
 from .servers import subject_server
 
 CHILDREN = 4
@@ -28,33 +28,6 @@ ARTICLES_PER_FEED = 5
 LIMIT, WINDOW = 20, 60.0  # DingTalk's robot limit, the parent's default for dingtalk
 SECRET = "SECbench0123456789abcdef0123456789"
 GOAL = 0.95
-
-
-class _Feeds:
-    """GET /rss/<name>.xml with ARTICLES_PER_FEED items each."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                name = self.path.rsplit("/", 1)[-1].removesuffix(".xml")
-                body = rss_document(name, ARTICLES_PER_FEED)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _seed(database_url: str, secret_key: str, feeds_url: str, hook_url: str) -> str:
@@ -97,18 +70,14 @@ def channel_section(args, workdir: Path, secret_key: str) -> dict:
     here = workdir / "channels"
     here.mkdir()
     database = BenchDatabase(args.pg, here)
-    feeds = _Feeds()
+    feeds = LocalServices(document=lambda name: sample_feed(name, ARTICLES_PER_FEED))
     server = None
     started: list[ChildAgent] = []
     try:
         with FakeVendors() as fake:
             robot = fake.add("dingtalk", "bench-robot-0123456789", secret=SECRET, limit=LIMIT,
                              window=WINDOW)
-            url = database.create()
-            metrics_dir = here / "prometheus"
-            metrics_dir.mkdir()
-            env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-            run_parent_cli(["db", "upgrade"], env)
+            url, env = database.create_migrated(secret_key)
             task_id = _seed(url, secret_key, feeds.base_url, fake.url(robot))
             fleet = create_nodes(url, secret_key, CHILDREN, prefix="bench-pusher")
             server = subject_server(env, args.workers, args.server_threads, here / "parent.log")

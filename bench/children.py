@@ -13,17 +13,15 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import fields
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 from sqlalchemy import create_engine, func, select
 
+from deploy.local_services import SAMPLE_ITEMS, LocalServices
 from shared.paths import CASCADE_PREFIX, LOGIN
 
 from .servers import REPO_ROOT
@@ -33,7 +31,6 @@ RUN_TIMEOUT = 120.0
 GRACEFUL_STOP_TIMEOUT = 40.0  # above the child's default 25 s claim long-poll
 POLL_INTERVAL = 0.1
 LOG_GRACE = 1.0
-ITEMS_PER_FEED = 3
 SLEEPER_CODE = "import time; time.sleep(60)"
 TEMPLATE = "{{ feed.mp_name }}:{% for a in articles %} [{{ a.title }}]{% endfor %}"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -74,68 +71,8 @@ def group_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-# -- local RSS sources and webhook ---------------------------------------------------------------
-def rss_document(name: str, count: int = ITEMS_PER_FEED) -> bytes:
-    moment = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    items = "".join(
-        f"<item><title>{name} post {n}</title><link>http://example.invalid/{name}/{n}</link>"
-        f"<guid>{name}-{n}</guid><description>body {n}</description>"
-        f"<pubDate>{format_datetime(moment - timedelta(hours=n))}</pubDate></item>"
-        for n in range(1, count + 1))
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-            f"<title>{name}</title><link>http://example.invalid/{name}</link>"
-            f"<description>{name}</description>{items}</channel></rss>").encode()
-
-
-class LocalSources:
-    """One HTTP server on 127.0.0.1: GET /rss/<name>.xml serves a feed, POST /hook counts pushes."""
-
-    def __init__(self):
-        self.fetches = 0
-        self.pushes = 0
-        self.lock = threading.Lock()
-        sources = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                with sources.lock:
-                    sources.fetches += 1
-                body = rss_document(self.path.rsplit("/", 1)[-1].removesuffix(".xml"))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with sources.lock:
-                    sources.pushes += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name="bench-rss")
-        self.thread.start()
-
-    def counts(self) -> tuple[int, int]:
-        with self.lock:
-            return self.fetches, self.pushes
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 # -- the work parent's data --------------------------------------------------------------------
-def seed_work_parent(database_url: str, secret_key: str, sources: LocalSources,
+def seed_work_parent(database_url: str, secret_key: str, sources: LocalServices,
                      feeds: int) -> str:
     """N local RSS feeds and a webhook task over all of them; return the task id."""
     from parent import create_app
@@ -157,10 +94,10 @@ def seed_work_parent(database_url: str, secret_key: str, sources: LocalSources,
             db.session.execute(db.insert(Feed), rows)
             replication.record_upserts(ENTITY_FEED, [row["id"] for row in rows])
             task = message_tasks.create_task({
-                "name": "bench push", "message_type": 1, "web_hook_url": sources.base_url + "/hook",
+                "name": "bench push", "message_type": 1, "web_hook_url": sources.hook_url(),
                 "message_template": TEMPLATE, "cron_exp": "0 0 1 1 *",
                 # The sources' articles predate the task: push them on the first run.
-                "push_newest": ITEMS_PER_FEED})
+                "push_newest": SAMPLE_ITEMS})
             db.session.commit()
             return task.id
         finally:
@@ -436,13 +373,13 @@ class WorkParentClient:
         self.engine.dispose()
 
 
-def run_to_results(admin: WorkParentClient, sources: LocalSources, access: AccessLog,
+def run_to_results(admin: WorkParentClient, sources: LocalServices, access: AccessLog,
                    task_id: str, children: int) -> dict:
     """POST /dispatch, then wait until every allocation of the run is completed (or dead).
 
     :raises ChildBenchError: the run did not finish within RUN_TIMEOUT.
     """
-    fetches_before, pushes_before = sources.counts()
+    fetches_before, pushes_before = sources.fetches, len(sources.pushes)
     offset = access.mark()
     started = time.perf_counter()
     run_id, count = admin.dispatch(task_id)
@@ -459,7 +396,7 @@ def run_to_results(admin: WorkParentClient, sources: LocalSources, access: Acces
         raise ChildBenchError(f"run {run_id} with {children} child(ren): {completed} of {count} "
                               f"allocations completed after {RUN_TIMEOUT:.0f} s")
     time.sleep(LOG_GRACE)  # let writes sent around the last completion reach the log
-    fetches, pushes = sources.counts()
+    fetches, pushes = sources.fetches, len(sources.pushes)
     return {
         "children": children,
         "allocations": count,
@@ -474,7 +411,7 @@ def run_to_results(admin: WorkParentClient, sources: LocalSources, access: Acces
     }
 
 
-def run_child_benchmarks(*, database_url: str, env: dict, secret_key: str, sources: LocalSources,
+def run_child_benchmarks(*, database_url: str, env: dict, secret_key: str, sources: LocalServices,
                          fleet: list, workdir: Path, server, feeds: int, settle: float,
                          window: float) -> dict:
     """Idle footprint of one child, then dispatch-to-results with it alone and with four others.

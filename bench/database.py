@@ -81,6 +81,22 @@ class BenchDatabase:
         self.url = admin_url.set(database=name).render_as_string(hide_password=False)
         return self.url
 
+    def create_migrated(self, secret_key: str, settings: dict | None = None) -> tuple[str, dict]:
+        """Create the database and migrate it: (its URL, the parent's environment).
+
+        The parent keeps its Prometheus files in ``<workdir>/prometheus``; ``settings``
+        are more WERSS_* variables for it.
+
+        :raises BenchSetupError: the database could not be created or migrated.
+        """
+        url = self.create()
+        metrics_dir = self.workdir / "prometheus"
+        metrics_dir.mkdir()
+        env = parent_env(url, secret_key,
+                         {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(settings or {})})
+        run_parent_cli(["db", "upgrade"], env)
+        return url, env
+
     def describe(self) -> str:
         """The URL without a password, for reports."""
         from sqlalchemy.engine import make_url

@@ -28,7 +28,7 @@ from pathlib import Path
 from .children import (
     SLEEPER_CODE, ChildAgent, ChildBenchError, _clean_env, memory_status, stop_children,
 )
-from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli, seed_feeds
+from .database import BenchDatabase, create_nodes, seed_feeds
 from .servers import subject_server
 
 SECOND_SYNC_INTERVAL = 20  # seconds; the agent's default is 300 (time compressed)
@@ -77,13 +77,9 @@ def measure_size(feeds: int, workdir: Path, secret_key: str, pg_url: str | None,
     database = BenchDatabase(pg_url, where)
     server = agent = sleeper = None
     try:
-        url = database.create()
-        metrics_dir = where / "prometheus"
-        metrics_dir.mkdir()
         # The parent tells children their sync interval; the short one compresses time.
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-                                           "WERSS_CASCADE_SYNC_INTERVAL": str(SECOND_SYNC_INTERVAL)})
-        run_parent_cli(["db", "upgrade"], env)
+        url, env = database.create_migrated(
+            secret_key, {"WERSS_CASCADE_SYNC_INTERVAL": str(SECOND_SYNC_INTERVAL)})
         creds = create_nodes(url, secret_key, 1, prefix="bench-footprint")[0]
         seed_seconds = seed_feeds(url, secret_key, feeds)
         server = subject_server(env, workers, threads, where / "parent.log")

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from . import report
 from .baseline import BASELINE_PATH
-from .children import LocalSources, run_child_benchmarks
-from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli
+from deploy.local_services import LocalServices
+
+from .children import run_child_benchmarks
+from .database import BenchDatabase, create_nodes
 from .leasing import LeaseLedger, claim_factory, complete_factory, whoami_factory
 from .load import run_load
 from .probe import probe_work_paths
@@ -188,14 +190,10 @@ def child_section(args, workdir: Path, secret_key: str) -> dict:
     agents_dir = workdir / "agents"
     agents_dir.mkdir()
     database = BenchDatabase(args.pg, agents_dir)
-    sources = LocalSources()
+    sources = LocalServices()
     server = None
     try:
-        url = database.create()
-        metrics_dir = agents_dir / "prometheus"
-        metrics_dir.mkdir()
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-        run_parent_cli(["db", "upgrade"], env)
+        url, env = database.create_migrated(secret_key)
         fleet = create_nodes(url, secret_key, 5, prefix="bench-child")
         server = subject_server(env, args.workers, args.server_threads, agents_dir / "parent.log")
         server.start()

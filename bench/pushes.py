@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from .children import ChildAgent, ChildBenchError, WorkParentClient
-from .database import BenchDatabase, create_nodes, parent_env, run_parent_cli
+from .database import BenchDatabase, create_nodes
 from .servers import ServerStartError, subject_server
 
 FEED = "soak"
@@ -39,7 +39,7 @@ def push_section(args, workdir: Path, secret_key: str) -> dict:
 
     :raises ChildBenchError: a child or run did not come up or finish.
     """
-    from tests.support.push_once import PushOnceServices
+    from deploy.local_services import GrowingFeeds
 
     cycles = getattr(args, "push_cycles", 20)
     if getattr(args, "quick", False):
@@ -48,15 +48,10 @@ def push_section(args, workdir: Path, secret_key: str) -> dict:
     soak_dir = workdir / "pushes"
     soak_dir.mkdir()
     database = BenchDatabase(args.pg, soak_dir)
-    services = PushOnceServices()
+    services = GrowingFeeds()
     server, children = None, []
     try:
-        url = database.create()
-        metrics_dir = soak_dir / "prometheus"
-        metrics_dir.mkdir()
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-                                           **PARENT_SETTINGS})
-        run_parent_cli(["db", "upgrade"], env)
+        url, env = database.create_migrated(secret_key, PARENT_SETTINGS)
         fleet = create_nodes(url, secret_key, 2, prefix="bench-push")
         server = subject_server(env, args.workers, args.server_threads, soak_dir / "parent.log")
         server.start()

@@ -26,7 +26,7 @@ from shared import signing
 from shared.paths import CASCADE_PREFIX, HEARTBEAT
 
 from .database import (
-    BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir, run_parent_cli,
+    BenchDatabase, create_nodes, make_workdir, remove_workdir,
 )
 from .servers import subject_server
 
@@ -144,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     database = BenchDatabase(None, workdir)
     secret_key = secrets.token_urlsafe(32)
     try:
-        url = database.create()
-        metrics_dir = workdir / "prometheus"
-        metrics_dir.mkdir()
-        env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-        run_parent_cli(["db", "upgrade"], env)
+        url, env = database.create_migrated(secret_key)
         creds = create_nodes(url, secret_key, 1)[0]
         result = slowloris_section(env, creds, args.workers, args.threads, workdir,
                                    args.slow, args.window)

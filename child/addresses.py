@@ -43,3 +43,18 @@ def check_public_url(url: str) -> None:
                 f"{host} resolves to {address}, a loopback, private or link-local address; "
                 "set cascade.allow_private_addresses (CASCADE_ALLOW_PRIVATE_ADDRESSES=true) "
                 "to allow it")
+
+
+def describe_url(url: str, *, with_path: bool = False, unknown: str = "(invalid URL)") -> str:
+    """Name a URL for logs and errors by scheme and host (and path): never its query,
+    where private feeds and webhooks carry their keys and tokens."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        host = ""
+    if not host:
+        return unknown
+    return f"{parts.scheme}://{host}" + (parts.path if with_path else "")

@@ -1,7 +1,9 @@
-"""The agent's loops: heartbeat, sync, claim, execute, renew, flush the outbox.
+"""The agent's loops and lifecycle: heartbeat, sync, claim, renew, flush; start and stop.
 
-Waits are Event.wait() so a stop is immediate. Unrecoverable errors (credentials rejected,
-node disabled) stop the agent with a clear message; everything else is retried.
+Executing a lease is ``lease_runner.py``'s job and syncing the cache ``syncer.py``'s; the
+agent schedules them. Waits are Event.wait() so a stop is immediate. Unrecoverable errors
+(credentials rejected, node disabled) stop the agent with a clear message; everything
+else is retried.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -23,14 +25,18 @@ from shared import jsonlog, paths
 from shared.timeutil import isoformat_z, parse_iso
 
 from . import __version__, errors
-from .cache import LocalCache
+from .cache import LocalCache, TaskScopedValidators
 from .client import ParentClient, new_idempotency_key
+from .collectors import COLLECTORS, collector_for
 from .config import ChildConfig
+from .lease_runner import LeaseRunner, LeaseWork
 from .outbox import Outbox
+from .syncer import Syncer
 from .wechat.manager import WechatManager
 
+__all__ = ["Agent", "AgentStatus", "FatalError", "LeaseWork", "WrongParentError",
+           "explain_fatal"]
 log = logging.getLogger("werss.child")
-PULL_PAGE = 1000  # feeds per page of a full pull: the most the child holds at once
 
 
 class FatalError(Exception):
@@ -41,12 +47,15 @@ class WrongParentError(FatalError):
     """parent_api_url does not lead to a WeRSS parent (exit code 2: fix the configuration)."""
 
 
-@dataclass
-class LeaseWork:
-    lease: dict
-    claimed_at: float
-    expires_at: float
-    lost: threading.Event = field(default_factory=threading.Event)
+@dataclass(frozen=True)
+class AgentStatus:
+    """What the agent shows outside itself (the health listener), read at one moment."""
+
+    last_contact_at: float | None  # the parent's last answer (time.time()), None: never
+    heartbeat_interval: int
+    leases_held: int
+    outbox_depth: int
+    draining: bool
 
 
 def explain_fatal(error: errors.ParentError) -> str:
@@ -66,13 +75,17 @@ class Agent:
                  cache: LocalCache | None = None, session: requests.Session | None = None,
                  collector_factory: Callable | None = None,
                  notifier_factory: Callable | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], object] | None = None):
+        """``collector_factory(source_type)`` and ``notifier_factory(task)`` replace the
+        registries (tests); ``sleep`` is the pause between a lease's retries."""
         self.config = config
         self.clock = clock
         self.cache = cache or LocalCache(config.data_dir)
         self.client = client or ParentClient(config, user_agent=f"werss-child/{__version__}",
                                              clock=clock, sleep=self._sleep_unless_stopping)
         self.outbox = Outbox(self.cache, self.client)
+        self.syncer = Syncer(self.cache, self.client)
         self.source_session = session or requests.Session()
         self.source_session.headers["User-Agent"] = f"werss-child/{__version__}"
         self._collector_factory = collector_factory
@@ -83,12 +96,15 @@ class Agent:
         self._active_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=config.capacity,
                                            thread_name_prefix="werss-lease")
+        self.runner = LeaseRunner(cache=self.cache, client=self.client, outbox=self.outbox,
+                                  collector_for=self._collector, notifier_for=self._notifier,
+                                  flush=self.flush, stop_event=self.stop_event, clock=clock,
+                                  sleep=sleep)
         self.fatal: FatalError | None = None
         self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
         self._claim_backoff = 0.0
         self._room_freed = threading.Event()
         self._started_up = False
-        self.page_size = PULL_PAGE
         self.wechat = WechatManager(config, self.cache, self.client, clock=clock)
         self.wechat.on_expired = lambda: self._guard("heartbeat", self.heartbeat)
         self.wechat.on_login = self.wechat.on_expired
@@ -116,15 +132,28 @@ class Agent:
         self.fatal = FatalError(message)
         self.stop_event.set()
 
-    def heartbeat(self) -> dict:
+    def flush(self) -> None:
+        """Send what the outbox holds now; a fatal refusal stops the agent."""
+        self._guard("flush", self.outbox.drain)
+
+    def status(self) -> AgentStatus:
+        return AgentStatus(last_contact_at=self.client.last_success_at,
+                           heartbeat_interval=self.intervals["heartbeat"],
+                           leases_held=self.leases_held(), outbox_depth=self.outbox.depth(),
+                           draining=self.draining.is_set())
+
+    def leases_held(self) -> int:
         with self._active_lock:
-            running = len(self.active)
+            return len(self.active)
+
+    def heartbeat(self) -> dict:
         data = self.client.heartbeat({
             "version": __version__,
             "hostname": socket.gethostname(),
             "capacity": self.config.capacity,
-            "running": running,
-            "capabilities": {"sources": ["rss", "wechat"], "wechat": self.wechat.capability()},
+            "running": self.leases_held(),
+            # Every source type a collector is registered for: the parent leases no other.
+            "capabilities": {"sources": sorted(COLLECTORS), "wechat": self.wechat.capability()},
         })
         jsonlog.set_process_fields(node_id=(data or {}).get("node_id"))
         for key in ("heartbeat_interval", "sync_interval"):
@@ -133,64 +162,14 @@ class Agent:
         self.cache.set_meta("last_contact", isoformat_z(datetime.now(timezone.utc)))
         return data
 
-    def _sync_table(self, table: str, route: str, changes_route: str, full: bool) -> int:
-        cursor = self.cache.get_meta(f"{table}.cursor")
-        if full or not cursor:
-            return self._full_pull(table, route)
-        changed = 0
-        etag = self.cache.get_meta(f"{table}.etag")
-        while True:
-            try:
-                page = self.client.changes(changes_route, cursor, etag=etag)
-            except errors.CursorExpiredError:
-                log.info("%s cursor expired; doing a full pull", table)
-                return self._sync_table(table, route, changes_route, full=True)
-            if page is None:  # 304: still at the newest cursor
-                return changed
-            self.cache.apply_changes(table, page["items"], page["deleted"], page["cursor"],
-                                     etag=page.get("etag"))
-            changed += len(page["items"]) + len(page["deleted"])
-            cursor, etag = page["cursor"], page.get("etag")
-            if not page["has_more"]:
-                return changed
-
-    def _full_pull(self, table: str, route: str) -> int:
-        """Pull the whole list page by page, writing each page in one transaction.
-
-        Only one page is held at a time; rows the pull did not write are dropped at its
-        end, and only then do its ETag and cursor replace the old ones, so an interrupted
-        pull leaves a cache that the next sync repairs.
-        """
-        generation = self.cache.next_generation(table)
-        page = self.client.pull_page(route, self.page_size,
-                                     etag=self.cache.get_meta(f"{table}.etag"))
-        if page.items is None:
-            return self.cache.count(table)
-        etag, cursor, count = page.etag, page.cursor, 0
-        while True:
-            if page.items:
-                self.cache.write_page(table, page.items, generation)
-            count += len(page.items)
-            if not page.next_after:
-                break
-            after = page.next_after
-            del page  # let the written page go before the next one arrives
-            page = self.client.pull_page(route, self.page_size, after=after)
-        self.cache.finish_full_pull(table, generation, etag, cursor)
-        return count
-
     def sync_once(self, full: bool = False) -> dict:
         """The seed's sync: heartbeat, then feeds, then tasks."""
         self.heartbeat()
-        feeds = self._sync_table("feeds", paths.FEEDS, paths.FEED_CHANGES, full)
-        tasks = self._sync_table("tasks", paths.MESSAGE_TASKS, paths.MESSAGE_TASK_CHANGES, full)
-        return {"feeds": feeds, "tasks": tasks, "cached_feeds": self.cache.count("feeds"),
-                "cached_tasks": self.cache.count("tasks")}
+        return self.syncer.sync(full)
 
     # -- work ----------------------------------------------------------------------------------
     def room(self) -> int:
-        with self._active_lock:
-            return self.config.capacity - len(self.active)
+        return self.config.capacity - self.leases_held()
 
     def claim(self, wait: int) -> list[dict]:
         """Claim up to the free capacity and start executing what was leased."""
@@ -201,10 +180,7 @@ class Agent:
         for lease in leases:
             if self.draining.is_set() or self.stop_event.is_set():
                 # Granted while we were stopping: hand it straight back, unspent.
-                route = paths.LEASE_FAIL.format(lease_id=lease["lease_id"])
-                self.outbox.add("fail", "POST", route,
-                                {"error": "child shutting down", "retryable": True,
-                                 "release": True}, new_idempotency_key())
+                self.outbox.fail(lease["lease_id"], "child shutting down", release=True)
                 continue
             self._start(lease)
         return leases
@@ -222,10 +198,7 @@ class Agent:
 
     def _execute_guarded(self, work: LeaseWork) -> None:
         try:
-            self.execute(work)
-        except Exception:  # noqa: BLE001
-            log.exception("lease %s failed unexpectedly", work.lease["lease_id"])
-            self._finish_with_failure(work, "the child hit an internal error", retryable=True)
+            self.runner.run(work)
         finally:
             with self._active_lock:
                 self.active.pop(work.lease["lease_id"], None)
@@ -235,8 +208,6 @@ class Agent:
     def _collector(self, source_type: str, task_id: str):
         if self._collector_factory:
             return self._collector_factory(source_type)
-        from .collectors import collector_for
-
         return collector_for(source_type, TaskScopedValidators(self.cache, task_id),
                              self.source_session, wechat=self.wechat, task_id=task_id,
                              allow_private_addresses=self.config.allow_private_addresses)
@@ -244,7 +215,7 @@ class Agent:
     def _notifier(self, task: dict):
         if self._notifier_factory:
             return self._notifier_factory(task)
-        from .notifiers import notifier_for
+        from .notifiers import notifier_for  # with jinja2: loaded at the first push
         from .permits import SendPermits
 
         # Only a limited destination needs the parent's permits (and the parent up).
@@ -254,22 +225,7 @@ class Agent:
 
     def execute(self, work: LeaseWork) -> None:
         """Collect each leased feed, upload, push what the parent hands out, complete."""
-        from .lease_runner import LeaseRunner
-
-        LeaseRunner(self).execute(work)
-
-    def _hand_back_rate_limited(self, work: LeaseWork, error: str, until: datetime) -> None:
-        body = {"error": error, "retryable": True, "rate_limited_until": isoformat_z(until)}
-        self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=work.lease["lease_id"]),
-                        body, new_idempotency_key())
-        self._guard("flush", self.outbox.drain)
-
-    def _finish_with_failure(self, work: LeaseWork, error: str, retryable: bool,
-                             release: bool = False) -> None:
-        body = {"error": error, "retryable": retryable, **({"release": True} if release else {})}
-        self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=work.lease["lease_id"]),
-                        body, new_idempotency_key())
-        self._guard("flush", self.outbox.drain)
+        self.runner.execute(work)
 
     def renew_leases(self) -> None:
         """Renew each lease past half its lifetime; a 409 marks it lost."""
@@ -311,7 +267,7 @@ class Agent:
         jittered(self.intervals["heartbeat"]).do(self._guard, "heartbeat", self.heartbeat)
         jittered(self.intervals["sync"]).do(self._guard, "sync", self.sync_once)
         scheduler.every(5).seconds.do(self._guard, "renew", self.renew_leases)
-        scheduler.every(5).seconds.do(self._guard, "flush", self.outbox.drain)
+        scheduler.every(5).seconds.do(self.flush)
         scheduler.every(1800).seconds.do(self._guard, "wechat check", self.wechat.check_session)
         return scheduler
 
@@ -359,9 +315,7 @@ class Agent:
         back now rather than when they expire. A completion already in the outbox goes
         first, and then this release is simply refused as stale."""
         for lease in self.cache.held_leases():
-            self.outbox.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=lease["lease_id"]),
-                            {"error": "child restarted", "retryable": True, "release": True},
-                            new_idempotency_key())
+            self.outbox.fail(lease["lease_id"], "child restarted", release=True)
             self.cache.drop_lease(lease["lease_id"])
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
@@ -460,24 +414,9 @@ class Agent:
 
     def _shut_down(self) -> None:
         self.executor.shutdown(wait=True)
-        self._guard("flush", self.outbox.drain)
+        self.flush()
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)
         self.cache.close()
-
-
-class TaskScopedValidators:
-    """The cache's HTTP validators, kept per task: a source that answered one task's
-    conditional GET must still give another task (with its own webhook) its articles."""
-
-    def __init__(self, cache: LocalCache, task_id: str):
-        self._cache = cache
-        self._prefix = f"task:{task_id} "
-
-    def validators(self, url: str):
-        return self._cache.validators(self._prefix + url)
-
-    def set_validators(self, url: str, etag, last_modified) -> None:
-        self._cache.set_validators(self._prefix + url, etag, last_modified)
 

@@ -243,6 +243,25 @@ class LocalCache:
         return [json.loads(r[0]) for r in self._query("SELECT data FROM leases ORDER BY started_at")]
 
 
+
+class TaskScopedValidators:
+    """The cache's HTTP validators, kept per task: a source that answered one task's
+    conditional GET must still give another task (with its own webhook) its articles."""
+
+    def __init__(self, cache: LocalCache, task_id: str):
+        self._cache = cache
+        self._prefix = f"task:{task_id} "
+
+    def validators(self, url: str):
+        return self._cache.validators(self._prefix + url)
+
+    def set_validators(self, url: str, etag, last_modified) -> None:
+        self._cache.set_validators(self._prefix + url, etag, last_modified)
+
+    def forget(self, url: str) -> None:
+        """Make the next collection of ``url`` a full GET (its articles are needed again)."""
+        self.set_validators(url, None, None)
+
 def _encode(table: str, item: dict) -> str:
     if table == "feeds":
         item = {name: item[name] for name in FEED_FIELDS if name in item}

@@ -282,14 +282,6 @@ class ParentClient:
     def renew(self, lease_id: str) -> dict:
         return self._request("POST", paths.LEASE_RENEW.format(lease_id=lease_id)).data
 
-    def complete(self, lease_id: str, results: list[dict], idempotency_key: str) -> dict:
-        return self._request("POST", paths.LEASE_COMPLETE.format(lease_id=lease_id),
-                             json_body={"results": results}, idempotency_key=idempotency_key).data
-
-    def fail(self, lease_id: str, body: dict, idempotency_key: str) -> dict:
-        return self._request("POST", paths.LEASE_FAIL.format(lease_id=lease_id), json_body=body,
-                             idempotency_key=idempotency_key).data
-
     def plan_deliveries(self, lease_id: str, feed_id: str, article_ids: list[str],
                         idempotency_key: str, retry: RetryPolicy | None = None) -> dict:
         """Ask which of these articles the lease's task has not delivered (the deliveries)."""

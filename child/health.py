@@ -6,10 +6,17 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 
-def serve_health(agent, listen: str) -> ThreadingHTTPServer:
-    """Start the listener in a daemon thread and return the server (call shutdown() to stop)."""
+def serve_health(agent: Agent, listen: str) -> ThreadingHTTPServer:
+    """Start the listener in a daemon thread and return the server (call shutdown() to stop).
+
+    It reads the agent through ``agent.status()`` and ``agent.config`` only.
+    """
     host, _, port = listen.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
@@ -17,16 +24,15 @@ def serve_health(agent, listen: str) -> ThreadingHTTPServer:
             pass
 
         def do_GET(self):
-            last = agent.client.last_success_at
+            status = agent.status()
+            last = status.last_contact_at
             age = None if last is None else time.time() - last
-            healthy = age is not None and age <= 3 * agent.intervals["heartbeat"] + 30
-            with agent._active_lock:
-                held = len(agent.active)
-            depth = agent.outbox.depth()
+            healthy = age is not None and age <= 3 * status.heartbeat_interval + 30
+            held, depth = status.leases_held, status.outbox_depth
             if self.path == "/healthz":
                 body = json.dumps({"status": "ok" if healthy else "unhealthy",
                                    "last_contact_age_seconds": age, "outbox_depth": depth,
-                                   "leases_held": held, "draining": agent.draining.is_set()})
+                                   "leases_held": held, "draining": status.draining})
                 self._send(200 if healthy else 503, body.encode(), "application/json")
             elif self.path == "/wechat/qr.png":
                 # The QR code of a login in progress, for a person at this host to scan.

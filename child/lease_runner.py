@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared import paths
+from shared.timeutil import isoformat_z
 
 from . import errors
-from .client import RetryPolicy, new_idempotency_key
-from .collectors.base import CollectedArticle, CollectError
+from .cache import LocalCache, TaskScopedValidators
+from .client import ParentClient, RetryPolicy, new_idempotency_key
+from .collectors.base import CollectedArticle, CollectError, Collector
+from .outbox import Outbox
 
-if TYPE_CHECKING:
-    from .agent import Agent, LeaseWork
+if TYPE_CHECKING:  # the notifiers (and jinja2) load with the first push, not at start
+    from .notifiers.base import Notifier
 
 log = logging.getLogger("werss.child")
 ARTICLE_BATCH = 500
@@ -30,6 +37,16 @@ PUSH_ATTEMPTS = 3          # per run; the parent schedules further attempts
 PUSH_BACKOFF_CAP = 30.0    # seconds between attempts within a run
 _PARENT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0)
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+@dataclass
+class LeaseWork:
+    """One lease in hand: renewed past half its life, ``lost`` once the parent says so."""
+
+    lease: dict
+    claimed_at: float
+    expires_at: float
+    lost: threading.Event = field(default_factory=threading.Event)
 
 
 class LeaseLostError(Exception):
@@ -61,15 +78,47 @@ def repaired_wire(article: CollectedArticle) -> dict:
     return wire
 
 
+@dataclass(kw_only=True)
 class LeaseRunner:
-    """The execute path of an Agent, one lease at a time (called from lease threads)."""
+    """Execute leases, one per call (called from the agent's lease threads).
 
-    def __init__(self, agent: Agent, sleep=None):
-        self.agent = agent
-        self.sleep = sleep or agent.stop_event.wait
+    ``collector_for(source_type, task_id)`` and ``notifier_for(task)`` build the collector
+    and notifier of each feed and task; ``flush()`` drains the outbox, so a report is sent
+    as soon as it is stored; ``sleep`` (default: a stop cuts it short) paces retries.
+    """
+
+    cache: LocalCache
+    client: ParentClient
+    outbox: Outbox
+    collector_for: Callable[[str, str], Collector]
+    notifier_for: Callable[[dict], Notifier]
+    flush: Callable[[], object]
+    stop_event: threading.Event
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] | None = None
+
+    def _pause(self, seconds: float) -> None:
+        (self.sleep or self.stop_event.wait)(seconds)
+
+    def run(self, work: LeaseWork) -> None:
+        """Execute ``work``; an unexpected error fails the lease (retryable), never the thread."""
+        try:
+            self.execute(work)
+        except Exception:  # noqa: BLE001 - one lease failing must not stop the others
+            log.exception("lease %s failed unexpectedly", work.lease["lease_id"])
+            self.fail(work, "the child hit an internal error", retryable=True)
+
+    def fail(self, work: LeaseWork, error: str, retryable: bool, release: bool = False,
+             rate_limited_until: datetime | None = None) -> None:
+        """Report the lease failed (or handed back) and send the report now."""
+        self.outbox.fail(work.lease["lease_id"], error, retryable=retryable, release=release,
+                         rate_limited_until=(isoformat_z(rate_limited_until)
+                                             if rate_limited_until else None))
+        self.flush()
 
     def execute(self, work: LeaseWork) -> None:
-        agent, lease = self.agent, work.lease
+        """Collect each leased feed, upload, push what the parent hands out, complete."""
+        lease = work.lease
         task, lease_id = lease["task"], lease["lease_id"]
         results = []
         for feed in lease["feeds"]:
@@ -77,16 +126,16 @@ class LeaseRunner:
                 log.warning("lease %s lost; stopping its work without reporting", lease_id)
                 return
             try:
-                articles = agent._collector(feed.get("source_type", "rss"),
-                                            task["id"]).collect(feed)
+                articles = self.collector_for(feed.get("source_type", "rss"),
+                                              task["id"]).collect(feed)
             except CollectError as exc:
                 if exc.action in ("release", "fail"):
                     # release: the WeChat session expired, another node takes it unspent.
-                    agent._finish_with_failure(work, str(exc), retryable=True,
-                                               release=exc.action == "release")
+                    self.fail(work, str(exc), retryable=True, release=exc.action == "release")
                     return
                 if exc.rate_limited_until:
-                    agent._hand_back_rate_limited(work, str(exc), exc.rate_limited_until)
+                    self.fail(work, str(exc), retryable=True,
+                              rate_limited_until=exc.rate_limited_until)
                     return
                 results.append({**_result(feed, error=str(exc)), **exc.result_extra})
                 continue
@@ -98,9 +147,8 @@ class LeaseRunner:
                 return
         if work.lost.is_set():
             return
-        agent.outbox.add("complete", "POST", paths.LEASE_COMPLETE.format(lease_id=lease_id),
-                         {"results": results}, new_idempotency_key())
-        agent._guard("flush", agent.outbox.drain)
+        self.outbox.complete(lease_id, results)
+        self.flush()
 
     # -- one feed ------------------------------------------------------------------------------
     def _feed(self, work: LeaseWork, task: dict, feed: dict,
@@ -140,13 +188,13 @@ class LeaseRunner:
             try:
                 return call()
             except errors.ParentUnavailableError as exc:
-                remaining = work.expires_at - self.agent.clock()
+                remaining = work.expires_at - self.clock()
                 if (remaining <= delay + 1 or work.lost.is_set()
-                        or self.agent.stop_event.is_set()):
+                        or self.stop_event.is_set()):
                     log.warning("the parent did not answer in the lease's time: %s", exc)
                     return None
                 log.info("parent unavailable (%s); retrying in %.1fs", exc, delay)
-                self.sleep(delay)
+                self._pause(delay)
                 delay = min(10.0, delay * 2)
 
     def _upload(self, work: LeaseWork, articles: list[CollectedArticle]
@@ -154,7 +202,6 @@ class LeaseRunner:
         """Upload in batches: (new, refused, deferred). A batch the parent cannot take in
         the lease's time waits in the outbox; refused articles are named, the rest of a
         batch is stored."""
-        agent = self.agent
         new, refused, deferred = 0, [], False
         for start in range(0, len(articles), ARTICLE_BATCH):
             batch = [repaired_wire(a) for a in articles[start:start + ARTICLE_BATCH]]
@@ -162,7 +209,7 @@ class LeaseRunner:
             key = new_idempotency_key()
             try:
                 response = self._until_answered(
-                    work, lambda body=body, key=key: agent.client.send_write(
+                    work, lambda body=body, key=key: self.client.send_write(
                         "POST", paths.ARTICLES, body, key, retry=_PARENT_RETRY))
             except errors.ConflictError:
                 response = None
@@ -176,7 +223,7 @@ class LeaseRunner:
                             for index, problem in sorted(problems.items(), key=_index)]
                 continue
             if response is None:
-                agent.outbox.add("articles", "POST", paths.ARTICLES, body, key)
+                self.outbox.add("articles", "POST", paths.ARTICLES, body, key)
                 deferred = True
                 continue
             data = response.data or {}
@@ -190,7 +237,7 @@ class LeaseRunner:
     def _plan(self, work: LeaseWork, feed_id: str, article_ids: list[str]) -> dict | None:
         key = new_idempotency_key()
         try:
-            plan = self._until_answered(work, lambda: self.agent.client.plan_deliveries(
+            plan = self._until_answered(work, lambda: self.client.plan_deliveries(
                 work.lease["lease_id"], feed_id, article_ids, key, retry=_PARENT_RETRY))
         except errors.ConflictError:
             raise LeaseLostError() from None
@@ -208,18 +255,17 @@ class LeaseRunner:
         while attempts < PUSH_ATTEMPTS:
             attempts += 1
             try:
-                self.agent._notifier(task).push(task, feed, articles, delivery_id=delivery_id)
+                self.notifier_for(task).push(task, feed, articles, delivery_id=delivery_id)
             except NotifyError as exc:
                 failure = exc
-                if not exc.retryable or attempts >= PUSH_ATTEMPTS \
-                        or self.agent.stop_event.is_set():
+                if not exc.retryable or attempts >= PUSH_ATTEMPTS or self.stop_event.is_set():
                     break
                 wait = min(PUSH_BACKOFF_CAP, 2.0 ** (attempts - 1))
                 if exc.retry_after is not None:
                     if exc.retry_after > PUSH_BACKOFF_CAP:
                         break  # the parent schedules it for later
                     wait = exc.retry_after
-                self.sleep(random.uniform(wait / 2, wait) if exc.retry_after is None else wait)
+                self._pause(random.uniform(wait / 2, wait) if exc.retry_after is None else wait)
                 continue
             failure = None
             break
@@ -236,17 +282,14 @@ class LeaseRunner:
 
     def _report(self, delivery_id: str, body: dict) -> None:
         # Durable before anything else happens: a kill -9 now still reports it later.
-        self.agent.outbox.add("delivery", "POST",
-                              paths.DELIVERY_REPORT.format(delivery_id=delivery_id), body,
-                              new_idempotency_key())
-        self.agent._guard("flush", self.agent.outbox.drain)
+        self.outbox.add("delivery", "POST",
+                        paths.DELIVERY_REPORT.format(delivery_id=delivery_id), body,
+                        new_idempotency_key())
+        self.flush()
 
     def _forget_validators(self, task: dict, feed: dict) -> None:
         if feed.get("source_url"):
-            from .agent import TaskScopedValidators
-
-            TaskScopedValidators(self.agent.cache, task["id"]).set_validators(
-                feed["source_url"], None, None)
+            TaskScopedValidators(self.cache, task["id"]).forget(feed["source_url"])
 
 
 def _index(item) -> int:

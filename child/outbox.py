@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from shared import paths
+
 from . import errors
 from .cache import LocalCache
-from .client import ParentClient, RetryPolicy
+from .client import ParentClient, RetryPolicy, new_idempotency_key
 
 log = logging.getLogger(__name__)
 # Drain attempts are quick; the agent loop itself retries a failed drain later.
@@ -29,6 +31,24 @@ class Outbox:
 
     def add(self, kind: str, method: str, route: str, body, key: str) -> None:
         self.cache.enqueue(kind, method, route, body, key)
+
+    def complete(self, lease_id: str, results: list[dict]) -> None:
+        """Queue a lease's completion with the result of each of its feeds."""
+        self.add("complete", "POST", paths.LEASE_COMPLETE.format(lease_id=lease_id), {"results": results},
+                 new_idempotency_key())
+
+    def fail(self, lease_id: str, error: str, *, retryable: bool = True, release: bool = False,
+             rate_limited_until: str | None = None) -> None:
+        """Queue a lease's failure; ``release`` hands it back unspent (no attempt used).
+
+        ``rate_limited_until`` (ISO 8601) asks the parent to hold the work until then.
+        """
+        body: dict = {"error": error, "retryable": retryable}
+        if release:
+            body["release"] = True
+        if rate_limited_until is not None:
+            body["rate_limited_until"] = rate_limited_until
+        self.add("fail", "POST", paths.LEASE_FAIL.format(lease_id=lease_id), body, new_idempotency_key())
 
     def depth(self) -> int:
         return self.cache.outbox_depth().get("pending", 0)

@@ -14,59 +14,31 @@ import getpass
 import json
 import os
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
+# Run as `python deploy/demo.py`: this folder is on sys.path, so its sibling module is too.
+from local_services import Item, LocalServices, rss_document
+
 RSS_PORT, HOOK_PORT = 8090, 8091
 TASK_NAME = "WeRSS demo"
-received: list[dict] = []
 
 
-def rss_document() -> bytes:
+def demo_feed(_name: str) -> bytes:
+    """The demo's three articles, published in the hours before this run."""
     now = datetime.now(timezone.utc)
-    items = "".join(
-        f"<item><title>演示文章 {n}: cascade demo</title>"
-        f"<link>http://127.0.0.1:{RSS_PORT}/posts/{n}</link><guid>demo-post-{n}</guid>"
-        f"<description>Article {n} of the local demo feed.</description>"
-        f"<pubDate>{format_datetime(now - timedelta(hours=n))}</pubDate></item>"
-        for n in (1, 2, 3))
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-            f"<title>WeRSS demo feed</title><link>http://127.0.0.1:{RSS_PORT}/</link>"
-            f"<description>served by deploy/demo.py</description>{items}</channel></rss>"
-            ).encode("utf-8")
+    return rss_document("WeRSS demo feed", f"http://127.0.0.1:{RSS_PORT}/",
+                        "served by deploy/demo.py", [
+        Item(f"演示文章 {n}: cascade demo", f"http://127.0.0.1:{RSS_PORT}/posts/{n}",
+             f"demo-post-{n}", f"Article {n} of the local demo feed.",
+             now - timedelta(hours=n))
+        for n in (1, 2, 3)])
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = rss_document()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        payload = self.rfile.read(length).decode("utf-8", "replace")
-        received.append({"path": self.path, "body": payload})
-        print(f"\n[webhook] received {len(payload)} bytes:\n{payload}\n")
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-def serve(port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def show_push(push: dict) -> None:
+    print(f"\n[webhook] received {len(push['body'])} bytes:\n{push['body']}\n")
 
 
 TEMPLATE = ("{{ feed.mp_name }}: {{ articles|length }} new\n"
@@ -121,7 +93,8 @@ def main() -> int:
         print(f"login failed: {login.json().get('message')}")
         return 1
     api.headers["Authorization"] = "Bearer " + login.json()["data"]["access_token"]
-    servers = [serve(RSS_PORT), serve(HOOK_PORT)]
+    feed_server = LocalServices(port=RSS_PORT, document=demo_feed)
+    hook_server = LocalServices(port=HOOK_PORT, on_push=show_push)
     print(f"serving a demo RSS feed on :{RSS_PORT} and a webhook receiver on :{HOOK_PORT}")
 
     feed_url = f"http://127.0.0.1:{RSS_PORT}/demo.xml"
@@ -143,8 +116,8 @@ def main() -> int:
         if allocation and allocation["status"] in ("completed", "dead"):
             break
         time.sleep(1)
-    for server in servers:
-        server.shutdown()
+    feed_server.close()
+    hook_server.close()
     if not allocation or allocation["status"] != "completed":
         print("the work was not completed in time: is the child running (make up)? "
               f"allocation: {json.dumps(allocation, ensure_ascii=False)}")
@@ -154,7 +127,7 @@ def main() -> int:
     articles = api.get(f"{args.parent}/api/v1/articles", params={"feed_id": feed_id}).json()
     print(f"articles stored on the parent: {articles['data']['total']}")
     print(f"subscribe: {args.parent}/feed/{feed_id}.rss")
-    print("webhook deliveries this run:", len(received),
+    print("webhook deliveries this run:", len(hook_server.pushes),
           "(0 when an earlier demo run already pushed these articles)")
     return 0
 

@@ -28,7 +28,7 @@ from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 from requests.structures import CaseInsensitiveDict
 
 from .. import __version__
-from ..addresses import PrivateAddressError, check_public_url
+from ..addresses import PrivateAddressError, check_public_url, describe_url
 from .base import MAX_ARTICLES, MAX_ID, CollectedArticle, CollectError
 
 log = logging.getLogger(__name__)
@@ -311,17 +311,10 @@ def _first_img(html: str) -> str | None:
     return parser.src
 
 
-def _describe(url: str) -> str:
-    """Name a URL without its query: private feeds carry keys there."""
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        host = ""
-    return f"{parts.scheme}://{host}{parts.path}" if host else "the source URL"
-
-
 def _one_line(error) -> str:
     return " ".join(str(error or "unknown error").split())[:300]
+
+
+def _describe(url: str) -> str:
+    """Name a feed by scheme, host and path: private feeds carry keys in the query."""
+    return describe_url(url, with_path=True, unknown="the source URL")

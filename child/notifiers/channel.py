@@ -20,6 +20,7 @@ import requests
 
 from shared.channels import destination_key, destination_of
 
+from ..addresses import describe_url
 from ..collectors.base import CollectedArticle
 from ..templates import TemplateError, render
 from .base import NotifyError, Permit
@@ -142,7 +143,7 @@ class ChannelNotifier:
                 body = body.decode("utf-8", "replace")
             previews.append({"title": title[:self.title_limit], "text": text,
                              "request": {"method": outgoing.method,
-                                         "url": _describe(outgoing.url),
+                                         "url": describe_url(outgoing.url),
                                          "body": redactor.mask(body)}})
         return previews
 
@@ -213,7 +214,7 @@ class ChannelNotifier:
         return self.permit(self.name, destination_key(self.name, task.get("web_hook_url") or ""))
 
     def _call(self, outgoing: Outgoing, redactor: Redactor) -> Reply:
-        where = _describe(outgoing.url)
+        where = describe_url(outgoing.url)
         data, headers = outgoing.data, dict(outgoing.headers)
         if outgoing.json is not None:
             # UTF-8 as it is: \u escapes would triple the size vendors bound (Feishu 20 KB).
@@ -306,16 +307,4 @@ def _code_text(reply: Reply) -> str:
 
 
 def _where(task: dict) -> str:
-    return _describe((task.get("web_hook_url") or "").strip())
-
-
-def _describe(url: str) -> str:
-    """Name a destination by scheme and host only: tokens live in its path or query."""
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        host = ""
-    return f"{parts.scheme}://{host}" if host else "(invalid URL)"
+    return describe_url((task.get("web_hook_url") or "").strip())

@@ -15,6 +15,7 @@ import requests
 
 from shared.channels import destination_key
 
+from ..addresses import describe_url
 from ..collectors.base import CollectedArticle
 from ..messages import build_message
 from ..templates import TemplateError
@@ -46,7 +47,7 @@ class WebhookNotifier:
         if not articles:
             return 0
         url = (task.get("web_hook_url") or "").strip()
-        where, parts = _describe(url), urlsplit(url)
+        where, parts = describe_url(url), urlsplit(url)
         if parts.scheme.lower() not in ("http", "https"):
             raise NotifyError(f"the webhook URL of task {task.get('id')} is not an http(s) URL",
                               retryable=False)
@@ -99,7 +100,7 @@ class WebhookNotifier:
         headers, secrets = _headers(task)
         redactor = Redactor([*secrets, *task_secrets(task)])
         return [{"title": None, "text": body,
-                 "request": {"method": "POST", "url": _describe(url) if url else "",
+                 "request": {"method": "POST", "url": describe_url(url) if url else "",
                              "content_type": content_type,
                              "headers": sorted(headers), "body": redactor.mask(body)}}]
 
@@ -165,15 +166,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
-
-
-def _describe(url: str) -> str:
-    """Name a webhook by scheme and host only: tokens live in its path or query."""
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        host = ""
-    return f"{parts.scheme}://{host}" if host else "(invalid URL)"

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local_services import LocalServices
 from tests.conftest import _truncate_postgres
-from tests.e2e import AdminHttp, start_live_parent
-from tests.e2e.child_support import LocalServices
 from tests.helpers import ADMIN_PASSWORD, SECRET_KEY
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import start_live_parent
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("WERSS_SCREENSHOT_DIR") or REPO / "artifacts" / "screenshots")

@@ -17,9 +17,8 @@ try:
 except ImportError:  # the browser fixture skips (or, in CI, fails) and says why
     expect = None
 from tests.browser.conftest import DESKTOP, PHONE, ConsolePage
-from tests.e2e import start_live_parent
-from tests.e2e.child_support import start_child, wait_for
 from tests.helpers import ADMIN_PASSWORD, SECRET_KEY
+from tests.support.processes import start_child, start_live_parent, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -190,7 +189,7 @@ def test_operator_runs_the_cascade_from_the_console(console, parent, services, w
 
 
 def admin_features(parent) -> dict:
-    from tests.e2e import AdminHttp
+    from tests.support.http_callers import AdminHttp
 
     admin = AdminHttp.login(parent.base_url)
     try:

@@ -8,7 +8,7 @@ from child import errors
 from child.client import ParentClient, RetryPolicy
 from child.config import load_config
 from shared import signing
-from tests.child import LocalServer, Reply
+from tests.support.local_server import LocalServer, Reply
 
 KEY, SECRET = "CN" + "a" * 32, "CS" + "b" * 32
 

@@ -8,12 +8,12 @@ import pytest
 from marshmallow import ValidationError
 
 from child import errors
-from child.agent import Agent, LeaseWork
+from child.agent import Agent
 from child.cache import LocalCache
 from child.client import Response
 from child.collectors.base import CollectedArticle
 from child.config import load_config
-from child.lease_runner import LeaseRunner, repair_url
+from child.lease_runner import LeaseWork, repair_url
 from child.notifiers.base import NotifyError
 from shared.lease_schemas import ArticleSchema
 
@@ -78,7 +78,7 @@ def article(ident, url):
 def make_agent(tmp_path):
     made = []
 
-    def make(parent, notifier, articles):
+    def make(parent, notifier, articles, sleep=lambda seconds: None):
         config = load_config(environ={"CASCADE_PARENT_URL": "http://127.0.0.1:1",
                                       "CASCADE_API_KEY": KEY, "CASCADE_API_SECRET": SECRET,
                                       "CASCADE_DATA_DIR": str(tmp_path)})
@@ -89,7 +89,7 @@ def make_agent(tmp_path):
 
         agent = Agent(config, client=parent, cache=LocalCache(tmp_path),
                       collector_factory=lambda source_type: Collector(),
-                      notifier_factory=lambda task: notifier)
+                      notifier_factory=lambda task: notifier, sleep=sleep)
         made.append(agent)
         return agent
 
@@ -128,7 +128,7 @@ def test_a_bad_link_is_mended_or_named_and_the_rest_is_stored_and_pushed(make_ag
         article("good", "https://example.com/a"),
         article("spaced", "http://example.com/x y"),
         article("hopeless", "http://exa mple.com/x y")])
-    LeaseRunner(agent, sleep=lambda s: None).execute(work())
+    agent.execute(work())
     uploaded, = parent.routes("/articles")
     assert [a["url"] for a in uploaded["articles"]] == [
         "https://example.com/a", "http://example.com/x%20y", "http://exa%20mple.com/x%20y"]
@@ -142,8 +142,9 @@ def test_a_push_is_retried_within_the_run_then_reported_sent(make_agent):
     parent = FakeParent()
     notifier = FakeNotifier([NotifyError("busy", retryable=True, retry_after=2)])
     sleeps = []
-    agent = make_agent(parent, notifier, [article("a1", "https://example.com/1")])
-    LeaseRunner(agent, sleep=sleeps.append).execute(work())
+    agent = make_agent(parent, notifier, [article("a1", "https://example.com/1")],
+                       sleep=sleeps.append)
+    agent.execute(work())
     assert notifier.pushes == [("d-1", ["a1"]), ("d-1", ["a1"])]
     assert sleeps == [2]
     assert parent.routes("/deliveries/d-1/report") == [{"status": "sent", "attempts": 2}]
@@ -154,7 +155,7 @@ def test_a_refused_push_is_reported_failed_once_with_the_vendor_code(make_agent)
     parent = FakeParent()
     notifier = FakeNotifier([NotifyError("sign not match", vendor_code="310000")])
     agent = make_agent(parent, notifier, [article("a1", "https://example.com/1")])
-    LeaseRunner(agent, sleep=lambda s: None).execute(work())
+    agent.execute(work())
     report, = parent.routes("/deliveries/d-1/report")
     assert (report["status"], report["attempts"], report["retryable"],
             report["vendor_code"]) == ("failed", 1, False, "310000")
@@ -169,7 +170,7 @@ def test_a_delivery_another_child_left_is_pushed_from_the_parents_copy(make_agen
     parent = FakeParent(plan={"first_run": False, "deliveries": [left]})
     notifier = FakeNotifier()
     agent = make_agent(parent, notifier, [])
-    LeaseRunner(agent, sleep=lambda s: None).execute(work())
+    agent.execute(work())
     assert notifier.pushes == [("d-old", ["gone"])]
 
 
@@ -178,7 +179,7 @@ def test_nothing_is_pushed_when_the_parent_cannot_say_what_is_new(make_agent):
     notifier = FakeNotifier()
     agent = make_agent(parent, notifier, [article("a1", "https://example.com/1")])
     agent.cache.set_validators(f"task:{TASK['id']} {FEED['source_url']}", '"etag"', None)
-    LeaseRunner(agent, sleep=lambda s: None).execute(work(ttl=0.5))
+    agent.execute(work(ttl=0.5))
     assert notifier.pushes == []
     result, = results(parent)
     assert not result["success"] and "push deferred" in result["error"]

@@ -13,7 +13,7 @@ from child.agent import Agent
 from child.cache import LocalCache
 from child.config import load_config
 from shared import jsonlog
-from tests.child import LocalServer, Reply
+from tests.support.local_server import LocalServer, Reply
 
 KEY, SECRET = "CN" + "a" * 32, "CS" + "b" * 32
 
@@ -61,7 +61,7 @@ def test_lines_logged_while_working_a_lease_name_it(agent, captured):
         logging.getLogger("werss.child").info("collecting")
         done.set()
 
-    agent.execute = execute
+    agent.runner.execute = execute
     agent._start({"lease_id": "lease-7", "allocation_id": "a-1", "attempt": 1,
                   "expires_at": "2099-01-01T00:00:00Z", "feeds": [], "task": {"id": "t"}})
     assert done.wait(10)

@@ -14,7 +14,7 @@ from child.cache import LocalCache
 from child.collectors import collector_for
 from child.collectors.base import CollectedArticle, CollectError
 from child.collectors.rss import RssCollector
-from tests.child import LocalServer, Recorded, Reply
+from tests.support.local_server import LocalServer, Recorded, Reply
 
 RSS2 = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"

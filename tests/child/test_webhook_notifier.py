@@ -15,7 +15,7 @@ from child.collectors.base import CollectedArticle
 from child.notifiers import notifier_for
 from child.notifiers.base import NotifyError
 from child.notifiers.webhook import WebhookNotifier
-from tests.child import LocalServer, Reply
+from tests.support.local_server import LocalServer, Reply
 
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
@@ -258,7 +258,7 @@ def test_a_token_echoed_on_its_own_is_blanked_from_the_error(url_tail, echo, sec
 
     from child.notifiers.base import NotifyError
     from child.notifiers.webhook import WebhookNotifier
-    from tests.child import LocalServer, Reply
+    from tests.support.local_server import LocalServer, Reply
 
     with LocalServer() as server:
         server.serve(url_tail.split("?")[0], Reply(400, echo.encode()))

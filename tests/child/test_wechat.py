@@ -206,7 +206,7 @@ def test_invalid_account_marks_the_feed_invalid(fake, config, cache):
 
 
 def test_other_wechat_errors_fail_the_allocation_with_wechats_message(config, cache):
-    from tests.child import LocalServer, Reply
+    from tests.support.local_server import LocalServer, Reply
 
     with LocalServer() as server:
         server.serve("/cgi-bin/appmsgpublish", Reply(body=json.dumps(
@@ -282,6 +282,7 @@ def test_wechat_defaults_follow_werss():
 
 def test_cli_login_saves_the_qr_then_status_shows_the_session(fake, config, cache, tmp_path):
     import io
+
     from child.wechat import cli
 
     qr = tmp_path / "qr.png"
@@ -312,17 +313,18 @@ def test_agent_sees_a_session_stored_by_the_cli(fake, config, cache, tmp_path):
 
 def test_health_listener_shows_a_pending_qr_code_only_while_the_scan_waits(fake, config, cache,
                                                                          tmp_path):
-    import requests
     from types import SimpleNamespace
 
+    import requests
+
+    from child.agent import AgentStatus
     from child.health import serve_health
     from tests.helpers import free_port
 
     listen = f"127.0.0.1:{free_port()}"
-    agent = SimpleNamespace(config=config, client=SimpleNamespace(last_success_at=None),
-                            intervals={"heartbeat": 60}, _active_lock=threading.Lock(),
-                            active={}, outbox=SimpleNamespace(depth=lambda: 0),
-                            draining=threading.Event())
+    idle = AgentStatus(last_contact_at=None, heartbeat_interval=60, leases_held=0,
+                       outbox_depth=0, draining=False)
+    agent = SimpleNamespace(config=config, status=lambda: idle)
     server = serve_health(agent, listen)
     try:
         url = f"http://{listen}/wechat/qr.png"

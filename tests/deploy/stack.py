@@ -5,10 +5,8 @@ from __future__ import annotations
 import secrets
 import subprocess
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -17,7 +15,6 @@ import yaml
 from tests.deploy.engine import (
     HERE, REPO, TIMINGS, Compose, DeployTestError, Engine, dockerfile_base_image, run,
 )
-from tests.e2e.child_support import rss_document
 from tests.helpers import free_port
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -51,45 +48,6 @@ def build_image(compose: Compose) -> str:
         run([*compose.command, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "build",
              "parent"], env=compose.env, timeout=1800)
     return compose_image()
-
-
-class HostServices:
-    """An RSS feed and a webhook receiver on the host, reachable from the containers."""
-
-    def __init__(self):
-        self.pushes: list[str] = []
-        self.feed_hits = 0
-        services = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                services.feed_hits += 1
-                body = rss_document("compose")
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                services.pushes.append(self.rfile.read(length).decode("utf-8", "replace"))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        # Every address: the containers reach the host through their network's gateway.
-        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Stack:

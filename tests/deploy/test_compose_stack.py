@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from deploy.local_services import LocalServices
 from shared.timeutil import parse_iso
-from tests.deploy.stack import HostServices, Stack
+from tests.deploy.stack import Stack
 
 pytestmark = pytest.mark.deploy
 
@@ -23,7 +24,8 @@ FLAVOURS = ["v1", "v2"]
 
 @pytest.fixture
 def host_services():
-    services = HostServices()
+    # Every address: the containers reach the host through their network's gateway.
+    services = LocalServices(host="0.0.0.0")
     yield services
     services.close()
 
@@ -111,8 +113,8 @@ def test_parent_and_child_containers_run_the_seed_flow(stack, host_services):
     [result] = allocation["results"]
     assert (result["article_count"], result["new_count"], result["success"]) == (3, 3, True)
     assert len(host_services.pushes) == 1
-    assert "Compose host feed: 3 new" in host_services.pushes[0]
-    assert "compose post 1" in host_services.pushes[0]
+    assert "Compose host feed: 3 new" in host_services.pushes[0]["body"]
+    assert "compose post 1" in host_services.pushes[0]["body"]
     articles = stack.api("GET", "/api/v1/articles", params={"feed_id": feed["id"]})
     assert articles["total"] == 3
 

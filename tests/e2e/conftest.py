@@ -1,11 +1,14 @@
-"""Fixtures for end-to-end tests: real `werss-parent serve` processes over real HTTP."""
+"""Fixtures for end-to-end tests: real `werss-parent serve` and `werss-child run` processes,
+the local feeds and webhook receiver they talk to, over real HTTP."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e import AdminHttp, LiveParent, start_live_parent
+from deploy.local_services import GrowingFeeds, LocalServices
 from tests.helpers import SECRET_KEY
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import LiveParent, start_child, start_live_parent
 
 
 @pytest.fixture
@@ -44,3 +47,35 @@ def admin_http(parent):
     admin = AdminHttp.login(parent.base_url)
     yield admin
     admin.close()
+
+
+@pytest.fixture
+def children(tmp_path):
+    """Start `werss-child run` processes, as ``children(base_url, creds, name=...)``;
+    each is stopped at teardown."""
+    started = []
+
+    def start(*args, **kwargs):
+        child = start_child(*args, workdir=tmp_path, **kwargs)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.stop()
+
+
+@pytest.fixture
+def services():
+    """Local RSS feeds (three posts each) and a webhook receiver that records every push."""
+    local = LocalServices()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def feeds():
+    """Local feeds that gain articles when told (``feeds.grow``), and a webhook receiver."""
+    local = GrowingFeeds()
+    yield local
+    local.close()

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.e2e import AdminHttp
-from tests.e2e.child_support import LocalServices, start_child, wait_for
 from tests.support.fake_vendors import FakeVendors
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -17,29 +17,14 @@ FEEDS = 8
 SECRET = "SECe2e0123456789abcdefe2e"
 
 
-@pytest.fixture
-def children(tmp_path):
-    started = []
-
-    def start(*args, **kwargs):
-        child = start_child(*args, workdir=tmp_path, **kwargs)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.stop()
-
-
-def test_four_children_hold_one_robots_limit_and_deliver_everything(live_parent, children,
-                                                                    tmp_path):
+def test_four_children_hold_one_robots_limit_and_deliver_everything(live_parent, services,
+                                                                    children, tmp_path):
     config = tmp_path / "parent.yaml"
     config.write_text(json.dumps({"channel_limits": {"dingtalk": {
         "count": LIMIT, "per": WINDOW, "margin": 1.0}}}))
     parent = live_parent(extra_env={"WERSS_CONFIG": str(config),
                                     "WERSS_CASCADE_MAINTENANCE_INTERVAL": "1"})
     admin = AdminHttp.login(parent.base_url)
-    services = LocalServices()
     with FakeVendors() as fake:
         robot = fake.add("dingtalk", "e2e-robot-token-0123", secret=SECRET, limit=LIMIT,
                          window=WINDOW, throttle_next=1)
@@ -68,4 +53,3 @@ def test_four_children_hold_one_robots_limit_and_deliver_everything(live_parent,
         # The one throttling answer was the deliberate first one; it was retried, and no
         # signature was refused.
         assert len(robot.refused) == 1
-    services.close()

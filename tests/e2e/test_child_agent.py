@@ -8,35 +8,15 @@ import time
 
 import pytest
 
-from tests.e2e import AdminHttp
-from tests.e2e.child_support import LocalServices, start_child, wait_for
+from deploy.local_services import LocalServices
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.e2e
 
 FAST_PARENT = {"WERSS_CASCADE_LEASE_TTL": "4", "WERSS_CASCADE_MAINTENANCE_INTERVAL": "1",
                "WERSS_CASCADE_HEARTBEAT_INTERVAL": "2", "WERSS_CASCADE_RETRY_BACKOFF": "1"}
 TEMPLATE = "{{ feed.mp_name }}:{% for a in articles %} [{{ a.title }}]{% endfor %}"
-
-
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
-
-
-@pytest.fixture
-def children(tmp_path):
-    started = []
-
-    def start(*args, **kwargs):
-        child = start_child(*args, workdir=tmp_path, **kwargs)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.stop()
 
 
 def _setup_task(admin: AdminHttp, services: LocalServices, names: list[str]) -> str:
@@ -186,27 +166,16 @@ def test_first_sigterm_finishes_the_lease_second_exits_at_once(live_parent, serv
 
 def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, services,
                                                                children, db_url, tmp_path):
-    from tests.e2e import start_live_parent
     from tests.helpers import SECRET_KEY
+    from tests.support.processes import start_live_parent
 
-    parent = live_parent(extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
-    port = int(parent.base_url.rsplit(":", 1)[1])
-    admin = AdminHttp.login(parent.base_url)
-    services.delays["/rss/during.xml"] = 3  # the parent goes down while this is collected
-    run_id = _dispatch(admin, _setup_task(admin, services, ["during"]))
-    creds = admin.create_node_with_credentials("patient")
-    child = children(parent.base_url, creds, name="patient")
-    wait_for(lambda: services.hits.get("/rss/during.xml") == 1, what="the lease to start")
-    parent.stop()
-
-    wait_for(lambda: "parent unavailable" in child.log_text()
-             or "cannot reach the parent" in child.log_text(), timeout=30,
-             what="the child to notice the outage")
+    env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"}
+    port, run_id, creds, child = _parent_down_mid_lease(live_parent, services, children, env,
+                                                        "during", "patient")
     assert child.process.poll() is None, "the child keeps running while the parent is down"
     time.sleep(3)  # the child keeps retrying with backoff meanwhile
     revived = start_live_parent(database_url=db_url, secret_key=SECRET_KEY, workdir=tmp_path,
-                                name="revived", port=port,
-                                extra_env={**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "120"})
+                                name="revived", port=port, extra_env=env)
     try:
         admin = AdminHttp.login(revived.base_url)
         done = wait_for(lambda: _all_completed(admin, run_id, 1), timeout=90,
@@ -222,6 +191,24 @@ def test_parent_outage_loses_nothing_and_applies_nothing_twice(live_parent, serv
         revived.stop()
 
 
+def _parent_down_mid_lease(live_parent, services, children, env: dict, feed: str, node: str):
+    """Stop the parent while a child collects ``feed`` for a lease; once the child notices,
+    return (the parent's port, the run id, the node's credentials, the child)."""
+    parent = live_parent(extra_env=env)
+    port = int(parent.base_url.rsplit(":", 1)[1])
+    admin = AdminHttp.login(parent.base_url)
+    services.delays[f"/rss/{feed}.xml"] = 3  # the parent goes down while this is collected
+    run_id = _dispatch(admin, _setup_task(admin, services, [feed]))
+    creds = admin.create_node_with_credentials(node)
+    child = children(parent.base_url, creds, name=node)
+    wait_for(lambda: services.hits.get(f"/rss/{feed}.xml") == 1, what="the lease to start")
+    parent.stop()
+    wait_for(lambda: "parent unavailable" in child.log_text()
+             or "cannot reach the parent" in child.log_text(), timeout=30,
+             what="the child to notice the outage")
+    return port, run_id, creds, child
+
+
 def _outbox_empty(child) -> bool:
     import sqlite3
 
@@ -233,22 +220,12 @@ def test_kill_9_while_the_parent_is_down_loses_nothing(live_parent, services, ch
                                                        tmp_path):
     """A child killed while it waits for the parent (it pushes only what the parent hands
     out) hands its lease back on restart, and the articles are stored and pushed once."""
-    from tests.e2e import start_live_parent
     from tests.helpers import SECRET_KEY
+    from tests.support.processes import start_live_parent
 
     env = {**FAST_PARENT, "WERSS_CASCADE_LEASE_TTL": "300"}
-    parent = live_parent(extra_env=env)
-    port = int(parent.base_url.rsplit(":", 1)[1])
-    admin = AdminHttp.login(parent.base_url)
-    services.delays["/rss/kept.xml"] = 3
-    run_id = _dispatch(admin, _setup_task(admin, services, ["kept"]))
-    creds = admin.create_node_with_credentials("crashy")
-    child = children(parent.base_url, creds, name="crashy")
-    wait_for(lambda: services.hits.get("/rss/kept.xml") == 1, what="the lease to start")
-    parent.stop()
-    wait_for(lambda: "parent unavailable" in child.log_text()
-             or "cannot reach the parent" in child.log_text(), timeout=30,
-             what="the child to wait for the parent")
+    port, run_id, creds, child = _parent_down_mid_lease(live_parent, services, children, env,
+                                                        "kept", "crashy")
     assert services.pushes == [], "nothing is pushed that the parent did not hand out"
     os.killpg(child.process.pid, signal.SIGKILL)
     child.process.wait()

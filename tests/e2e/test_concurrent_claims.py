@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e import AdminHttp, NodeHttp
+from tests.support.http_callers import AdminHttp, NodeHttp
 
 pytestmark = pytest.mark.e2e
 

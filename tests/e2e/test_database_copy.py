@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
-from tests.e2e import AdminHttp, NodeHttp
 from tests.helpers import SECRET_KEY, assert_error
+from tests.support.http_callers import AdminHttp, NodeHttp
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.e2e import NodeHttp
+from tests.support.http_callers import NodeHttp
 
 
 def raw_exchange(base_url: str, request: bytes, timeout: float = 20) -> bytes:

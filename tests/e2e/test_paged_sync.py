@@ -18,7 +18,7 @@ from parent.models.replication import ENTITY_FEED
 from parent.services import feeds as feed_service
 from parent.services import replication
 from tests.conftest import base_config
-from tests.e2e import AdminHttp
+from tests.support.http_callers import AdminHttp
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def agent(parent, tmp_path):
         "CASCADE_PARENT_URL": parent.base_url, "CASCADE_API_KEY": creds.api_key,
         "CASCADE_API_SECRET": creds.api_secret, "CASCADE_DATA_DIR": str(tmp_path / "child")})
     agent = Agent(config)
-    agent.page_size = PAGE
+    agent.syncer.page_size = PAGE
     agent.seen = []  # (method, path with query, status) of every parent call
     send = agent.client.session.send
 

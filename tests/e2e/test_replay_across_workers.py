@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from shared.timeutil import parse_iso
-from tests.e2e import AdminHttp, NodeHttp
 from tests.helpers import assert_error
+from tests.support.http_callers import AdminHttp, NodeHttp
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import pytest
 
 from shared.paths import CASCADE_PREFIX, WX_CASCADE_PREFIX
 from shared.timeutil import parse_iso
-from tests.e2e import NodeHttp
 from tests.helpers import NodeCredentials
+from tests.support.http_callers import NodeHttp
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ADMIN_PASSWORD, AdminHttp, clean_env
-from tests.helpers import free_port
-from tests.e2e.child_support import LocalServices, start_child, wait_for, werss_child_executable
+from deploy.local_services import LocalServices
+from tests.helpers import ADMIN_PASSWORD, free_port
+from tests.support.http_callers import AdminHttp
+from tests.support.processes import clean_env, start_child, wait_for, werss_child_executable
 
 pytestmark = pytest.mark.e2e
 
@@ -115,13 +116,6 @@ def _run_child_through_a_task(admin, services, command, workdir, creds, name) ->
         if child.poll() is None:
             child.kill()
             child.wait()
-
-
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
 
 
 def test_the_guides_three_blocks_start_a_parent_and_children_that_complete_tasks(

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e import AdminHttp, NodeHttp
 from tests.e2e.test_concurrent_claims import FEEDS, NODES, THREADS_PER_NODE, _seed_work
 from tests.helpers import assert_error
+from tests.support.http_callers import AdminHttp, NodeHttp
 
 pytestmark = pytest.mark.e2e
 

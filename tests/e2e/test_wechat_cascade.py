@@ -13,9 +13,9 @@ import time
 import pytest
 
 from shared.paths import WX_CASCADE_PREFIX
-from tests.e2e import NodeHttp
-from tests.e2e.child_support import LocalServices, start_child, wait_for
 from tests.support.fake_wechat import FakeWechat
+from tests.support.http_callers import NodeHttp
+from tests.support.processes import start_child, wait_for
 
 FEEDS = 6
 
@@ -24,13 +24,6 @@ FEEDS = 6
 def fake():
     with FakeWechat() as server:
         yield server
-
-
-@pytest.fixture
-def services():
-    local = LocalServices()
-    yield local
-    local.close()
 
 
 def wechat_state(admin, node_id) -> dict:

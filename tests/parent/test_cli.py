@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, inspect
 
 from parent import create_app
 from parent.extensions import db
-from tests.e2e import clean_env, werss_parent_executable
 from tests.helpers import SECRET_KEY, NodeCaller, NodeCredentials, assert_error, free_port
+from tests.support.processes import clean_env, werss_parent_executable
 
 CLI_TIMEOUT = 60.0
 SECRET_RE = re.compile(r"CS[A-Za-z0-9]{32}")

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from tests.e2e import clean_env
 from tests.helpers import free_port
 from tests.parent.test_cli import run_cli
+from tests.support.processes import clean_env
 
 
 def test_create_admin_as_printed_works_after_init_without_setting_a_key(tmp_path):
