@@ -32,7 +32,7 @@ from shared.lease_schemas import TASK_SECRET_FIELDS, LeaseSchema, LeaseTaskSchem
 from shared.schemas import (
     FeedChangesSchema, FeedSchema, MessageTaskChangesSchema, MessageTaskSchema, secret_fields,
 )
-from tests.child import LocalServer, Reply
+from tests.support.local_server import LocalServer, Reply
 from tests.conftest import create_node_with_credentials
 from tests.helpers import NodeCaller
 
