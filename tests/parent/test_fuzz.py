@@ -306,6 +306,9 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+OPENAPI_DOCUMENT = "/api/v1/openapi.json"
+
+
 def assert_contract(response, case) -> None:
     """The property: no 5xx, and every response is the envelope in strict JSON."""
     status = response.status_code
@@ -322,7 +325,10 @@ def assert_contract(response, case) -> None:
         assert status < 300, (case, status, response.mimetype)
         return
     body = json.loads(raw, parse_constant=_reject_constant)
-    if status < 300:
+    if status < 300 and case[1] == OPENAPI_DOCUMENT:
+        # The one JSON answer outside the envelope: OpenAPI tools read the document raw.
+        assert str(body.get("openapi", "")).startswith("3.1"), (case, str(body)[:200])
+    elif status < 300:
         assert isinstance(body, dict) and body.get("code") == 0, (case, body)
         assert isinstance(body.get("message"), str) and "data" in body, (case, body)
 
