@@ -368,41 +368,25 @@ def run(args: argparse.Namespace) -> int:
             if not slow_clients["goal_met"]:
                 warnings.append("slowloris: a heartbeat took 1 s or more under 100 slow clients")
 
-        if "children" in sections:
-            try:
-                children = child_section(args, workdir, secret_key)
-            except ChildBenchError as exc:
-                print(f"\nbench: children: {exc}", file=sys.stderr)
-                children = {"error": str(exc)}
-                warnings.append(f"children: {exc}".splitlines()[0])
-        if "pushes" in sections:
-            try:
-                pushes = push_section(args, workdir, secret_key)
-            except ChildBenchError as exc:
-                print(f"\nbench: pushes: {exc}", file=sys.stderr)
-                pushes = {"error": str(exc), "ok": False}
-        if "footprint" in sections:
-            try:
-                footprint = footprint_section(args, workdir, secret_key)
-            except ChildBenchError as exc:
-                print(f"\nbench: footprint: {exc}", file=sys.stderr)
-                footprint = {"error": str(exc)}
-                warnings.append(f"footprint: {exc}".splitlines()[0])
-        if "wechat" in sections:
-            try:
-                wechat = wechat_section(args, workdir, secret_key)
-            except ChildBenchError as exc:
-                print(f"\nbench: wechat: {exc}", file=sys.stderr)
-                wechat = {"error": str(exc)}
-                warnings.append(f"wechat: {exc}".splitlines()[0])
-        if "channels" in sections:
-            from .channels import channel_section
+        from .channels import channel_section
 
+        # Sections that start children: one failing is reported and the others still run.
+        child_sections = {"children": child_section, "pushes": push_section,
+                          "footprint": footprint_section, "wechat": wechat_section,
+                          "channels": channel_section}
+        outcomes: dict[str, dict | None] = {}
+        for name, section in child_sections.items():
+            if name not in sections:
+                continue
             try:
-                channels = channel_section(args, workdir, secret_key)
+                outcomes[name] = section(args, workdir, secret_key)
             except ChildBenchError as exc:
-                channels = {"error": str(exc)}
-                warnings.append(f"channels: {exc}".splitlines()[0])
+                print(f"\nbench: {name}: {exc}", file=sys.stderr)
+                outcomes[name] = {"error": str(exc), **({"ok": False} if name == "pushes" else {})}
+                if name != "pushes":  # a failed push run is reported by its own "ok"
+                    warnings.append(f"{name}: {exc}".splitlines()[0])
+        children, pushes, footprint, wechat, channels = (
+            outcomes.get(name) for name in ("children", "pushes", "footprint", "wechat", "channels"))
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP

@@ -116,7 +116,7 @@ def _decorators_of(view) -> set:
 
 @cache
 def _known_wrappers() -> dict:
-    from .api._io import idempotent
+    from .api.request_response import idempotent
     from .auth import admin_required, node_required
 
     return {"admin": _probe(admin_required), "node": _probe(node_required),

@@ -251,6 +251,17 @@ class ChannelNotifier:
         return reply
 
 
+def read_errcode(status: int, body: Any, throttled_code: int) -> Reply:
+    """Read an ``{"errcode", "errmsg"}`` answer (DingTalk, WeCom): 0 is success."""
+    if not isinstance(body, dict) or "errcode" not in body:
+        return Reply(False, status, message=f"HTTP {status}")
+    code = body.get("errcode")
+    message = str(body.get("errmsg") or "")
+    if code == 0:
+        return Reply(True, status, 0, message)
+    return Reply(False, status, code, message, throttled=code == throttled_code)
+
+
 def split_message(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
     """Split ``text`` into parts of at most ``limit``, at line breaks where possible.
 

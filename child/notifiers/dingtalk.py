@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .channel import ChannelNotifier, Outgoing, Reply
+from .channel import ChannelNotifier, Outgoing, Reply, read_errcode
 from .signing import dingtalk_sign
 
 THROTTLED = 130101  # "send too fast"
@@ -32,10 +32,4 @@ class DingTalkNotifier(ChannelNotifier):
                         secrets=[value for key, value in query if key == "sign"])
 
     def read(self, status: int, body) -> Reply:
-        if not isinstance(body, dict) or "errcode" not in body:
-            return Reply(False, status, message=f"HTTP {status}")
-        code = body.get("errcode")
-        message = str(body.get("errmsg") or "")
-        if code == 0:
-            return Reply(True, status, 0, message)
-        return Reply(False, status, code, message, throttled=code == THROTTLED)
+        return read_errcode(status, body, THROTTLED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .channel import ChannelNotifier, Outgoing, Reply
+from .channel import ChannelNotifier, Outgoing, Reply, read_errcode
 
 THROTTLED = 45009  # "api freq out of limit"
 
@@ -17,10 +17,4 @@ class WeComNotifier(ChannelNotifier):
         return Outgoing("POST", (task.get("web_hook_url") or "").strip(), json=body)
 
     def read(self, status: int, body) -> Reply:
-        if not isinstance(body, dict) or "errcode" not in body:
-            return Reply(False, status, message=f"HTTP {status}")
-        code = body.get("errcode")
-        message = str(body.get("errmsg") or "")
-        if code == 0:
-            return Reply(True, status, 0, message)
-        return Reply(False, status, code, message, throttled=code == THROTTLED)
+        return read_errcode(status, body, THROTTLED)

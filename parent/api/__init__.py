@@ -5,10 +5,10 @@ from flask import Flask
 from shared.paths import API_PREFIX, CASCADE_PREFIXES
 
 from . import (
-    auth, compat, feeds, health, message_tasks, node_routes, nodes, outputs, sync_logs, views,
-    wechat, werss_shapes, work,
+    admin_nodes, auth, compat, feeds, health, message_tasks, node_sync, outputs, sync_logs,
+    wechat, werss_shapes, work, work_views,
 )
-from . import deliveries, delivery_routes
+from . import deliveries, node_deliveries
 from . import console, console_support
 from . import channels
 from . import docs
@@ -23,16 +23,16 @@ BLUEPRINTS = [
     (message_tasks.bp, (API_PREFIX,)),
     (channels.admin_bp, (API_PREFIX,)),
     (channels.node_bp, CASCADE_PREFIXES),
-    (nodes.bp, CASCADE_PREFIXES),
+    (admin_nodes.bp, CASCADE_PREFIXES),
     (sync_logs.bp, CASCADE_PREFIXES),
-    (node_routes.bp, CASCADE_PREFIXES),
+    (node_sync.bp, CASCADE_PREFIXES),
     (work.bp, CASCADE_PREFIXES),
     (wechat.bp, CASCADE_PREFIXES),
     (compat.bp, CASCADE_PREFIXES),
-    (delivery_routes.bp, CASCADE_PREFIXES),
+    (node_deliveries.bp, CASCADE_PREFIXES),
     (deliveries.bp, (API_PREFIX,)),
-    (views.cascade_bp, CASCADE_PREFIXES),
-    (views.articles_bp, (API_PREFIX,)),
+    (work_views.cascade_bp, CASCADE_PREFIXES),
+    (work_views.articles_bp, (API_PREFIX,)),
     (outputs.bp, ("",)),
     (console_support.bp, (API_PREFIX,)),
     (console.bp, ("",)),

@@ -8,7 +8,7 @@ from .. import unit_of_work
 from ..auth import admin_required
 from ..schemas import LoginSchema
 from ..services import admins
-from ._io import load_body, respond
+from .request_response import load_body, respond
 from .dumps import AdminSchema, TokenSchema
 from ..openapi import describe
 

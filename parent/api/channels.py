@@ -8,7 +8,7 @@ from shared.channels import send_permit_schema
 
 from ..auth import admin_required, node_required
 from ..services import channel_tests, send_budgets
-from ._io import load_body, respond
+from .request_response import load_body, respond
 from ..openapi import OBJECT, describe
 
 node_bp = Blueprint("channel_permits", __name__)

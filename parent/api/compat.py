@@ -14,7 +14,7 @@ from shared import errors as codes
 from ..auth import node_required
 from ..services import compat
 from . import werss_shapes
-from ._io import idempotent, load_body, load_query, respond
+from .request_response import idempotent, load_body, load_query, respond
 from ..openapi import ANY, NULLABLE_OBJECT, describe
 
 bp = Blueprint("compat", __name__)

@@ -9,7 +9,7 @@ from shared import errors as codes
 from ..auth import admin_required
 from ..schemas import _AdminInput, validate_cron
 from ..services import console_support
-from ._io import load_body, load_query, respond
+from .request_response import load_body, load_query, respond
 from ..openapi import OBJECT, describe
 
 bp = Blueprint("console_support", __name__)

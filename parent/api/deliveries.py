@@ -10,7 +10,7 @@ from ..auth import admin_required
 from ..models.delivery import DELIVERY_STATUSES
 from ..paging import PagedQuerySchema, page_body
 from ..services import deliveries
-from ._io import load_query, respond
+from .request_response import load_query, respond
 from .dumps import DeliveryAdminSchema
 from ..openapi import describe, page_of
 

@@ -9,7 +9,7 @@ from ..paging import page_body
 from ..errors import ApiError
 from ..schemas import FeedCreateSchema, FeedListQuerySchema, FeedUpdateSchema
 from ..services import feeds
-from ._io import load_body, load_query, read_json, respond
+from .request_response import load_body, load_query, read_json, respond
 from .dumps import FeedAdminSchema
 from ..openapi import DELETED, OBJECT, describe, page_of
 

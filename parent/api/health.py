@@ -16,7 +16,7 @@ from ..clock import now
 from ..errors import error_response
 from ..extensions import db
 from ..metrics import render_metrics
-from ._io import respond
+from .request_response import respond
 from .dumps import HealthSchema, LiveSchema, ReadySchema
 from ..openapi import describe
 

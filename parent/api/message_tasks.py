@@ -12,7 +12,7 @@ from ..schemas import (
     MessageTaskUpdateSchema,
 )
 from ..services import message_tasks, previews, scheduling
-from ._io import load_body, load_query, respond
+from .request_response import load_body, load_query, respond
 from ..openapi import DELETED, OBJECT, describe, page_of
 
 bp = Blueprint("message_tasks", __name__)

@@ -10,7 +10,7 @@ from shared.schemas import QueryInt
 
 from ..config import settings
 from ..services import outputs
-from ._io import load_query
+from .request_response import load_query
 from ..openapi import describe
 
 bp = Blueprint("outputs", __name__)

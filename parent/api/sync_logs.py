@@ -6,7 +6,7 @@ from ..auth import admin_required
 from ..paging import page_body
 from ..schemas import ReportQuerySchema, SyncLogQuerySchema
 from ..services import node_sync, sync_logs
-from ._io import load_query, respond
+from .request_response import load_query, respond
 from .dumps import ReportAdminSchema, SyncLogSchema
 from ..openapi import describe, page_of
 

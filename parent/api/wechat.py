@@ -11,7 +11,7 @@ from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..services import wechat
-from ._io import idempotent, load_body, respond
+from .request_response import idempotent, load_body, respond
 from ..openapi import ANY, OBJECT, describe
 
 bp = Blueprint("wechat", __name__)  # under both cascade prefixes

@@ -10,9 +10,9 @@ from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..services import articles, claim_pacing, leasing, scheduling, wechat
-from ..work_schemas import DispatchSchema
+from ..work_view_schemas import DispatchSchema
 from . import werss_shapes
-from ._io import idempotent, load_body, respond
+from .request_response import idempotent, load_body, respond
 from ..openapi import OBJECT, describe
 
 bp = Blueprint("work", __name__)

@@ -708,7 +708,7 @@ def stub_parent(no_outbound_http):
        path=st.sampled_from(["", "/", "/sub", "/%00", "/中"]))
 @example(api_key="密钥", api_secret="CS" + "s" * 32, path="")
 @example(api_key="CN key", api_secret="CS\x85", path="")
-def test_test_connection_survives_any_credentials(world, stub_parent, api_key, api_secret, path):
+def test_connectivity_survives_any_credentials(world, stub_parent, api_key, api_secret, path):
     body = {"api_url": stub_parent + path, "api_key": api_key, "api_secret": api_secret}
     response = world.admin_request(
         "POST", f"/api/v1/cascade/nodes/{world.target.node_id}/test-connection",

@@ -8,11 +8,11 @@ from shared import errors as codes
 
 from ..auth import node_required
 from ..services import deliveries
-from ._io import idempotent, load_body, respond
+from .request_response import idempotent, load_body, respond
 from .dumps import DeliveryAdminSchema
 from ..openapi import ANY, describe
 
-bp = Blueprint("delivery_routes", __name__)
+bp = Blueprint("node_deliveries", __name__)
 
 
 @bp.post(paths.as_rule(paths.LEASE_DELIVERIES))

@@ -14,11 +14,11 @@ from ..auth import node_required
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from ..services import node_sync, nodes, pull_pages, wechat
 from . import werss_shapes
-from ._io import idempotent, load_body, load_query, respond
+from .request_response import idempotent, load_body, load_query, respond
 from .dumps import WhoamiSchema
 from ..openapi import OBJECT, describe
 
-bp = Blueprint("node_routes", __name__)
+bp = Blueprint("node_sync", __name__)
 
 
 @bp.post(paths.HEARTBEAT)

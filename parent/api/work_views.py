@@ -4,9 +4,9 @@ from flask import Blueprint
 
 from ..auth import admin_required
 from ..paging import page_body
-from ..services import articles, views
-from ..work_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
-from ._io import load_query, respond
+from ..services import articles, work_views
+from ..work_view_schemas import AllocationQuerySchema, ArticleQuerySchema, FeedStatusQuerySchema
+from .request_response import load_query, respond
 from .dumps import AllocationAdminSchema, ArticleAdminSchema
 from ..openapi import OBJECT, describe, page_of
 
@@ -20,7 +20,7 @@ articles_bp = Blueprint("articles", __name__)
 @admin_required
 def list_allocations():
     query = load_query(AllocationQuerySchema())
-    rows, total = views.list_allocations(query)
+    rows, total = work_views.list_allocations(query)
     return respond(page_body(AllocationAdminSchema().dump(rows, many=True), total, query))
 
 
@@ -29,7 +29,7 @@ def list_allocations():
 @admin_required
 def feed_status():
     query = load_query(FeedStatusQuerySchema())
-    items, total = views.feed_status(query)
+    items, total = work_views.feed_status(query)
     return respond(page_body(items, total, query))
 
 
@@ -37,7 +37,7 @@ def feed_status():
 @describe("Counts of nodes, feeds, allocations and articles", data=OBJECT)
 @admin_required
 def stats():
-    return respond(views.stats())
+    return respond(work_views.stats())
 
 
 @articles_bp.get("/articles")

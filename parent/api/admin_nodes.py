@@ -9,11 +9,11 @@ from ..paging import page_body
 from ..clock import now
 from ..schemas import NodeCreateSchema, NodeListQuerySchema, NodeUpdateSchema, TestConnectionSchema
 from ..services import connectivity, nodes
-from ._io import load_body, load_query, respond
+from .request_response import load_body, load_query, respond
 from .dumps import CredentialsSchema, NodeAdminSchema, NodeDeletedSchema
 from ..openapi import OBJECT, describe, page_of
 
-bp = Blueprint("nodes", __name__)
+bp = Blueprint("admin_nodes", __name__)
 
 
 @bp.post("/nodes")
