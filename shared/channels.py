@@ -84,7 +84,7 @@ def effective_channel(task: dict) -> str:
     and falls back to a plain webhook POST for any other host.
     """
     named = task.get("channel")
-    if named in CHANNELS:
+    if isinstance(named, str) and named in CHANNELS:
         return named
     if task.get("message_type") == MESSAGE_TYPE_WEBHOOK:
         return WEBHOOK

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
-class Names(Sequence):
+class Names(Sequence[str]):
     """The names in ``registry`` (those ``keep`` accepts), read afresh at each use.
 
     Schemas and validators built at import keep this view, so an entry registered later
@@ -46,7 +46,7 @@ def resolve(path: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-class Resolved(Mapping):
+class Resolved(Mapping[str, Any]):
     """``registry``'s names → the implementation each entry's ``attribute`` names, imported lazily."""
 
     def __init__(self, registry: Mapping[str, Any], attribute: str):

@@ -79,7 +79,7 @@ def test_a_registered_source_is_refused_without_its_url(admin):
 
 def test_a_child_collects_a_registered_source_and_pushes_through_a_registered_channel(
         app, admin, make_agent, remote):
-    _, task_id = _feed_and_task(admin, remote)
+    feed_id, task_id = _feed_and_task(admin, remote)
     run = admin.post("/api/v1/cascade/dispatch", json={"task_id": task_id})
     assert run.status_code == 201, run.get_json()
 
@@ -95,4 +95,6 @@ def test_a_child_collects_a_registered_source_and_pushes_through_a_registered_ch
         "run_id": run.get_json()["data"]["run_id"]}).get_json()["data"]["items"]
     [result] = allocation["results"]
     assert (allocation["status"], result["pushed_count"]) == ("completed", 2)
+    feed = admin.get(f"/api/v1/feeds/{feed_id}").get_json()["data"]
+    assert feed["last_run_status"] == "success"  # the parent knows the node runs the type
     assert app.config["WERSS_SETTINGS"].channel_limits["example"].count == 5
