@@ -35,7 +35,7 @@ def default_margin(per: float) -> float:
 def build_channel_limits(raw: Any, error) -> dict[str, ChannelLimit]:
     """The registry's limits, replaced per channel by ``channel_limits:`` ({count, per, margin?}
     or null)."""
-    limits = {name: ChannelLimit(channel.limit[0], channel.limit[1], default_margin(channel.limit[1]))
+    limits = {name: ChannelLimit(*channel.limit, default_margin(channel.limit[1]))
               for name, channel in channels.REGISTRY.items() if channel.limit}
     if raw is None:
         return limits
