@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from shared.settings_values import parse_bool
 from shared.signing import API_KEY_PREFIX, API_SECRET_PREFIX, CREDENTIAL_BODY_LENGTH
 
 
@@ -209,14 +210,10 @@ def _int(values: dict, key: str, default: int, minimum: int, maximum: int) -> in
 
 def _bool(values: dict, key: str, default: bool) -> bool:
     raw = values.get(key, default)
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{_label(key)}: expected true or false, got {raw!r}")
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ConfigError(f"{_label(key)}: expected true or false, got {raw!r}") from None
 
 
 def _validate(values: dict, source: str) -> ChildConfig:

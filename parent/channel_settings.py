@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared import channels
 from shared.channels import CHANNELS, MESSAGE_TYPE_MESSAGE, SIGNED_CHANNELS, channel_from_url
 
 
@@ -27,23 +28,15 @@ class ChannelLimit:
         return (self.per + self.margin) / self.count
 
 
-# The vendors' documented robot limits (DOMAIN.md); Feishu's 5/s is met by 100/min spacing.
-DEFAULT_LIMITS = {
-    "dingtalk": (20, 60.0),
-    "wecom": (20, 60.0),
-    "feishu": (100, 60.0),
-    "telegram": (20, 60.0),
-}
-
-
 def default_margin(per: float) -> float:
     return max(0.2, per * 0.02)
 
 
 def build_channel_limits(raw: Any, error) -> dict[str, ChannelLimit]:
-    """Defaults, replaced per channel by ``channel_limits:`` ({count, per, margin?} or null)."""
-    limits = {name: ChannelLimit(count, per, default_margin(per))
-              for name, (count, per) in DEFAULT_LIMITS.items()}
+    """The registry's limits, replaced per channel by ``channel_limits:`` ({count, per, margin?}
+    or null)."""
+    limits = {name: ChannelLimit(*channel.limit, default_margin(channel.limit[1]))
+              for name, channel in channels.REGISTRY.items() if channel.limit}
     if raw is None:
         return limits
     if not isinstance(raw, dict):

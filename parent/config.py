@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import yaml
 from flask import current_app
 
+from shared.settings_values import parse_bool
+
 DEFAULT_DATABASE_URL = "sqlite:///data/parent.db"
 DEFAULT_PORT = 8001
 
@@ -300,14 +302,10 @@ def _as_base_url(key: str, value: Any) -> str | None:
 
 
 def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected true or false, got {value!r}") from None
 
 
 def host_timezone(environ=None) -> str:

@@ -15,8 +15,8 @@ from shared.channels import CHANNELS, MESSAGE_TYPE_MESSAGE, MESSAGE_TYPE_WEBHOOK
 from shared.schemas import (
     HttpUrl, MpRefSchema, NodeType, QueryInt, SafeStr, StrictInt, is_utf8_text,
 )
+from shared.sources import SOURCE_TYPES, identity_of
 
-from .models.feed import SOURCE_TYPES
 from .paging import PagedQuerySchema
 
 # \Z, not $: "$" also matches before a trailing newline.
@@ -181,7 +181,7 @@ class FeedCreateSchema(_AdminInput):
     mp_cover = SafeStr(max_length=1000, load_default="")
     mp_intro = SafeStr(max_length=20000, load_default="")
     status = StrictInt(minimum=0, maximum=1, load_default=1)
-    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]), load_default="wechat")
+    source_type = fields.String(validate=validate.OneOf(SOURCE_TYPES), load_default=SOURCE_TYPES[0])
     source_url = HttpUrl(allow_none=True, load_default=None)
     labels = labels_field(load_default=list)
 
@@ -189,9 +189,11 @@ class FeedCreateSchema(_AdminInput):
     def _source_fields(self, data, partial=False, **kwargs):
         if partial:
             return
-        if data.get("source_type") == "rss" and not data.get("source_url"):
-            raise ValidationError({"source_url": ["Required for an rss feed."]})
-        if data.get("source_type") == "wechat" and not (data.get("faker_id") or data.get("id")):
+        source_type = data.get("source_type")
+        identity = identity_of(source_type)
+        if identity == "source_url" and not data.get("source_url"):
+            raise ValidationError({"source_url": [f"Required for an {source_type} feed."]})
+        if identity == "faker_id" and not (data.get("faker_id") or data.get("id")):
             raise ValidationError({"faker_id": ["A WeChat feed needs its faker_id (or an id)."]})
 
 
@@ -203,14 +205,14 @@ class FeedUpdateSchema(FeedCreateSchema):
     mp_cover = SafeStr(max_length=1000)
     mp_intro = SafeStr(max_length=20000)
     status = StrictInt(minimum=0, maximum=1)
-    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]))
+    source_type = fields.String(validate=validate.OneOf(SOURCE_TYPES))
     labels = labels_field()
     faker_id = SafeStr(max_length=128, allow_none=True)
     source_url = HttpUrl(allow_none=True)
 
 
 class FeedListQuerySchema(PageQuerySchema):
-    source_type = fields.String(validate=validate.OneOf(["wechat", "rss"]), load_default=None)
+    source_type = fields.String(validate=validate.OneOf(SOURCE_TYPES), load_default=None)
     status = QueryInt(minimum=0, maximum=1, load_default=None)
     q = SafeStr(max_length=100, load_default=None)
 

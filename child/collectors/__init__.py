@@ -1,34 +1,23 @@
-"""Collectors turn a feed into articles; one per source type, chosen by ``collector_for``."""
+"""Collectors turn a feed into articles; one per source type, chosen by ``collector_for``.
+
+Adding a source type is one module here plus one line in ``shared.sources.REGISTRY``, which
+names the module's factory; it is imported at the first collection (docs/DEVELOPING.md).
+"""
 
 from __future__ import annotations
 
 import requests
+
+from shared import sources
+from shared.registry import Resolved
 
 from .base import CollectedArticle, CollectError, Collector
 
 __all__ = ["CollectedArticle", "CollectError", "Collector", "collector_for", "COLLECTORS"]
 
 
-def _rss(cache, session, timeout, *, allow_private_addresses: bool = False, **_context):
-    from .rss import RssCollector
-
-    return RssCollector(cache, session, timeout,
-                        allow_private_addresses=allow_private_addresses)
-
-
-def _wechat(cache, session, timeout, *, wechat=None, task_id=None, **_context):
-    from .wechat import WechatCollector, task_wants_full_text
-
-    if wechat is None:
-        raise CollectError("this child has no WeChat login manager", retryable=False)
-    return WechatCollector(wechat, full_text=task_wants_full_text(wechat, task_id))
-
-
-# source_type -> factory(cache, session, timeout, **context): one line per collector.
-COLLECTORS = {
-    "rss": _rss,
-    "wechat": _wechat,
-}
+# source_type -> factory(cache, session, timeout, **context), from the shared registry.
+COLLECTORS = Resolved(sources.REGISTRY, "collector")
 
 
 def collector_for(source_type: str, cache, session: requests.Session,
@@ -37,7 +26,6 @@ def collector_for(source_type: str, cache, session: requests.Session,
 
     :raises CollectError: (not retryable) for a source type this child cannot collect.
     """
-    factory = COLLECTORS.get(source_type)
-    if factory is None:
+    if source_type not in COLLECTORS:
         raise CollectError(f"unsupported source type {source_type!r}", retryable=False)
-    return factory(cache, session, timeout, **context)
+    return COLLECTORS[source_type](cache, session, timeout, **context)

@@ -42,6 +42,11 @@ ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9,
           "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 
 
+def build(cache, session, timeout, *, allow_private_addresses: bool = False, **_context):
+    """The collector of ``rss`` feeds (``shared.sources.REGISTRY``)."""
+    return RssCollector(cache, session, timeout, allow_private_addresses=allow_private_addresses)
+
+
 class RssCollector:
     """Collect one RSS/Atom feed per call; conditional GET keeps repeated polls cheap."""
 

@@ -31,6 +31,13 @@ def session_lost(reason: str) -> CollectError:
                         action="release")
 
 
+def build(cache, session, timeout, *, wechat=None, task_id=None, **_context):
+    """The collector of ``wechat`` feeds (``shared.sources.REGISTRY``): this child's login."""
+    if wechat is None:
+        raise CollectError("this child has no WeChat login manager", retryable=False)
+    return WechatCollector(wechat, full_text=task_wants_full_text(wechat, task_id))
+
+
 class WechatCollector:
     source_type = "wechat"
 

@@ -1,6 +1,7 @@
 """Notifiers push new articles on as a task says; ``notifier_for`` picks one per task.
 
-Adding a channel is one module here plus one line in ``REGISTRY``.
+Adding a channel is one module here plus one line in ``shared.channels.REGISTRY``, which
+names the module; it is imported at the channel's first push (docs/DEVELOPING.md).
 """
 
 from __future__ import annotations
@@ -9,28 +10,15 @@ import requests
 
 from shared import channels
 from shared.channels import MESSAGE_TYPE_MESSAGE, MESSAGE_TYPE_WEBHOOK, effective_channel
+from shared.registry import Resolved
 
 from ..collectors.base import CollectedArticle
-from .bark import BarkNotifier
 from .base import Notifier, NotifyError, Permit
-from .dingtalk import DingTalkNotifier
-from .feishu import FeishuNotifier
-from .serverchan import ServerChanNotifier
-from .telegram import TelegramNotifier
-from .webhook import WebhookNotifier
-from .wecom import WeComNotifier
 
 __all__ = ["Notifier", "NotifyError", "REGISTRY", "notifier_for"]
 
-REGISTRY = {
-    channels.DINGTALK: DingTalkNotifier,
-    channels.FEISHU: FeishuNotifier,
-    channels.WECOM: WeComNotifier,
-    channels.BARK: BarkNotifier,
-    channels.SERVERCHAN: ServerChanNotifier,
-    channels.TELEGRAM: TelegramNotifier,
-    channels.WEBHOOK: WebhookNotifier,
-}
+# channel name -> notifier class, read from the shared registry.
+REGISTRY = Resolved(channels.REGISTRY, "notifier")
 
 
 def notifier_for(task: dict, session: requests.Session, timeout: float = 20, *,
@@ -46,10 +34,9 @@ def notifier_for(task: dict, session: requests.Session, timeout: float = 20, *,
     if message_type not in (MESSAGE_TYPE_MESSAGE, MESSAGE_TYPE_WEBHOOK):
         return UnsupportedNotifier(f"unknown message_type {message_type!r}")
     channel = effective_channel(task)
-    notifier = REGISTRY.get(channel)
-    if notifier is None:
+    if channel not in REGISTRY:
         return UnsupportedNotifier(f"unknown channel {task.get('channel')!r}")
-    return notifier(session, timeout, content_format=content_format, permit=permit)
+    return REGISTRY[channel](session, timeout, content_format=content_format, permit=permit)
 
 
 class NoopNotifier:

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, g
 
+from shared.channels import CHANNELS, SIGNED_CHANNELS
 from shared.schemas import QueryInt, SafeStr
 from shared.timeutil import isoformat_z
 from shared import errors as codes
@@ -56,6 +57,18 @@ def next_runs():
 def articles_daily():
     query = load_query(DailyQuerySchema())
     return respond({"days": console_support.articles_per_day(query["days"])})
+
+
+_NAMES = {"type": "array", "items": {"type": "string"}}
+
+
+@bp.get("/console/channels")
+@describe("The push channels a task can name, and those that sign (shared.channels.REGISTRY)",
+          data={"type": "object", "required": ["channels", "signed"],
+                "properties": {"channels": _NAMES, "signed": _NAMES}})
+@admin_required
+def channels():
+    return respond({"channels": list(CHANNELS), "signed": list(SIGNED_CHANNELS)})
 
 
 @bp.get("/console/features")

@@ -5,12 +5,12 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.sources import RSS as SOURCE_RSS  # noqa: F401 (the names the parent uses)
+from shared.sources import SOURCE_TYPES  # noqa: F401
+from shared.sources import WECHAT as SOURCE_WECHAT
+
 from ..extensions import Model
 from .base import TimestampMixin, UTCDateTime
-
-SOURCE_WECHAT = "wechat"
-SOURCE_RSS = "rss"
-SOURCE_TYPES = (SOURCE_WECHAT, SOURCE_RSS)
 
 
 class Feed(TimestampMixin, Model):

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
 from shared.schemas import FeedSchema
+from shared.sources import identity_of
 
 from ..errors import ApiError, NotFoundError
 from .. import unit_of_work
@@ -45,8 +46,8 @@ def derive_feed_id(values: dict) -> str:
     """Pick a stable id: WeRSS's MP_WXS_<biz> for WeChat, a URL digest for RSS."""
     if values.get("id"):
         return values["id"]
-    if values.get("source_type") == "rss":
-        return "RSS_" + hashlib.sha256(values["source_url"].encode("utf-8")).hexdigest()[:24]
+    if identity_of(values.get("source_type")) == "source_url":  # RSS_<digest> for rss
+        return values["source_type"].upper() + "_" + hashlib.sha256(values["source_url"].encode("utf-8")).hexdigest()[:24]
     faker_id = values["faker_id"]
     try:
         decoded = base64.b64decode(faker_id + "=" * (-len(faker_id) % 4), validate=True).decode()
@@ -132,8 +133,8 @@ def update_feed(feed_id: str, values: dict) -> Feed:
         raise ValidationError({"id": ["The id of a feed cannot be changed."]})
     values = _blank_identities_to_none(values)
     merged = {"source_type": feed.source_type, "source_url": feed.source_url, **values}
-    if merged["source_type"] == "rss" and not merged.get("source_url"):
-        raise ValidationError({"source_url": ["Required for an rss feed."]})
+    if identity_of(merged["source_type"]) == "source_url" and not merged.get("source_url"):
+        raise ValidationError({"source_url": [f"Required for an {merged['source_type']} feed."]})
     probe = {name: values.get(name) for name in ("faker_id", "source_url")}
     taken = {k: v for k, v in _conflicts([{"id": "", **probe}]).items() if v != feed.id}
     reason = _duplicate_reason(probe, taken)

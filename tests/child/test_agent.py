@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from child import collectors
-from child.agent import Agent, FatalError
-from child.client import ParentClient
+from child.agent import FatalError
 from child.collectors.base import CollectedArticle, CollectError
-from child.config import load_config
-from tests.support.in_process_parent import InProcessParent, parent_session
+from shared import sources
 
 FEED_URL = "http://feeds.invalid/news.xml"
 HOOK_URL = "http://hooks.invalid/hook"
@@ -38,32 +35,6 @@ class FakeNotifier:
     def push(self, task, feed, articles, *, delivery_id=None):
         self.pushes.append((delivery_id, [a.id for a in articles]))
         return len(articles)
-
-
-@pytest.fixture
-def parent(app):
-    return InProcessParent(app)
-
-
-@pytest.fixture
-def make_agent(parent, node, clock, tmp_path):
-    made = []
-
-    def make(creds=node, **kwargs):
-        config = load_config(environ={
-            "CASCADE_PARENT_URL": "http://parent.invalid", "CASCADE_API_KEY": creds.api_key,
-            "CASCADE_API_SECRET": creds.api_secret, "CASCADE_DATA_DIR": str(tmp_path / "child"),
-            "CASCADE_CAPACITY": "1"})
-        client = ParentClient(config, session=parent_session(parent), clock=clock.timestamp,
-                              sleep=lambda seconds: None)
-        agent = Agent(config, client=client, clock=clock.timestamp,
-                      sleep=lambda seconds: None, **kwargs)
-        made.append(agent)
-        return agent
-
-    yield make
-    for agent in made:
-        agent.close()
 
 
 @pytest.fixture
@@ -153,7 +124,7 @@ def test_a_collector_that_cannot_go_on_fails_the_lease_for_a_retry(make_agent, a
 
 def test_the_heartbeat_announces_every_registered_collector(make_agent, admin, node,
                                                             monkeypatch):
-    monkeypatch.setitem(collectors.COLLECTORS, "atom", lambda *args, **kwargs: None)
+    monkeypatch.setitem(sources.REGISTRY, "atom", sources.Source("child.collectors.rss:build"))
     make_agent().heartbeat()
 
     shown = admin.get(f"/api/v1/cascade/nodes/{node.node_id}").get_json()["data"]
