@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parent.api._io import MAX_FORM_BYTES
+from parent.api.request_response import MAX_FORM_BYTES
 
 
 def test_an_unknown_field_name_is_echoed_shortened(client):
