@@ -17,7 +17,7 @@ admin_bp = Blueprint("channel_tests", __name__)
 
 @node_bp.post(paths.SEND_PERMITS)
 @describe("Reserve a send under a channel's rate budget", body=send_permit_schema(), data=OBJECT,
-          errors=(codes.SEND_BUDGET_EXHAUSTED, codes.SEND_BUDGET_BUSY))
+          errors=(codes.FORBIDDEN, codes.SEND_BUDGET_BUSY))
 @node_required
 def send_permit():
     body = load_body(send_permit_schema())
@@ -25,7 +25,8 @@ def send_permit():
 
 
 @admin_bp.post("/message-tasks/<task_id>/test")
-@describe("Send a test message through a task's channel", data=OBJECT)
+@describe("Send a test message through a task's channel", data=OBJECT,
+          errors=(codes.NOT_FOUND, codes.SEND_BUDGET_EXHAUSTED))
 @admin_required
 def test_message_task(task_id):
     reply = channel_tests.send_test_message(task_id)
