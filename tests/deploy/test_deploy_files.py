@@ -142,3 +142,42 @@ def test_entrypoint_stops_at_once_on_sigterm_while_waiting(entrypoint_env):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 143
     assert time.monotonic() - started < 5
+
+
+def _probe_path(service: str) -> str:
+    """The URL path a compose service's health check asks for."""
+    import re
+
+    test = " ".join(COMPOSE["services"][service]["healthcheck"]["test"])
+    return re.search(r"https?://[^/'\"]+(/[^'\"]*)", test).group(1)
+
+
+def test_the_parent_health_check_asks_a_route_the_parent_serves(tmp_path):
+    from parent import create_app
+    from tests.conftest import base_config
+
+    app = create_app(base_config(f"sqlite:///{tmp_path}/p.db"), environ={})
+    assert _probe_path("parent") in {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def test_the_child_health_check_asks_a_path_its_listener_answers():
+    import socket
+    import urllib.error
+    import urllib.request
+    from types import SimpleNamespace
+
+    from child.health import serve_health
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    status = SimpleNamespace(last_contact_at=time.time(), heartbeat_interval=60,
+                             leases_held=0, outbox_depth=0, draining=False)
+    agent = SimpleNamespace(status=lambda: status, config=None)
+    server = serve_health(agent, f"127.0.0.1:{port}")
+    try:
+        url = f"http://127.0.0.1:{port}{_probe_path('child')}"
+        with urllib.request.urlopen(url, timeout=5) as answer:  # a 404 raises HTTPError
+            assert answer.status == 200
+    finally:
+        server.shutdown()
