@@ -78,11 +78,20 @@ format: $(STAMP)
 	@test -n "$(FILES)" || { echo "name the files: make format FILES='path ...'" >&2; exit 2; }
 	$(BIN)/ruff format $(FILES)
 
+## Every section on SQLite, then the scale sections on PostgreSQL (4 workers, as issue 14
+## sets the claim goal), then issue 14's goals from both runs. BENCH_PG_URL= skips PostgreSQL.
+BENCH_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+BENCH_PG_ARGS ?= --workers 4 --sections http,leasing,queue,fleet
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
 	  $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y wrk >/dev/null; } || \
 	  echo "bench: wrk not installed; the http section falls back to Python clients"
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	@status=0; since=$$(date -u +%Y%m%dT%H%M%SZ); \
+	$(BIN)/python -m bench $(BENCH_ARGS) || status=$$?; \
+	if [ -n "$(BENCH_PG_URL)" ]; then \
+	  $(BIN)/python -m bench --pg "$(BENCH_PG_URL)" $(BENCH_PG_ARGS) $(BENCH_ARGS) || status=$$?; \
+	fi; \
+	$(BIN)/python -m bench.goals --since $$since || status=$$?; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache build *.egg-info \

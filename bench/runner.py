@@ -26,7 +26,7 @@ import requests
 from shared import signing
 from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
 
-from . import report
+from . import goals, report
 from .baseline import APP_HOOKS, describe_options, gunicorn_options
 from .database import (
     DEFAULT_PG_URL, BenchDatabase, BenchSetupError, create_nodes, make_workdir, parent_env,
@@ -173,6 +173,8 @@ def _heartbeat_factory(base_url: str, fleet: list, mode: str):
     path = CASCADE_PREFIX + HEARTBEAT
     url = base_url + path
     plain = [signing.plain_authorization(c.api_key, c.api_secret) for c in fleet]
+    # As long as the right one, so a length check cannot answer faster than the compare.
+    wrong = [signing.plain_authorization(c.api_key, "x" * len(c.api_secret)) for c in fleet]
 
     def make(index: int):
         creds = fleet[index % len(fleet)]
@@ -180,7 +182,7 @@ def _heartbeat_factory(base_url: str, fleet: list, mode: str):
             auth = signing.signed_authorization(creds.api_key, creds.api_secret, "POST", path,
                                                 "", HEARTBEAT_BODY)
         else:
-            auth = plain[index % len(fleet)]
+            auth = (wrong if mode == "wrong" else plain)[index % len(fleet)]
         headers = {"Authorization": auth, "Content-Type": "application/json"}
         return "POST", url, headers, HEARTBEAT_BODY
 
@@ -265,6 +267,9 @@ def _scenarios(args, subject_url: str, fleet: list, etag: str) -> list[Scenario]
                  _heartbeat_factory(subject_url, fleet, "signed"), 200, **small),
         Scenario("heartbeat_plain", "heartbeat plain",
                  _heartbeat_factory(subject_url, fleet, "plain"), 200, **small),
+        # The same node, the right key and a wrong secret: refused (401) at no more cost.
+        Scenario("heartbeat_wrong_secret", "heartbeat wrong secret",
+                 _heartbeat_factory(subject_url, fleet, "wrong"), 401, **small),
         Scenario("feeds_304", "feeds pull 304", _feeds_factory(subject_url, fleet, etag), 304,
                  **small),
         # Warm the connections up with 304s: the workers already served a full pull.
@@ -468,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
     }
     report.write_results(results)
     print(report.render_table(results))
+    print("\n".join(goals.render([results])))
     if footprint and "error" not in footprint:
         print("\n" + render_footprint(footprint))
     if wechat:
