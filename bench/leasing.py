@@ -297,3 +297,140 @@ class WorkStore:
             db.session.remove()
             db.engine.dispose()
 
+
+
+def profile_claims(database_url: str, secret_key: str, creds, count: int, top: int,
+                   dump: str | None = None) -> str:
+    """Run ``count`` signed claims (1 lease each) in-process under cProfile; say what each costs.
+
+    Prints SQL statements and COMMITs per claim (by verb and table), microseconds per claim
+    and the functions that take the time, like ``python -m bench.profile`` for heartbeats.
+    """
+    import cProfile
+    import io
+    import pstats
+    from collections import Counter
+
+    from parent import create_app
+    from parent.extensions import db
+
+    from .probe import StatementRecorder, describe_statement
+
+    app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
+    client = app.test_client()
+    commits = {"count": 0}
+
+    def on_commit(_conn):
+        commits["count"] += 1
+
+    def claim_once():
+        response = client.post(CLAIM_PATH, data=CLAIM_BODY,
+                               headers=_signed_headers(creds, "POST", CLAIM_PATH, CLAIM_BODY, True))
+        leases = (response.get_json(silent=True) or {}).get("data", {}).get("leases") or []
+        if response.status_code != 200 or len(leases) != 1:
+            raise RuntimeError(f"claim answered {response.status_code} with {len(leases)} leases")
+
+    with app.app_context():
+        engine = db.engine
+    recorder = StatementRecorder(engine)
+    event.listen(engine, "commit", on_commit)
+    waited: Counter = Counter()  # seconds from cursor execute to its return, per statement kind
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench.started"] = time.perf_counter()
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if recorder.recording:
+            waited[describe_statement(statement)] += (time.perf_counter()
+                                                      - conn.info.pop("bench.started"))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    out = io.StringIO()
+    try:
+        for _ in range(20):  # warm up: connections, the scheduler's first look
+            claim_once()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            claim_once()
+        plain_us = (time.perf_counter() - started) / count * 1e6
+        # This process's CPU (the app's Python, not PostgreSQL's): steadier than wall time
+        # on a shared machine.
+        cpu_us = (time.process_time() - cpu_started) / count * 1e6
+        profiler = cProfile.Profile()
+        commits["count"] = 0
+        recorder.statements, recorder.recording = [], True
+        started = time.perf_counter()
+        profiler.enable()
+        for _ in range(count):
+            claim_once()
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+        recorder.recording = False
+        if dump:
+            profiler.dump_stats(dump)
+        stats = pstats.Stats(profiler, stream=out)
+        kinds = Counter(describe_statement(sql) for sql in recorder.statements)
+        out.write(f"== claim (max 1): {count} requests, {plain_us:,.0f} µs each "
+                  f"({cpu_us:,.0f} µs CPU; {elapsed / count * 1e6:,.0f} profiled), {len(recorder.statements) / count:.2f} SQL and "
+                  f"{commits['count'] / count:.2f} COMMIT per claim; "
+                  f"{stats.total_calls / count:,.0f} Python function calls per claim (a CPU "
+                  "measure a busy machine does not move)\n")
+        out.write("  per claim  µs in the driver (profiled)  statement\n")
+        for kind, seen in sorted(kinds.items(), key=lambda item: -item[1]):
+            out.write(f"  {seen / count:9.2f}  {waited[kind] / count * 1e6:27,.0f}  {kind}\n")
+        stats.sort_stats("tottime").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(r"/(parent|shared)/", top)
+    finally:
+        recorder.close()
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    return out.getvalue()
+
+
+def main(argv=None) -> int:
+    """`python -m bench.leasing [--pg [URL]]`: where one claim's time goes, in-process."""
+    import argparse
+    import secrets
+
+    from .database import (BenchDatabase, create_nodes, make_workdir, parent_env,
+                           remove_workdir, run_parent_cli, seed_feeds)
+
+    parser = argparse.ArgumentParser(prog="python -m bench.leasing", description=main.__doc__)
+    parser.add_argument("--pg", nargs="?", const="postgresql://postgres@127.0.0.1:5432/postgres",
+                        default=None, metavar="URL")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--pending", type=int, default=10000,
+                        help="pending one-feed allocations in the queue before the claims")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--dump", metavar="FILE", help="also write the cProfile stats here")
+    args = parser.parse_args(argv)
+    workdir = make_workdir()
+    database = BenchDatabase(args.pg, workdir)
+    try:
+        url = database.create()
+        secret_key = secrets.token_urlsafe(32)
+        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+        creds = create_nodes(url, secret_key, 1, prefix="bench-claimer", capacity=1_000_000)[0]
+        seed_feeds(url, secret_key, 1000)
+        store = WorkStore(url, secret_key)
+        try:
+            task_id, run_id = store.create_run("bench claim profile")
+            store.add_pending(task_id, run_id, store.rss_feed_ids(1000),
+                              max(args.pending, 2 * args.requests + 20))
+            store.analyze()
+        finally:
+            store.close()
+        print(profile_claims(url, secret_key, creds, args.requests, args.top, args.dump))
+    finally:
+        database.drop()
+        remove_workdir(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
