@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
 
 from sqlalchemy import and_, case, func, or_
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared import errors as codes
 from shared.lease_schemas import LeaseSchema, LeaseTaskSchema
+from shared.schemas import FeedSchema
 from shared.timeutil import isoformat_z
 
 from ..config import settings
 from ..clock import now
 from ..errors import ApiError
 from ..extensions import db, rowcount
-from ..models import Allocation, Article, Feed, Lease, MessageTask, Node, TaskRun
+from ..models import (
+    Allocation, Article, ChangeLogEntry, Feed, Lease, MessageTask, Node, TaskRun,
+)
 from ..models.work import (
     ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_ACTIVE, LEASE_COMPLETED,
     LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
@@ -37,8 +43,20 @@ from .work_log import log_lease_results
 
 MAX_LABEL_SUBSET_LABELS = 8
 SCHEDULE_CHECK_SECONDS = 5
+# A claim looks for expired leases at least this often (see _requeue_if_due).
+EXPIRY_RECHECK_SECONDS = 5
+_EXPIRY_KEY = "werss.lease_expiry"
 LEASE_WIRE = LeaseSchema()
 _LEASE_TASK_FIELDS = tuple(LeaseTaskSchema().fields)
+_FEED_FIELDS = tuple(FeedSchema().fields)
+# Leases carry their feeds' and task's wire fields; each process keeps them per change-log
+# cursor (see _wire_values), for at most this long and this many feeds.
+WIRE_CACHE_SECONDS = 60
+WIRE_CACHE_MAX_FEEDS = 20000
+_WIRE_CACHE_KEY = "werss.lease_wire_values"
+# The node's leased rows, counted inside the claim's own SELECT of allocations (made once:
+# building an alias costs more than the count).
+_HELD = aliased(Allocation, name="held")
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
@@ -80,13 +98,6 @@ def _label_subsets(labels: list[str]) -> list[str] | None:
             for combo in itertools.combinations(unique, size)]
 
 
-def _held(node: Node) -> int:
-    return db.session.execute(
-        db.select(func.count()).select_from(Allocation)
-        .where(Allocation.leased_to == node.id, Allocation.status == ALLOC_LEASED)
-    ).scalar_one()
-
-
 def _maybe_schedule(moment: datetime) -> None:
     # Claims are frequent; materialising runs once a few seconds per app is plenty
     # (housekeeping does it too). But a claim that arrives after a slot came due, as one
@@ -116,54 +127,114 @@ def _candidate_conditions(node: Node, moment: datetime):
     return conditions, subsets
 
 
+def _requeue_if_due(moment: datetime) -> None:
+    """Requeue expired leases, but look only when one can have expired since the last look.
+
+    Every lease expires at least ``lease_ttl`` after it was granted (renewals only push that
+    out), so after a look that found the earliest expiry E at T, nothing can expire before
+    min(E, T + lease_ttl) in this process or any other. Looking again at least every
+    ``EXPIRY_RECHECK_SECONDS`` bounds the delay should another instance run a shorter TTL.
+    """
+    state = current_app.extensions.setdefault(_EXPIRY_KEY, {"next_look": None})
+    if state["next_look"] is not None and moment < state["next_look"]:
+        return
+    earliest = db.session.execute(
+        db.select(func.min(Allocation.lease_expires_at)).where(Allocation.status == ALLOC_LEASED)
+    ).scalar()
+    if earliest is not None and earliest <= moment:
+        requeue_expired(moment)
+        state["next_look"] = None  # the next claim sees what is left
+        return
+    horizon = moment + timedelta(seconds=min(settings().lease_ttl, EXPIRY_RECHECK_SECONDS))
+    state["next_look"] = horizon if earliest is None else min(earliest, horizon)
+
+
 def claim_once(node: Node, max_count: int,
                schedule: bool = True) -> list[tuple[Allocation, Lease]]:
+    """Lease up to ``max_count`` allocations to the node (in this transaction)."""
+    return _claim(node, max_count, schedule).leases
+
+
+@dataclass
+class _Claimed:
+    leases: list[tuple[Allocation, Lease]]
+    slots: dict[str, datetime] = field(default_factory=dict)
+    cursor: int | None = None  # the change-log cursor, read in the same snapshot
+
+
+def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     cfg = settings()
     moment = now()
-    requeue_expired(moment)
+    _requeue_if_due(moment)
     if schedule:
         _maybe_schedule(moment)
     capacity = node.capacity
     if node.reported_capacity is not None:
         capacity = min(capacity, node.reported_capacity)
-    room = min(max_count, capacity - _held(node))
-    if room <= 0:
-        return []
+    if capacity <= 0 or max_count <= 0:
+        return _Claimed([])
     conditions, subsets = _candidate_conditions(node, moment)
-    candidates = db.session.execute(
-        db.select(Allocation).where(*conditions)
+    # One statement reads the candidates, what the node already holds (capacity), the
+    # run's slot and the change-log cursor that keys the payload cache.
+    # The rows read are the rows taken: PostgreSQL locks them (SKIP LOCKED: a concurrent
+    # claimer takes the next ones instead of waiting), and SQLite runs every transaction
+    # under BEGIN IMMEDIATE, so no other writer comes between this read and the UPDATE.
+    # Locking more than we take would hide that work from the other claimers.
+    rows = db.session.execute(
+        db.select(
+            Allocation, TaskRun.slot,
+            db.select(func.count()).select_from(_HELD)
+            .where(_HELD.leased_to == node.id, _HELD.status == ALLOC_LEASED)
+            .scalar_subquery(),
+            db.select(func.max(ChangeLogEntry.id)).scalar_subquery(),
+        )
+        .outerjoin(TaskRun, TaskRun.id == Allocation.run_id)
+        .where(*conditions)
         .order_by(Allocation.priority, Allocation.created_at, Allocation.id)
-        .limit(room * 4 + 8)
-        .with_for_update(skip_locked=True)
-    ).scalars().all()
+        .limit(max_count if subsets is not None else max_count * 4 + 8)
+        .with_for_update(of=Allocation, skip_locked=True)
+    ).all()
+    if not rows:
+        return _Claimed([])
+    room = capacity - rows[0][2]
+    cursor = rows[0][3]
+    candidates = [row[0] for row in rows]
     if subsets is None:
         own = set(node.labels or [])
         candidates = [a for a in candidates if set(a.labels or []) <= own]
+    candidates = candidates[:max(0, room)]
+    if not candidates:
+        return _Claimed([])
 
-    claimed: list[tuple[Allocation, Lease]] = []
+    lease_ids = {allocation.id: new_uuid() for allocation in candidates}
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
+    # One guarded UPDATE for every candidate; RETURNING says which were won, and with
+    # which attempt, so nothing is read back.
+    won = dict(db.session.execute(
+        db.update(Allocation)
+        .where(Allocation.id.in_(lease_ids), Allocation.status == ALLOC_PENDING)
+        .values(status=ALLOC_LEASED,
+                current_lease_id=case(lease_ids, value=Allocation.id),
+                leased_to=node.id, attempt=Allocation.attempt + 1,
+                lease_expires_at=expires_at, updated_at=moment)
+        .returning(Allocation.id, Allocation.attempt)
+        .execution_options(synchronize_session=False)
+    ).tuples().all())
+    claimed: list[tuple[Allocation, Lease]] = []
     for allocation in candidates:
-        if len(claimed) >= room:
-            break
-        lease_id = new_uuid()
-        won = rowcount(db.session.execute(
-            db.update(Allocation)
-            .where(Allocation.id == allocation.id, Allocation.status == ALLOC_PENDING)
-            .values(status=ALLOC_LEASED, current_lease_id=lease_id, leased_to=node.id,
-                    attempt=Allocation.attempt + 1, lease_expires_at=expires_at,
-                    updated_at=moment)
-            .execution_options(synchronize_session=False)
-        ))
-        if won != 1:
+        if allocation.id not in won:
             continue  # another claimer took it between our read and our write
-        lease = Lease(id=lease_id, allocation_id=allocation.id, node_id=node.id,
-                      attempt=allocation.attempt + 1, status=LEASE_ACTIVE, created_at=moment)
-        db.session.add(lease)
-        claimed.append((allocation, lease))
+        values = dict(status=ALLOC_LEASED, current_lease_id=lease_ids[allocation.id],
+                      leased_to=node.id, attempt=won[allocation.id],
+                      lease_expires_at=expires_at, updated_at=moment)
+        for key, value in values.items():
+            set_committed_value(allocation, key, value)
+        claimed.append((allocation, Lease(
+            id=lease_ids[allocation.id], allocation_id=allocation.id, node_id=node.id,
+            attempt=won[allocation.id], status=LEASE_ACTIVE, created_at=moment)))
+    db.session.add_all(lease for _, lease in claimed)
     db.session.flush()
-    for allocation, _ in claimed:
-        db.session.refresh(allocation)
-    return claimed
+    return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
 
 
 def claim(node: Node, max_count: int) -> list[dict]:
@@ -172,27 +243,63 @@ def claim(node: Node, max_count: int) -> list[dict]:
     An empty claim is answered at once, with a Retry-After from claim_pacing: a waiting
     child holds no thread and costs no query while it waits (docs/OPERATIONS.md).
     """
-    return lease_payloads(claim_once(node, max_count))
+    claimed = _claim(node, max_count)
+    return lease_payloads(claimed.leases, slots=claimed.slots, cursor=claimed.cursor)
 
 
-def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
-    """The leases as nodes receive them: dumped by the contract's LeaseSchema."""
+def _wire_values(cursor: int | None) -> dict:
+    """This process's copy of the feeds' and tasks' wire fields, valid at ``cursor``.
+
+    Every change to a field a lease carries writes the change log in the same transaction
+    (it is what pulls and ETags are built on), and the cursor was read no later than the
+    rows cached under it: a cached value is never older than the cursor says.
+    """
+    cache = current_app.extensions.get(_WIRE_CACHE_KEY)
+    if (cache is None or cache["cursor"] != cursor or time.monotonic() > cache["until"]
+            or len(cache["feeds"]) > WIRE_CACHE_MAX_FEEDS):
+        # The time bound covers a change log emptied by pruning whose ids SQLite reuses.
+        cache = {"cursor": cursor, "until": time.monotonic() + WIRE_CACHE_SECONDS,
+                 "feeds": {}, "tasks": {}}
+        current_app.extensions[_WIRE_CACHE_KEY] = cache
+    return cache
+
+
+def _current_cursor() -> int | None:
+    return db.session.execute(db.select(func.max(ChangeLogEntry.id))).scalar()
+
+
+def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
+                   slots: dict[str, datetime] | None = None,
+                   cursor: int | None = None) -> list[dict]:
+    """The leases as nodes receive them: dumped by the contract's LeaseSchema.
+
+    ``slots`` (run id: slot) and ``cursor`` (the change log's, read before or with the
+    claim) save the reads when the caller has them.
+    """
     if not claimed:
         return []
-    feed_ids = {feed_id for allocation, _ in claimed for feed_id in allocation.feed_ids}
-    task_ids = {allocation.task_id for allocation, _ in claimed}
-    feeds = {f.id: f for f in db.session.execute(
-        db.select(Feed).where(Feed.id.in_(feed_ids))).scalars()}
-    tasks = {t.id: t for t in db.session.execute(
-        db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
-    slots = dict(db.session.execute(
-        db.select(TaskRun.id, TaskRun.slot)
-        .where(TaskRun.id.in_({allocation.run_id for allocation, _ in claimed}))).tuples().all())
+    cache = _wire_values(cursor if cursor is not None else _current_cursor())
+    feeds, tasks = cache["feeds"], cache["tasks"]
+    feed_ids = {f for allocation, _ in claimed for f in allocation.feed_ids} - feeds.keys()
+    if feed_ids:
+        loaded = {f.id: {name: getattr(f, name) for name in _FEED_FIELDS}
+                  for f in db.session.execute(
+                      db.select(Feed).where(Feed.id.in_(feed_ids))).scalars()}
+        feeds.update({feed_id: loaded.get(feed_id) for feed_id in feed_ids})
+    task_ids = {allocation.task_id for allocation, _ in claimed} - tasks.keys()
+    if task_ids:
+        loaded = {t.id: task_values(t) for t in db.session.execute(
+            db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
+        tasks.update({task_id: loaded.get(task_id) for task_id in task_ids})
+    slots = dict(slots or {})
+    run_ids = {allocation.run_id for allocation, _ in claimed} - slots.keys()
+    if run_ids:
+        slots.update(db.session.execute(
+            db.select(TaskRun.id, TaskRun.slot).where(TaskRun.id.in_(run_ids))).tuples().all())
     payloads = []
     for allocation, lease in claimed:
-        task = tasks.get(allocation.task_id)
         # A task deleted since it was queued: the lease still names it, every field null.
-        values = task_values(task) if task else dict.fromkeys(_LEASE_TASK_FIELDS)
+        values = tasks.get(allocation.task_id) or dict.fromkeys(_LEASE_TASK_FIELDS)
         payloads.append({
             "lease_id": lease.id,
             "allocation_id": allocation.id,
@@ -203,7 +310,7 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]]) -> list[dict]:
             # send_limit says whether its pushes need send permits (services/send_budgets.py).
             "task": {**values, "id": allocation.task_id,
                      "send_limit": send_limit_wire(values["channel"])},
-            "feeds": [feeds[f] for f in allocation.feed_ids if f in feeds],
+            "feeds": [feeds[f] for f in allocation.feed_ids if feeds.get(f) is not None],
         })
     return LEASE_WIRE.dump(payloads, many=True)
 
