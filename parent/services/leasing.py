@@ -48,12 +48,12 @@ EXPIRY_RECHECK_SECONDS = 5
 _EXPIRY_KEY = "werss.lease_expiry"
 LEASE_WIRE = LeaseSchema()
 _LEASE_TASK_FIELDS = tuple(LeaseTaskSchema().fields)
-_FEED_FIELDS = tuple(FeedSchema().fields)
-# Leases carry their feeds' and task's wire fields; each process keeps them per change-log
-# cursor (see _wire_values), for at most this long and this many feeds.
-WIRE_CACHE_SECONDS = 60
-WIRE_CACHE_MAX_FEEDS = 20000
-_WIRE_CACHE_KEY = "werss.lease_wire_values"
+# The columns a lease's feeds carry: read as plain rows, not as Feed entities.
+_FEED_COLUMNS = tuple(Feed.__table__.c[name] for name in FeedSchema().fields)
+# Every lease of a run carries the same task: each process keeps the tasks' wire values
+# per change-log cursor (see _task_cache), for at most this long.
+TASK_CACHE_SECONDS = 60
+_TASK_CACHE_KEY = "werss.lease_tasks"
 # The node's leased rows, counted inside the claim's own SELECT of allocations (made once:
 # building an alias costs more than the count).
 _HELD = aliased(Allocation, name="held")
@@ -232,8 +232,11 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
         claimed.append((allocation, Lease(
             id=lease_ids[allocation.id], allocation_id=allocation.id, node_id=node.id,
             attempt=won[allocation.id], status=LEASE_ACTIVE, created_at=moment)))
-    db.session.add_all(lease for _, lease in claimed)
-    db.session.flush()
+    if claimed:
+        # Core, not the unit of work: the new leases are only read back by id.
+        db.session.execute(Lease.__table__.insert(), [
+            {column.key: getattr(lease, column.key) for column in Lease.__table__.columns}
+            for _, lease in claimed])
     return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
 
 
@@ -247,21 +250,19 @@ def claim(node: Node, max_count: int) -> list[dict]:
     return lease_payloads(claimed.leases, slots=claimed.slots, cursor=claimed.cursor)
 
 
-def _wire_values(cursor: int | None) -> dict:
-    """This process's copy of the feeds' and tasks' wire fields, valid at ``cursor``.
+def _task_cache(cursor: int | None) -> dict[str, dict | None]:
+    """This process's copy of the tasks' wire values (task id: values), valid at ``cursor``.
 
-    Every change to a field a lease carries writes the change log in the same transaction
-    (it is what pulls and ETags are built on), and the cursor was read no later than the
-    rows cached under it: a cached value is never older than the cursor says.
+    Every change to a task writes the change log in the same transaction (pulls and ETags
+    are built on it), and the cursor was read no later than the rows cached under it: a
+    cached value is never older than the cursor says. The time bound covers a change log
+    emptied by pruning, whose ids SQLite may hand out again.
     """
-    cache = current_app.extensions.get(_WIRE_CACHE_KEY)
-    if (cache is None or cache["cursor"] != cursor or time.monotonic() > cache["until"]
-            or len(cache["feeds"]) > WIRE_CACHE_MAX_FEEDS):
-        # The time bound covers a change log emptied by pruning whose ids SQLite reuses.
-        cache = {"cursor": cursor, "until": time.monotonic() + WIRE_CACHE_SECONDS,
-                 "feeds": {}, "tasks": {}}
-        current_app.extensions[_WIRE_CACHE_KEY] = cache
-    return cache
+    cache = current_app.extensions.get(_TASK_CACHE_KEY)
+    if cache is None or cache["cursor"] != cursor or time.monotonic() > cache["until"]:
+        cache = {"cursor": cursor, "until": time.monotonic() + TASK_CACHE_SECONDS, "tasks": {}}
+        current_app.extensions[_TASK_CACHE_KEY] = cache
+    return cache["tasks"]
 
 
 def _current_cursor() -> int | None:
@@ -278,19 +279,15 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
     """
     if not claimed:
         return []
-    cache = _wire_values(cursor if cursor is not None else _current_cursor())
-    feeds, tasks = cache["feeds"], cache["tasks"]
-    feed_ids = {f for allocation, _ in claimed for f in allocation.feed_ids} - feeds.keys()
-    if feed_ids:
-        loaded = {f.id: {name: getattr(f, name) for name in _FEED_FIELDS}
-                  for f in db.session.execute(
-                      db.select(Feed).where(Feed.id.in_(feed_ids))).scalars()}
-        feeds.update({feed_id: loaded.get(feed_id) for feed_id in feed_ids})
+    tasks = _task_cache(cursor if cursor is not None else _current_cursor())
     task_ids = {allocation.task_id for allocation, _ in claimed} - tasks.keys()
     if task_ids:
         loaded = {t.id: task_values(t) for t in db.session.execute(
             db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
         tasks.update({task_id: loaded.get(task_id) for task_id in task_ids})
+    feed_ids = {f for allocation, _ in claimed for f in allocation.feed_ids}
+    feeds = {row["id"]: row for row in db.session.execute(
+        db.select(*_FEED_COLUMNS).where(Feed.id.in_(feed_ids))).mappings()} if feed_ids else {}
     slots = dict(slots or {})
     run_ids = {allocation.run_id for allocation, _ in claimed} - slots.keys()
     if run_ids:
@@ -310,7 +307,7 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
             # send_limit says whether its pushes need send permits (services/send_budgets.py).
             "task": {**values, "id": allocation.task_id,
                      "send_limit": send_limit_wire(values["channel"])},
-            "feeds": [feeds[f] for f in allocation.feed_ids if feeds.get(f) is not None],
+            "feeds": [feeds[f] for f in allocation.feed_ids if f in feeds],
         })
     return LEASE_WIRE.dump(payloads, many=True)
 
