@@ -11,10 +11,11 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from flask import current_app
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import Table, and_, case, func, or_
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -48,6 +49,7 @@ EXPIRY_RECHECK_SECONDS = 5
 _EXPIRY_KEY = "werss.lease_expiry"
 LEASE_WIRE = LeaseSchema()
 _LEASE_TASK_FIELDS = tuple(LeaseTaskSchema().fields)
+_LEASES = cast(Table, Lease.__table__)  # a mapped class's table (typed as FromClause)
 # The columns a lease's feeds carry: read as plain rows, not as Feed entities.
 _FEED_COLUMNS = tuple(Feed.__table__.c[name] for name in FeedSchema().fields)
 # Every lease of a run carries the same task: each process keeps the tasks' wire values
@@ -234,8 +236,8 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
             attempt=won[allocation.id], status=LEASE_ACTIVE, created_at=moment)))
     if claimed:
         # Core, not the unit of work: the new leases are only read back by id.
-        db.session.execute(Lease.__table__.insert(), [
-            {column.key: getattr(lease, column.key) for column in Lease.__table__.columns}
+        db.session.execute(_LEASES.insert(), [
+            {column.key: getattr(lease, column.key) for column in _LEASES.columns}
             for _, lease in claimed])
     return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
 
