@@ -177,7 +177,7 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
         return _Claimed([])
     conditions, subsets = _candidate_conditions(node, moment)
     # One statement reads the candidates, what the node already holds (capacity), the
-    # run's slot and the change-log cursor that keys the payload cache.
+    # runs' slots and the change-log cursor that keys the task cache (see _task_cache).
     # The rows read are the rows taken: PostgreSQL locks them (SKIP LOCKED: a concurrent
     # claimer takes the next ones instead of waiting), and SQLite runs every transaction
     # under BEGIN IMMEDIATE, so no other writer comes between this read and the UPDATE.
@@ -210,7 +210,7 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
 
     lease_ids = {allocation.id: new_uuid() for allocation in candidates}
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
-    # One guarded UPDATE for every candidate; RETURNING says which were won, and with
+    # One guarded UPDATE for all the candidates; RETURNING says which were won, and with
     # which attempt, so nothing is read back.
     won = dict(db.session.execute(
         db.update(Allocation)
