@@ -104,6 +104,7 @@ class Agent:
         self.intervals = {"heartbeat": config.heartbeat_interval, "sync": config.sync_interval}
         self._claim_backoff = 0.0
         self._room_freed = threading.Event()
+        self._claim_cancel_sent = False
         self._started_up = False
         self.wechat = WechatManager(config, self.cache, self.client, clock=clock)
         self.wechat.on_expired = lambda: self._guard("heartbeat", self.heartbeat)
@@ -290,19 +291,29 @@ class Agent:
                     return
                 self._back_off_claims(exc)
             except Exception as exc:  # noqa: BLE001
+                if self.draining.is_set() or self.stop_event.is_set():
+                    return  # the stop ended the claim in flight: nothing to retry
                 self._back_off_claims(exc)
 
     def _claim_pause(self, took: float) -> float:
-        """How long to wait after a claim that brought nothing."""
+        """How long to wait after a claim that brought nothing (it took ``took`` seconds)."""
         retry_after = self.client.claim_retry_after
-        if retry_after is not None:
+        if self.client.claim_token:
+            # A parent that parks: the next claim waits there, released as soon as work
+            # appears, so it goes at once.
+            pause = 0.0
+        elif retry_after is not None:
             # The parent's moment (just after its next due work), never later than our own
             # claim_wait, and spread a little so that children told the same moment do not
             # all arrive in the same instant.
-            return min(retry_after, max(1, self.config.claim_wait)) * random.uniform(1.0, 1.1)
-        if self.config.claim_wait and took < 1:
-            return random.uniform(1.0, 3.0)  # an older parent whose waiting slots were busy
-        return 0.0
+            pause = min(retry_after, max(1, self.config.claim_wait)) * random.uniform(1.0, 1.1)
+        elif self.config.claim_wait and took < 1:
+            pause = random.uniform(1.0, 3.0)  # an older parent whose waiting slots were busy
+        else:
+            pause = 0.0
+        # Never more than one claim a second while empty answers come back at once: a
+        # parent or a proxy that answers parked claims itself must not get a busy loop.
+        return max(pause, 1.0 - took)
 
     def _back_off_claims(self, exc: Exception) -> None:
         self._claim_backoff = min(60.0, max(1.0, self._claim_backoff * 2))
@@ -378,31 +389,52 @@ class Agent:
         if not self.stop_event.is_set() and not self.draining.is_set():
             claimer.start()
         scheduler = self._build_scheduler()
-        cancelled = False
         while not self.stop_event.is_set():
             scheduler.run_pending()
             if self.draining.is_set():
-                if not cancelled and claimer.is_alive():
-                    cancelled = self._cancel_waiting_claim()
+                if claimer.is_alive():
+                    self._end_claim_in_flight()
                 if self.room() >= self.config.capacity:
                     break
             self.stop_event.wait(0.5 if not self.draining.is_set() else 0.1)
         self.stop_event.set()  # wakes the claim loop's pauses
         if claimer.is_alive():
-            # A long-poll in flight may still be granted work; it is released on arrival.
-            # The parent ends it at once after the cancel above (an older parent does not).
-            claimer.join(timeout=self.config.claim_wait + 15)
+            if self._claim_long_polled():
+                # A long-poll in flight may still be granted work; it is released on arrival.
+                # The parent ends it at once after the cancel above.
+                claimer.join(timeout=self.config.claim_wait + 15)
+            else:
+                self.client.end_claims()
+                claimer.join(timeout=5)
         self._shut_down()
         if self.fatal:
             raise self.fatal
 
-    def _cancel_waiting_claim(self) -> bool:
-        """Ask the parent to end this node's long-poll now, so an idle child stops at once."""
+    def _claim_long_polled(self) -> bool:
+        """Whether the claim in flight may be a long-poll an older parent holds in a thread."""
+        return self.client.parent_long_polls and self.config.claim_wait > 0
+
+    def _end_claim_in_flight(self) -> None:
+        """Stopping: end the claim in flight now instead of waiting out its answer.
+
+        A parked claim costs the parent nothing but the connection, so closing it is enough
+        (repeated while the claim thread lives: a claim caught between taking a connection
+        and opening it is closed on the next pass). A parent older than claim pacing holds a
+        long-poll in a thread that would go on leasing to a closed connection: that one is
+        asked to end the wait instead, once.
+        """
+        if not self._claim_long_polled():
+            self.client.end_claims()
+        elif not self._claim_cancel_sent:
+            self._claim_cancel_sent = True
+            self._cancel_waiting_claim()
+
+    def _cancel_waiting_claim(self) -> None:
+        """Ask an older parent to end this node's long-poll now, so an idle child stops at once."""
         try:
             self.client.cancel_claim_wait()
         except errors.ParentError as exc:
             log.info("could not end the waiting claim early (%s); waiting for it", exc)
-        return True
 
     def begin_drain(self) -> None:
         """First SIGTERM: stop claiming, let current leases finish, then flush and stop."""

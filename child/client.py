@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +20,9 @@ from typing import Any, Callable
 
 import requests
 from marshmallow import Schema, ValidationError
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from shared import paths, signing
 from shared.envelope import (
@@ -39,6 +44,11 @@ _PULLED = {paths.FEEDS: FeedSchema(many=True), paths.MESSAGE_TASKS: MessageTaskS
 _CHANGES = {paths.FEED_CHANGES: FeedChangesSchema(),
             paths.MESSAGE_TASK_CHANGES: MessageTaskChangesSchema()}
 _LEASES = LeaseSchema(many=True)
+# Claim parking (docs/PROTOCOL.md#post-claim): a parent that parks names its work generation
+# in this header; sent back with ``Prefer: wait=N`` the claim is held open until work
+# appears or N seconds pass.
+WORK_TOKEN_HEADER = "X-Work-Token"
+PARK_WAIT = 50
 
 
 def load_wire(schema: Schema, data: Any, route: str) -> Any:
@@ -73,7 +83,7 @@ class RetryPolicy:
 class Response:
     status: int
     data: Any
-    headers: dict
+    headers: CaseInsensitiveDict
     request_id: str | None
 
 
@@ -89,6 +99,52 @@ class Page:
 
 def new_idempotency_key() -> str:
     return uuid.uuid4().hex
+
+
+class AbortableAdapter(HTTPAdapter):
+    """An adapter whose requests in flight another thread can end at once (``abort()``).
+
+    A parked claim blocks its thread in a socket read for up to a minute; closing the
+    session does not touch a connection in use, so the adapter keeps the connections its
+    pools have handed out and shuts their sockets down, which wakes the blocked read.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._in_use: set = set()
+        self._lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        in_use, lock = self._in_use, self._lock
+
+        def tracking(base):
+            class Pool(base):
+                def _get_conn(self, timeout=None):
+                    conn = super()._get_conn(timeout)
+                    with lock:
+                        in_use.add(conn)
+                    return conn
+
+                def _put_conn(self, conn):
+                    with lock:
+                        in_use.discard(conn)
+                    super()._put_conn(conn)
+            return Pool
+
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": tracking(HTTPConnectionPool), "https": tracking(HTTPSConnectionPool)}
+
+    def abort(self) -> int:
+        """Shut down the socket of every request in flight; returns how many there were."""
+        with self._lock:
+            socks = [conn.sock for conn in self._in_use if getattr(conn, "sock", None)]
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side
+        return len(socks)
 
 
 class ParentClient:
@@ -109,6 +165,24 @@ class ParentClient:
         # Seconds the parent asked us to wait after the last claim that brought nothing
         # (its Retry-After, from the work it knows is coming); None when it said nothing.
         self.claim_retry_after: float | None = None
+        # The X-Work-Token of the last claim answer: the next claim parks with it. None: the
+        # parent (or a proxy, or the WeRSS prefix) does not park; follow Retry-After.
+        self.claim_token: str | None = None
+        # A parent that has answered a claim with Retry-After or a token does not hold
+        # claims in a long-poll of its own (only parents older than claim pacing do).
+        self.parent_long_polls = True
+        # Claims have a session of their own, so a stop can end the one in flight without
+        # touching the connections of the leases still being finished (a session given by
+        # the caller, e.g. a test's in-process parent, serves claims too).
+        self._claim_adapter = AbortableAdapter()
+        if session is None:
+            self.claim_session = requests.Session()
+            self.claim_session.trust_env = False
+            self.claim_session.mount("http://", self._claim_adapter)
+            self.claim_session.mount("https://", self._claim_adapter)
+        else:
+            self.claim_session = session
+        self._claims_aborted = threading.Event()
 
     # -- transport ---------------------------------------------------------------------------
     def _authorization(self, prepared: requests.PreparedRequest) -> str:
@@ -126,7 +200,10 @@ class ParentClient:
 
     def _request(self, method: str, route: str, *, json_body: Any = None, params=None,
                  idempotency_key: str | None = None, headers: dict | None = None,
-                 timeout: float | None = None, retry: RetryPolicy | None = None) -> Response:
+                 timeout: float | None = None, retry: RetryPolicy | None = None,
+                 session: requests.Session | None = None,
+                 cancelled: threading.Event | None = None) -> Response:
+        """``cancelled``: once set, a failed attempt is not retried (the caller is stopping)."""
         policy = retry or self.retry
         url = self.config.parent_api_url + paths.CASCADE_PREFIX + route
         body = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
@@ -144,7 +221,7 @@ class ParentClient:
             # Signed afresh on every attempt: a retry is a new request with a new nonce.
             prepared.headers["Authorization"] = self._authorization(prepared)
             try:
-                raw = self.session.send(
+                raw = (session or self.session).send(
                     prepared, timeout=(min(10.0, self.config.request_timeout),
                                        timeout or self.config.request_timeout),
                     verify=self.config.ca_bundle or True, allow_redirects=False)
@@ -158,7 +235,7 @@ class ParentClient:
                     return self._interpret(raw)
                 except (errors.ParentUnavailableError) as exc:
                     error = exc
-            if attempt >= policy.max_attempts:
+            if attempt >= policy.max_attempts or (cancelled and cancelled.is_set()):
                 raise error
             wait = policy.delay(attempt, getattr(error, "retry_after", None))
             log.info("parent call %s %s failed (%s); retry %d in %.1fs", method, route, error,
@@ -177,7 +254,7 @@ class ParentClient:
                     raise errors.ParentUnavailableError(
                         "the parent answered with something that is not JSON",
                         raw.status_code, request_id=request_id) from None
-            return Response(raw.status_code, data, dict(raw.headers), request_id)
+            return Response(raw.status_code, data, CaseInsensitiveDict(raw.headers), request_id)
         try:
             body = raw.json()
         except ValueError:
@@ -265,14 +342,37 @@ class ParentClient:
                 "etag": response.headers.get("ETag")}
 
     def claim(self, max_count: int, wait: int, idempotency_key: str) -> list[dict]:
+        """Claim up to ``max_count`` leases; parked at the parent when it gave us a token.
+
+        ``wait`` goes in the body for parents older than claim pacing, which long-poll for it.
+        """
+        if self._claims_aborted.is_set():
+            raise errors.ParentUnavailableError("claims were ended: the agent is stopping")
+        headers, timeout = None, wait + 15
+        if self.claim_token:
+            headers = {WORK_TOKEN_HEADER: self.claim_token, "Prefer": f"wait={PARK_WAIT}"}
+            timeout = PARK_WAIT + 15
+        self.claim_token = None  # a failed claim leaves no token: the next one asks afresh
         response = self._request("POST", paths.CLAIM, json_body={"max": max_count, "wait": wait},
-                                 idempotency_key=idempotency_key, timeout=wait + 15)
+                                 idempotency_key=idempotency_key, headers=headers,
+                                 timeout=timeout, session=self.claim_session,
+                                 cancelled=self._claims_aborted)
+        self.claim_token = response.headers.get(WORK_TOKEN_HEADER) or None
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        if self.claim_token or retry_after is not None:
+            self.parent_long_polls = False
         if response.status == 204:
-            self.claim_retry_after = _retry_after(response.headers.get("Retry-After"))
+            self.claim_retry_after = retry_after
             return []
         self.claim_retry_after = None
         self._hand_over_commands(response.data)
         return load_wire(_LEASES, response.data["leases"], paths.CLAIM)
+
+    def end_claims(self) -> int:
+        """Stop claiming and close the claim in flight now (a parked claim holds nothing
+        at the parent: it drops the connection). Returns the requests that were ended."""
+        self._claims_aborted.set()
+        return self._claim_adapter.abort()
 
     def cancel_claim_wait(self) -> dict:
         """End this node's waiting claim now (the agent is stopping); one quick try."""
