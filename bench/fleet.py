@@ -1,24 +1,36 @@
 """`python -m bench.fleet`: thousands of simulated children against one real `werss-parent serve`.
 
-Each simulated child is an asyncio task that speaks real HTTP/1.1 (one connection per
-request, `Connection: close`: a child calls every few seconds to minutes, past gunicorn's
-keep-alive) with signed AK-SK, on the seed's intervals divided by ``--compress``:
+Each simulated child is two asyncio tasks speaking real HTTP/1.1 with signed AK-SK:
 
-- a heartbeat every 60 s;
-- a sync every 300 s: `GET /feeds/changes` and `GET /message-tasks/changes` from its cursor
-  with the last ETag (a 304 while nothing changed);
-- a claim (`{"max": 1, "wait": 0}`) every ``--claim-every`` seconds (compressed too), and
-  a `complete` for any lease it gets.
+- its **claim loop** follows the protocol as `werss-child` does (child/agent.py
+  `_claim_loop`, docs/PROTOCOL.md#post-claim) on a kept-alive connection of its own:
+  `{"max": 1, "wait": 25}` with a fresh Idempotency-Key; when the last answer carried
+  `X-Work-Token` the next claim goes at once with that token and `Prefer: wait=50` (read
+  timeout 65 s) and is parked by the parent; otherwise it sleeps the `Retry-After` (at most
+  25 s, spread by up to 10 %); never more than one claim a second while empty answers
+  come back at once. A lease is completed at once (a new connection) and claimed again.
+  Claims are never compressed: they follow the parent's answers in real time.
+- its **heartbeat/sync loop** (one connection per request, `Connection: close`: a child
+  calls every minute or so, past gunicorn's keep-alive) on the seed's intervals divided by
+  ``--compress``: a heartbeat every 60 s; a sync every 300 s (`GET /feeds/changes` and
+  `GET /message-tasks/changes` from its cursor with the last ETag, a 304 while nothing
+  changed). First moments are spread over one interval; claims start over ``--ramp``.
 
-Start times are spread over one heartbeat interval. Meanwhile an admin dispatches a
-one-feed task every few seconds; the time from each dispatch to the moment a child holds
-its lease is the "reaches an idle child" figure. Reported: requests, errors, p50/p99 per
-route, dispatch-to-claim p50/p95, and the parent's CPU (all gunicorn processes, % of one
-core) over the run. Real time is compressed (``--compress 10``: heartbeats every 6 s), so
-N children here load the parent like 10 × N children on the seed's intervals.
+The run has three parts: the ramp (children start), an **idle window** (``--idle`` s, no
+dispatches: the parent's idle CPU), then an admin dispatches a one-feed task every
+``--dispatch-every`` seconds until the end and the simulator measures dispatch → a child
+holds the lease. Reported: requests, errors, p50/p99 per route (a parked claim's latency is
+its time parked, reported apart), dispatch → lease p50/p95, the parent's CPU (master and
+workers, % of one core) over the run and over the idle window, this simulator's CPU, the
+parent workers' open-file limit and the most claim connections open at once.
 
-    python -m bench.fleet --children 1000                 # SQLite
-    python -m bench.fleet --children 10000 --pg           # PostgreSQL
+    python -m bench.fleet --children 1000                          # SQLite, time ÷1
+    python -m bench.fleet --children 10000 --pg                    # PostgreSQL
+    python -m bench.fleet --children 1000 --parent-root ../park    # another checkout's parent
+
+``--pg [URL]``: PostgreSQL, a throwaway database created (and dropped) from this admin URL
+(default: the ``postgres`` database on 127.0.0.1).
+``--json PATH`` writes ``run_fleet()``'s dict.
 """
 
 from __future__ import annotations
@@ -26,25 +38,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import resource
 import secrets
+import sys
+import threading
 import time
+import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from shared import signing
-from shared import paths
+from child.client import PARK_WAIT, WORK_TOKEN_HEADER
+from shared import paths, signing
+from shared.envelope import IDEMPOTENCY_HEADER
 from shared.paths import CASCADE_PREFIX, LOGIN
 
 from .children import group_cpu_seconds
-from .database import (
-    DEFAULT_PG_URL, BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir,
-    run_parent_cli,
-)
-from .servers import subject_server
+from .database import BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir
+from .servers import REPO_ROOT, ServerProcess, free_port, subject_server
 
 HEARTBEAT, SYNC = 60.0, 300.0
+CLAIM_WAIT = 25  # werss-child's default claim_wait: the longest Retry-After it sleeps
+REQUEST_TIMEOUT = 30.0
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+GOALS = {"p99_ms": 100.0, "dispatch_p95_s": 1.0, "idle_cpu_pct": 25.0}
+_TOKEN = WORK_TOKEN_HEADER.lower()
 
 
 class Stats:
@@ -53,8 +74,15 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.first_error: str | None = None
         self.claimed_at: dict[str, float] = {}
+        self.tokens_seen = 0  # claim answers that carried X-Work-Token
+        self.reconnects = 0  # kept-alive claim connections the server had closed
+        self.open_claim_connections = 0
+        self.peak_claim_connections = 0
+        self.counting = True
 
     def record(self, route: str, seconds: float, ok: bool, detail: str = "") -> None:
+        if not self.counting:
+            return  # the run is over: requests cut off by the stop are not errors
         self.latencies.setdefault(route, []).append(seconds)
         if not ok:
             self.errors[route] = self.errors.get(route, 0) + 1
@@ -68,49 +96,127 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))]
 
 
-async def http(host: str, port: int, method: str, path: str, query: str = "",
-               headers: dict | None = None, body: bytes = b"") -> tuple[int, dict, bytes]:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        target = path + (f"?{query}" if query else "")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+class ServerClosedError(ConnectionError):
+    """The server closed a kept-alive connection before answering."""
+
+
+class Connection:
+    """One HTTP/1.1 connection, kept alive across requests unless told to close."""
+
+    def __init__(self, host: str, port: int, stats: Stats, claim: bool = False):
+        self.host, self.port, self.stats, self.claim = host, port, stats, claim
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if self.claim:
+            self.stats.open_claim_connections += 1
+            self.stats.peak_claim_connections = max(self.stats.peak_claim_connections,
+                                                    self.stats.open_claim_connections)
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.reader = self.writer = None
+        if self.claim:
+            self.stats.open_claim_connections -= 1
+
+    async def request(self, method: str, target: str, headers: dict, body: bytes,
+                      keep_alive: bool) -> tuple[int, dict, bytes]:
+        """Send one request and read its answer; a kept-alive connection the server closed
+        meanwhile is opened again and the request sent once more (it never reached the app)."""
+        for attempt in (1, 2):
+            fresh = self.writer is None or self.reader is None or self.reader.at_eof()
+            if fresh:
+                if self.writer is not None and self.claim:
+                    self.stats.reconnects += 1  # the server closed it while it idled
+                self.close()
+                await self._open()
+            try:
+                return await self._exchange(method, target, headers, body, keep_alive)
+            except (ServerClosedError, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if fresh or attempt == 2:
+                    raise
+                if self.claim:
+                    self.stats.reconnects += 1
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, method, target, headers, body, keep_alive):
+        assert self.reader is not None and self.writer is not None
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}",
                  f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        await writer.drain()
-        raw = await reader.read()
-    finally:
-        writer.close()
-    head, _, content = raw.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    response_headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        response_headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), response_headers, content
+        if not keep_alive:
+            lines.append("Connection: close")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await self.writer.drain()
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                raise ServerClosedError("closed before answering") from None
+            raise
+        status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+        response_headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        status = int(status_line.split()[1])
+        if status in (204, 304) or 100 <= status < 200:
+            content = b""
+        elif "content-length" in response_headers:
+            content = await self.reader.readexactly(int(response_headers["content-length"]))
+        elif response_headers.get("transfer-encoding", "").lower() == "chunked":
+            content = await self._read_chunked()
+        else:
+            content = await self.reader.read()
+            response_headers["connection"] = "close"
+        if not keep_alive or response_headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, response_headers, content
+
+    async def _read_chunked(self) -> bytes:
+        assert self.reader is not None
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+            if size == 0:
+                await self.reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readexactly(2)
 
 
 class Child:
-    def __init__(self, creds, host: str, port: int, stats: Stats, compress: float,
-                 claim_every: float):
+    def __init__(self, creds, host: str, port: int, stats: Stats, compress: float):
         self.creds, self.host, self.port, self.stats = creds, host, port, stats
-        self.compress, self.claim_every = compress, claim_every
+        self.compress = compress
         self.cursors = {paths.FEED_CHANGES: "0", paths.MESSAGE_TASK_CHANGES: "0"}
         self.etags: dict[str, str] = {}
+        self.claims = Connection(host, port, stats, claim=True)
+        self.token: str | None = None
 
     async def call(self, route: str, method: str, path: str, query: str = "",
-                   body: bytes = b"", extra: dict | None = None, expect=(200,)):
+                   body: bytes = b"", extra: dict | None = None, expect=(200,),
+                   connection: Connection | None = None, timeout: float = REQUEST_TIMEOUT):
         full = CASCADE_PREFIX + path
         auth = signing.signed_authorization(self.creds.api_key, self.creds.api_secret, method,
                                             full, query, body)
         headers = {"Authorization": auth, **(extra or {})}
         if body:
             headers["Content-Type"] = "application/json"
+        target = full + (f"?{query}" if query else "")
+        conn = connection or Connection(self.host, self.port, self.stats)
         started = time.perf_counter()
         try:
-            status, response_headers, content = await http(self.host, self.port, method, full,
-                                                           query, headers, body)
-        except OSError as exc:
+            status, response_headers, content = await asyncio.wait_for(
+                conn.request(method, target, headers, body, keep_alive=connection is not None),
+                timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            conn.close()
             self.stats.record(route, time.perf_counter() - started, False, repr(exc))
             return None, {}, b""
         self.stats.record(route, time.perf_counter() - started, status in expect,
@@ -130,48 +236,83 @@ class Child:
                 self.cursors[path] = json.loads(content)["data"]["cursor"]
                 self.etags[path] = headers.get("etag", "")
 
-    async def claim(self):
-        status, _, content = await self.call("claim", "POST", paths.CLAIM,
-                                             body=b'{"max": 1, "wait": 0}', expect=(200, 204))
-        if status != 200:
-            return
-        for lease in json.loads(content)["data"]["leases"]:
+    async def claim(self) -> float | None:
+        """One claim as werss-child sends it; returns the pause before the next (None: at once)."""
+        extra = {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
+        route, timeout = "claim", CLAIM_WAIT + 15.0
+        if self.token:
+            extra.update({WORK_TOKEN_HEADER: self.token, "Prefer": f"wait={PARK_WAIT}"})
+            route, timeout = "claim (parked)", PARK_WAIT + 15.0
+        started = time.monotonic()
+        status, headers, content = await self.call(
+            route, "POST", paths.CLAIM, body=b'{"max": 1, "wait": %d}' % CLAIM_WAIT,
+            extra=extra, expect=(200, 204), connection=self.claims, timeout=timeout)
+        self.token = headers.get(_TOKEN) or None
+        if self.token:
+            self.stats.tokens_seen += 1
+        if status is None:
+            return random.uniform(1.0, 2.0)  # the error is counted; back off like the child
+        leases = json.loads(content)["data"]["leases"] if status == 200 else []
+        for lease in leases:
             self.stats.claimed_at.setdefault(lease["allocation_id"], time.monotonic())
             body = json.dumps({"results": [{"mp_id": lease["feeds"][0]["id"],
                                             "success": True}]}).encode()
             await self.call("complete", "POST",
-                            paths.LEASE_COMPLETE.format(lease_id=lease["lease_id"]),
-                            body=body)
+                            paths.LEASE_COMPLETE.format(lease_id=lease["lease_id"]), body=body)
+        if leases:
+            return None
+        took = time.monotonic() - started
+        retry_after = _seconds(headers.get("retry-after"))
+        if self.token:
+            pause = 0.0
+        elif retry_after is not None:
+            pause = min(retry_after, CLAIM_WAIT) * random.uniform(1.0, 1.1)
+        else:
+            pause = 0.0
+        return max(pause, 1.0 - took)
 
-    async def run(self, until: float):
+    async def claim_loop(self, start: float, until: float):
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        try:
+            while time.monotonic() < until:
+                pause = await self.claim()
+                if pause:
+                    await asyncio.sleep(pause)
+        finally:
+            self.claims.close()
+
+    async def beat_and_sync(self, until: float):
         heartbeat, sync = HEARTBEAT / self.compress, SYNC / self.compress
         now = time.monotonic()
         next_beat = now + random.uniform(0, heartbeat)
         next_sync = now + random.uniform(0, sync)
-        next_claim = now + random.uniform(0, self.claim_every)
         while True:
-            moment = min(next_beat, next_sync, next_claim)
+            moment = min(next_beat, next_sync)
             if moment >= until:
                 return
             await asyncio.sleep(max(0.0, moment - time.monotonic()))
             if moment == next_beat:
                 next_beat += heartbeat
                 await self.heartbeat()
-            elif moment == next_sync:
+            else:
                 next_sync += sync
                 await self.sync()
-            else:
-                next_claim += self.claim_every
-                await self.claim()
 
 
-def _dispatcher(base_url: str, password: str, task_id: str, until: float, every: float,
-                dispatched: dict[str, float]) -> None:
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _dispatcher(base_url: str, password: str, task_id: str, start: float, until: float,
+                every: float, dispatched: dict[str, float], failures: list[str]) -> None:
     session = requests.Session()
     token = session.post(base_url + LOGIN, json={"username": "admin", "password": password},
                          timeout=30).json()["data"]["access_token"]
     session.headers["Authorization"] = f"Bearer {token}"
-    time.sleep(every)
+    time.sleep(max(0.0, start - time.monotonic()))
     while time.monotonic() < until - every:
         sent = time.monotonic()
         response = session.post(base_url + CASCADE_PREFIX + "/dispatch", json={"task_id": task_id},
@@ -179,7 +320,9 @@ def _dispatcher(base_url: str, password: str, task_id: str, until: float, every:
         if response.status_code == 201:
             for allocation in response.json()["data"]["allocations"]:
                 dispatched[allocation if isinstance(allocation, str) else allocation["id"]] = sent
-        time.sleep(every)
+        else:
+            failures.append(f"dispatch: HTTP {response.status_code} {response.text[:200]}")
+        time.sleep(max(0.0, sent + every - time.monotonic()))
 
 
 def _seed_task(database_url: str, secret_key: str) -> str:
@@ -201,81 +344,275 @@ def _seed_task(database_url: str, secret_key: str) -> str:
     return task_id
 
 
-async def _run_fleet(fleet, host, port, stats, args, until):
-    children = [Child(creds, host, port, stats, args.compress, args.claim_every)
-                for creds in fleet]
-    await asyncio.gather(*(child.run(until) for child in children))
+def _nofile_limit(pid: int) -> int | None:
+    """The soft open-file limit of a process (Linux), None if it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg", nargs="?", const=DEFAULT_PG_URL, default=None, metavar="URL")
-    parser.add_argument("--children", type=int, default=1000)
-    parser.add_argument("--compress", type=float, default=10.0,
-                        help="divide the seed's intervals by this [%(default)s]")
-    parser.add_argument("--claim-every", type=float, default=5.0,
-                        help="seconds between one child's claims (already compressed) "
-                             "[%(default)s]")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds [%(default)s]")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--server-threads", type=int, default=8)
-    parser.add_argument("--dispatch-every", type=float, default=3.0)
-    args = parser.parse_args(argv)
+def _raise_own_nofile(needed: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed and soft != resource.RLIM_INFINITY:
+        soft = hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+def _parent_server(env: dict, workers: int, threads: int, log_path: Path,
+                   parent_root: Path | None) -> ServerProcess:
+    if parent_root is None:
+        return subject_server(env, workers, threads, log_path)
+    # Another checkout's parent with its own venv; -P keeps this checkout (the working
+    # directory) off its sys.path, so its own `parent` package is the one imported.
+    python = parent_root / ".venv" / "bin" / "python"
+    port = free_port()
+    argv = [str(python), "-P", "-m", "parent", "serve", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", str(threads)]
+    return ServerProcess(f"subject ({parent_root} werss-parent serve)", argv, env, port,
+                         "/healthz", log_path)
+
+
+def _migrate(env: dict, parent_root: Path | None) -> None:
+    import subprocess
+
+    python = str(parent_root / ".venv" / "bin" / "python") if parent_root else sys.executable
+    completed = subprocess.run([python, "-P", "-m", "parent", "db", "upgrade"],
+                               cwd=parent_root or REPO_ROOT, env=env, capture_output=True,
+                               text=True, timeout=300)
+    if completed.returncode != 0:
+        raise RuntimeError("db upgrade failed:\n" + (completed.stdout + completed.stderr)[-2000:])
+
+
+async def _simulate(fleet, host, port, stats, compress, ramp, until):
+    children = [Child(creds, host, port, stats, compress) for creds in fleet]
+    now = time.monotonic()
+    claims = [asyncio.ensure_future(child.claim_loop(now + random.uniform(0, ramp), until))
+              for child in children]
+    beats = [asyncio.ensure_future(child.beat_and_sync(until)) for child in children]
+    await asyncio.sleep(max(0.0, until - time.monotonic()))
+    # The run is over: parked claims (which would wait up to 50 s more) are cut off, and
+    # what is still in flight is not counted.
+    stats.counting = False
+    for task in claims:
+        task.cancel()
+    await asyncio.wait(beats, timeout=10)
+    for task in beats:
+        task.cancel()
+    await asyncio.gather(*claims, *beats, return_exceptions=True)
+
+
+def _route_figures(stats: Stats) -> dict:
+    figures = {}
+    for route, values in sorted(stats.latencies.items()):
+        figures[route] = {"requests": len(values), "errors": stats.errors.get(route, 0),
+                          "p50_ms": round(1000 * (_percentile(values, 0.5) or 0), 1),
+                          "p99_ms": round(1000 * (_percentile(values, 0.99) or 0), 1)}
+    return figures
+
+
+def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
+              compress: float = 1.0, *, ramp: float | None = None, idle: float | None = None,
+              dispatch_every: float = 3.0, workers: int = 2, threads: int = 8,
+              parent_root: str | Path | None = None, log=print) -> dict:
+    """Run ``children`` simulated children for ``duration`` s against a fresh parent.
+
+    ``pg_url``: a PostgreSQL admin URL a throwaway database is created from (None: SQLite);
+    ``compress`` divides the heartbeat and sync intervals; ``ramp`` (default: a sixth of the
+    run, at most 20 s) spreads the first claims; ``idle`` (default: a quarter of the run)
+    is the window after the ramp without dispatches; ``parent_root``: a checkout with its own
+    ``.venv`` whose parent is served instead of this one's. Returns (figures from this run):
+
+    - ``children``, ``backend`` ("sqlite"/"postgresql"), ``duration_s``, ``compress``,
+      ``time_compressed`` (bool), ``workers``, ``threads``, ``parent_root`` (str or None);
+    - ``routes``: {route: {requests, errors, p50_ms, p99_ms}} for "heartbeat",
+      "sync (changes)", "claim" (answered by the app), "claim (parked)" (sent with a token:
+      its latency is its time parked), "complete";
+    - ``requests``, ``errors`` (totals), ``first_error`` (str or None);
+    - ``parent_parks`` (bool: some claim answer carried X-Work-Token), ``tokens_seen``,
+      ``claim_reconnects`` (kept-alive claim connections the server had closed),
+      ``peak_claim_connections``, ``parent_nofile`` (a worker's soft open-file limit);
+    - ``dispatches``, ``dispatches_claimed``, ``dispatch_to_lease_p50_s``,
+      ``dispatch_to_lease_p95_s`` (from the admin sending the dispatch to a child holding
+      the allocation's lease; None without data);
+    - ``parent_cpu_pct`` (master and workers, % of one core, whole run), ``parent_idle_cpu_pct``
+      (same over the idle window), ``idle_window_s``, ``simulator_cpu_pct``;
+    - ``load_average``: (1, 5, 15 min) at the start and ``load_average_end`` at the end;
+    - ``goals``: {name: bool} against issue 14 — ``no_errors``, ``heartbeat_p99_lt_100ms``,
+      ``pull_p99_lt_100ms``, ``dispatch_p95_lt_1s``, ``idle_cpu_lt_25pct``.
+    """
+    ramp = min(20.0, duration / 6) if ramp is None else ramp
+    idle = duration / 4 if idle is None else idle
+    root = Path(parent_root).resolve() if parent_root else None
     workdir = make_workdir()
-    database = BenchDatabase(args.pg, workdir)
+    database = BenchDatabase(pg_url, workdir)
     server = None
+    load_start = os.getloadavg()
     try:
         url = database.create()
         secret_key = secrets.token_urlsafe(32)
         env = parent_env(url, secret_key, {"PROMETHEUS_MULTIPROC_DIR": str(workdir)})
-        run_parent_cli(["db", "upgrade"], env)
+        _migrate(env, root)
         started = time.perf_counter()
-        fleet = create_nodes(url, secret_key, args.children, prefix="fleet")
+        fleet = create_nodes(url, secret_key, children, prefix="fleet")
         task_id = _seed_task(url, secret_key)
-        print(f"fleet: {database.backend}; {args.children:,} nodes created in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-        server = subject_server(env, args.workers, args.server_threads, workdir / "parent.log")
+        log(f"fleet: {database.backend}; {children:,} nodes created in "
+            f"{time.perf_counter() - started:.0f} s")
+        server = _parent_server(env, workers, threads, workdir / "parent.log", root)
         server.start()
+        # After the parent started: it keeps the limit it would have had without us.
+        _raise_own_nofile(children + 1024)
         split = urlsplit(server.base_url)
-        stats, dispatched = Stats(), {}
-        until = time.monotonic() + args.duration
-        import threading
-
+        stats, dispatched, failures = Stats(), {}, []
+        begin = time.monotonic()
+        idle_from, until = begin + ramp, begin + duration
+        idle_to = min(until, idle_from + idle)
         admin = threading.Thread(target=_dispatcher, daemon=True, args=(
-            server.base_url, env["WERSS_ADMIN_PASSWORD"], task_id, until, args.dispatch_every,
-            dispatched))
+            server.base_url, env["WERSS_ADMIN_PASSWORD"], task_id, idle_to, until,
+            dispatch_every, dispatched, failures))
         pids = [server.process.pid, *server.worker_pids()]
-        cpu_before, wall = group_cpu_seconds(pids), time.perf_counter()
+        nofile = _nofile_limit(pids[-1])
+        cpu_marks: dict[str, float] = {}
+
+        def mark(name: str, at: float) -> None:
+            time.sleep(max(0.0, at - time.monotonic()))
+            cpu_marks[name] = group_cpu_seconds(pids)
+            cpu_marks[name + "_at"] = time.monotonic()
+
+        marker = threading.Thread(target=lambda: (mark("idle_from", idle_from),
+                                                  mark("idle_to", idle_to)), daemon=True)
+        cpu_before, wall = group_cpu_seconds(pids), time.monotonic()
         client_before = time.process_time()
         admin.start()
-        asyncio.run(_run_fleet(fleet, split.hostname, split.port, stats, args, until))
-        elapsed = time.perf_counter() - wall
-        cpu = 100 * (group_cpu_seconds(pids) - cpu_before) / elapsed
+        marker.start()
+        asyncio.run(_simulate(fleet, split.hostname, split.port, stats, compress, ramp, until))
+        cpu_after, elapsed = group_cpu_seconds(pids), time.monotonic() - wall
         client_cpu = 100 * (time.process_time() - client_before) / elapsed
         admin.join(timeout=30)
+        marker.join(timeout=5)
+        idle_seconds = cpu_marks.get("idle_to_at", 0) - cpu_marks.get("idle_from_at", 0)
+        idle_cpu = (100 * (cpu_marks["idle_to"] - cpu_marks["idle_from"]) / idle_seconds
+                    if idle_seconds > 0 else None)
         reach = [stats.claimed_at[a] - t for a, t in dispatched.items() if a in stats.claimed_at]
-        print(f"\nfleet: {args.children:,} children, intervals ÷{args.compress:g} "
-              f"(heartbeat {HEARTBEAT / args.compress:g} s, sync {SYNC / args.compress:g} s, "
-              f"claim every {args.claim_every:g} s), {args.duration:g} s, "
-              f"{args.workers} workers, {database.backend}")
-        print(f"{'route':16} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}")
-        for route, values in sorted(stats.latencies.items()):
-            print(f"{route:16} {len(values):>9,} {stats.errors.get(route, 0):>7} "
-                  f"{1000 * _percentile(values, 0.5):>8.1f} {1000 * _percentile(values, 0.99):>8.1f}")
-        print(f"dispatch -> a child holds the lease: {len(reach)}/{len(dispatched)} claimed; "
-              f"p50 {_percentile(reach, 0.5) or float('nan'):.2f} s, "
-              f"p95 {_percentile(reach, 0.95) or float('nan'):.2f} s")
-        print(f"parent CPU over the run: {cpu:.0f}% of one core; this simulator's: "
-              f"{client_cpu:.0f}% (near 100%: the client, not the parent, set the latencies)")
-        if stats.first_error:
-            print(f"first error: {stats.first_error}")
-        return 1 if stats.errors else 0
+        routes = _route_figures(stats)
+        errors = sum(stats.errors.values()) + len(failures)
+        result = {
+            "children": children, "backend": database.backend, "duration_s": duration,
+            "compress": compress, "time_compressed": compress != 1, "workers": workers,
+            "threads": threads, "parent_root": str(root) if root else None,
+            "routes": routes, "requests": sum(len(v) for v in stats.latencies.values()),
+            "errors": errors, "first_error": stats.first_error or (failures[0] if failures
+                                                                   else None),
+            "parent_parks": stats.tokens_seen > 0, "tokens_seen": stats.tokens_seen,
+            "claim_reconnects": stats.reconnects,
+            "peak_claim_connections": stats.peak_claim_connections, "parent_nofile": nofile,
+            "dispatches": len(dispatched), "dispatches_claimed": len(reach),
+            "dispatch_to_lease_p50_s": _rounded(_percentile(reach, 0.5), 3),
+            "dispatch_to_lease_p95_s": _rounded(_percentile(reach, 0.95), 3),
+            "parent_cpu_pct": round(100 * (cpu_after - cpu_before) / elapsed, 1),
+            "parent_idle_cpu_pct": _rounded(idle_cpu, 1), "idle_window_s": round(idle_seconds, 1),
+            "simulator_cpu_pct": round(client_cpu, 1),
+            "load_average": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        }
+        result["goals"] = _goals(result)
+        _print(result, ramp, dispatch_every, log)
+        return result
     finally:
         if server:
             server.stop()
         database.drop()
         remove_workdir(workdir)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _goals(result: dict) -> dict:
+    def p99(route):
+        figures = result["routes"].get(route)
+        return figures is not None and figures["p99_ms"] < GOALS["p99_ms"]
+
+    p95, idle = result["dispatch_to_lease_p95_s"], result["parent_idle_cpu_pct"]
+    return {"no_errors": result["errors"] == 0, "heartbeat_p99_lt_100ms": p99("heartbeat"),
+            "pull_p99_lt_100ms": p99("sync (changes)"),
+            "dispatch_p95_lt_1s": p95 is not None and p95 < GOALS["dispatch_p95_s"],
+            "idle_cpu_lt_25pct": idle is not None and idle < GOALS["idle_cpu_pct"]}
+
+
+def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
+    compress = result["compress"]
+    timing = (f"time compressed ÷{compress:g} for heartbeats and syncs (heartbeat "
+              f"{HEARTBEAT / compress:g} s, sync {SYNC / compress:g} s)"
+              if result["time_compressed"] else
+              f"time not compressed (heartbeat {HEARTBEAT:g} s, sync {SYNC:g} s)")
+    mode = ("the parent parks claims (X-Work-Token)" if result["parent_parks"]
+            else "the parent does not park: claims follow Retry-After")
+    log(f"\nfleet: {result['children']:,} children, {result['duration_s']:g} s "
+        f"(ramp {ramp:g} s, idle window {result['idle_window_s']:g} s, then a dispatch every "
+        f"{dispatch_every:g} s), {result['workers']} workers × {result['threads']} threads, "
+        f"{result['backend']}; {timing}; claims in real time; {mode}")
+    log(f"{'route':16} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}")
+    for route, figures in result["routes"].items():
+        log(f"{route:16} {figures['requests']:>9,} {figures['errors']:>7} "
+            f"{figures['p50_ms']:>9.1f} {figures['p99_ms']:>9.1f}")
+    p50, p95 = result["dispatch_to_lease_p50_s"], result["dispatch_to_lease_p95_s"]
+    log(f"dispatch -> a child holds the lease: {result['dispatches_claimed']}/"
+        f"{result['dispatches']} claimed; p50 {_show(p50, 's')}, p95 {_show(p95, 's')}")
+    log(f"parent CPU: {result['parent_cpu_pct']:.0f}% of one core over the run, "
+        f"{_show(result['parent_idle_cpu_pct'], '%')} over the idle window; this simulator: "
+        f"{result['simulator_cpu_pct']:.0f}% (near 100%: the client set the latencies)")
+    log(f"claim connections open at most: {result['peak_claim_connections']:,} (reopened after "
+        f"the server closed them: {result['claim_reconnects']:,}); a parent worker's open-file "
+        f"limit: {result['parent_nofile']}")
+    log("load average at start {} / end {}".format(
+        " ".join(f"{x:.2f}" for x in result["load_average"]),
+        " ".join(f"{x:.2f}" for x in result["load_average_end"])))
+    log("goals (issue 14): " + ", ".join(
+        f"{name} {'met' if met else 'NOT met'}" for name, met in result["goals"].items()))
+    if result["first_error"]:
+        log(f"first error: {result['first_error']}")
+
+
+def _show(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if unit == "s" else f"{value:.0f}%"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg", nargs="?", const=PG_ADMIN_URL, default=None, metavar="URL",
+                        help="PostgreSQL: the admin URL a throwaway database is created from "
+                             f"[{PG_ADMIN_URL}]")
+    parser.add_argument("--children", type=int, default=1000)
+    parser.add_argument("--compress", type=float, default=1.0,
+                        help="divide the heartbeat and sync intervals by this [%(default)s]")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds [%(default)s]")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="seconds over which children start claiming [duration/6, ≤ 20]")
+    parser.add_argument("--idle", type=float, default=None,
+                        help="seconds without dispatches after the ramp [duration/4]")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server-threads", type=int, default=8)
+    parser.add_argument("--dispatch-every", type=float, default=3.0)
+    parser.add_argument("--parent-root", default=None, metavar="DIR",
+                        help="serve the parent of this checkout (with its own .venv)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the figures here")
+    args = parser.parse_args(argv)
+    result = run_fleet(args.children, args.pg, args.duration, args.compress, ramp=args.ramp,
+                       idle=args.idle, dispatch_every=args.dispatch_every, workers=args.workers,
+                       threads=args.server_threads, parent_root=args.parent_root,
+                       log=lambda line: print(line, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
