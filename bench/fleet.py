@@ -79,11 +79,15 @@ class Stats:
         self.open_claim_connections = 0
         self.peak_claim_connections = 0
         self.counting = True
+        self.idle_window = (0.0, 0.0)  # monotonic from, to: requests finished then are counted
+        self.idle_requests: dict[str, int] = {}
 
     def record(self, route: str, seconds: float, ok: bool, detail: str = "") -> None:
         if not self.counting:
             return  # the run is over: requests cut off by the stop are not errors
         self.latencies.setdefault(route, []).append(seconds)
+        if self.idle_window[0] <= time.monotonic() < self.idle_window[1]:
+            self.idle_requests[route] = self.idle_requests.get(route, 0) + 1
         if not ok:
             self.errors[route] = self.errors.get(route, 0) + 1
             self.first_error = self.first_error or f"{route}: {detail}"[:300]
@@ -315,8 +319,12 @@ def _dispatcher(base_url: str, password: str, task_id: str, start: float, until:
     time.sleep(max(0.0, start - time.monotonic()))
     while time.monotonic() < until - every:
         sent = time.monotonic()
-        response = session.post(base_url + CASCADE_PREFIX + "/dispatch", json={"task_id": task_id},
-                                timeout=30)
+        try:
+            response = session.post(base_url + CASCADE_PREFIX + "/dispatch",
+                                    json={"task_id": task_id}, timeout=30)
+        except requests.RequestException as exc:
+            failures.append(f"dispatch: {exc!r}"[:300])
+            continue
         if response.status_code == 201:
             for allocation in response.json()["data"]["allocations"]:
                 dispatched[allocation if isinstance(allocation, str) else allocation["id"]] = sent
@@ -440,7 +448,8 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
       ``dispatch_to_lease_p95_s`` (from the admin sending the dispatch to a child holding
       the allocation's lease; None without data);
     - ``parent_cpu_pct`` (master and workers, % of one core, whole run), ``parent_idle_cpu_pct``
-      (same over the idle window), ``idle_window_s``, ``simulator_cpu_pct``;
+      (same over the idle window), ``idle_window_s``, ``idle_requests_per_s`` ({route:
+      answers per second that came back in the idle window}), ``simulator_cpu_pct``;
     - ``load_average``: (1, 5, 15 min) at the start and ``load_average_end`` at the end;
     - ``goals``: {name: bool} against issue 14 — ``no_errors``, ``heartbeat_p99_lt_100ms``,
       ``pull_p99_lt_100ms``, ``dispatch_p95_lt_1s``, ``idle_cpu_lt_25pct``.
@@ -471,6 +480,7 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         begin = time.monotonic()
         idle_from, until = begin + ramp, begin + duration
         idle_to = min(until, idle_from + idle)
+        stats.idle_window = (idle_from, idle_to)
         admin = threading.Thread(target=_dispatcher, daemon=True, args=(
             server.base_url, env["WERSS_ADMIN_PASSWORD"], task_id, idle_to, until,
             dispatch_every, dispatched, failures))
@@ -515,6 +525,9 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
             "dispatch_to_lease_p95_s": _rounded(_percentile(reach, 0.95), 3),
             "parent_cpu_pct": round(100 * (cpu_after - cpu_before) / elapsed, 1),
             "parent_idle_cpu_pct": _rounded(idle_cpu, 1), "idle_window_s": round(idle_seconds, 1),
+            "idle_requests_per_s": {route: round(count / idle_seconds, 1) for route, count
+                                    in sorted(stats.idle_requests.items())} if idle_seconds > 0
+            else {},
             "simulator_cpu_pct": round(client_cpu, 1),
             "load_average": [round(x, 2) for x in load_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -567,6 +580,8 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
     log(f"parent CPU: {result['parent_cpu_pct']:.0f}% of one core over the run, "
         f"{_show(result['parent_idle_cpu_pct'], '%')} over the idle window; this simulator: "
         f"{result['simulator_cpu_pct']:.0f}% (near 100%: the client set the latencies)")
+    log("requests/s in the idle window: " + (", ".join(
+        f"{route} {rate:g}" for route, rate in result["idle_requests_per_s"].items()) or "-"))
     log(f"claim connections open at most: {result['peak_claim_connections']:,} (reopened after "
         f"the server closed them: {result['claim_reconnects']:,}); a parent worker's open-file "
         f"limit: {result['parent_nofile']}")
