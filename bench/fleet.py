@@ -47,6 +47,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -66,6 +67,9 @@ REQUEST_TIMEOUT = 30.0
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GOALS = {"p99_ms": 100.0, "dispatch_p95_s": 1.0, "idle_cpu_pct": 25.0}
 _TOKEN = WORK_TOKEN_HEADER.lower()
+# Routes a claim is counted under: sent without a token (the app answers), or parked and
+# then released to the app, or answered by the worker itself without the app.
+PARKED_APP, PARKED_WORKER = "claim (parked→app)", "claim (parked→worker)"
 
 
 class Stats:
@@ -205,7 +209,9 @@ class Child:
 
     async def call(self, route: str, method: str, path: str, query: str = "",
                    body: bytes = b"", extra: dict | None = None, expect=(200,),
-                   connection: Connection | None = None, timeout: float = REQUEST_TIMEOUT):
+                   connection: Connection | None = None, timeout: float = REQUEST_TIMEOUT,
+                   classify: Callable[[dict], str] | None = None):
+        """``classify(response headers)`` names the route an answer is counted under."""
         full = CASCADE_PREFIX + path
         auth = signing.signed_authorization(self.creds.api_key, self.creds.api_secret, method,
                                             full, query, body)
@@ -223,6 +229,8 @@ class Child:
             conn.close()
             self.stats.record(route, time.perf_counter() - started, False, repr(exc))
             return None, {}, b""
+        if classify:
+            route = classify(response_headers)
         self.stats.record(route, time.perf_counter() - started, status in expect,
                           f"HTTP {status} {content[:120]!r}")
         return status, response_headers, content
@@ -243,14 +251,15 @@ class Child:
     async def claim(self) -> float | None:
         """One claim as werss-child sends it; returns the pause before the next (None: at once)."""
         extra = {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
-        route, timeout = "claim", CLAIM_WAIT + 15.0
+        route, timeout, classify = "claim", CLAIM_WAIT + 15.0, None
         if self.token:
             extra.update({WORK_TOKEN_HEADER: self.token, "Prefer": f"wait={PARK_WAIT}"})
-            route, timeout = "claim (parked)", PARK_WAIT + 15.0
+            route, timeout, classify = PARKED_APP, PARK_WAIT + 15.0, _parked_route
         started = time.monotonic()
         status, headers, content = await self.call(
             route, "POST", paths.CLAIM, body=b'{"max": 1, "wait": %d}' % CLAIM_WAIT,
-            extra=extra, expect=(200, 204), connection=self.claims, timeout=timeout)
+            extra=extra, expect=(200, 204), connection=self.claims, timeout=timeout,
+            classify=classify)
         self.token = headers.get(_TOKEN) or None
         if self.token:
             self.stats.tokens_seen += 1
@@ -301,6 +310,12 @@ class Child:
             else:
                 next_sync += sync
                 await self.sync()
+
+
+def _parked_route(headers: dict) -> str:
+    # The worker's own answers (the wait ran out, or the rest of a herd after a change)
+    # say Preference-Applied; a claim it released to the app is answered without it.
+    return PARKED_WORKER if "preference-applied" in headers else PARKED_APP
 
 
 def _seconds(value: str | None) -> float | None:
@@ -430,16 +445,18 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
     """Run ``children`` simulated children for ``duration`` s against a fresh parent.
 
     ``pg_url``: a PostgreSQL admin URL a throwaway database is created from (None: SQLite);
-    ``compress`` divides the heartbeat and sync intervals; ``ramp`` (default: a sixth of the
-    run, at most 20 s) spreads the first claims; ``idle`` (default: a quarter of the run)
+    ``compress`` divides the heartbeat and sync intervals; ``ramp`` (default: a third of the
+    run, at most 60 s) spreads the first claims; ``idle`` (default: a quarter of the run)
     is the window after the ramp without dispatches; ``parent_root``: a checkout with its own
     ``.venv`` whose parent is served instead of this one's. Returns (figures from this run):
 
     - ``children``, ``backend`` ("sqlite"/"postgresql"), ``duration_s``, ``compress``,
       ``time_compressed`` (bool), ``workers``, ``threads``, ``parent_root`` (str or None);
     - ``routes``: {route: {requests, errors, p50_ms, p99_ms}} for "heartbeat",
-      "sync (changes)", "claim" (answered by the app), "claim (parked)" (sent with a token:
-      its latency is its time parked), "complete";
+      "sync (changes)", "claim" (sent without a token), "claim (parked→app)" and
+      "claim (parked→worker)" (sent with a token, then answered by the app or by the
+      worker itself — its answers say Preference-Applied; the latency includes the time
+      parked), "complete";
     - ``requests``, ``errors`` (totals), ``first_error`` (str or None);
     - ``parent_parks`` (bool: some claim answer carried X-Work-Token), ``tokens_seen``,
       ``claim_reconnects`` (kept-alive claim connections the server had closed),
@@ -449,12 +466,13 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
       the allocation's lease; None without data);
     - ``parent_cpu_pct`` (master and workers, % of one core, whole run), ``parent_idle_cpu_pct``
       (same over the idle window), ``idle_window_s``, ``idle_requests_per_s`` ({route:
-      answers per second that came back in the idle window}), ``simulator_cpu_pct``;
+      answers per second that came back in the idle window}), ``idle_app_claims_per_s``
+      (claims the app answered per second in the idle window), ``simulator_cpu_pct``;
     - ``load_average``: (1, 5, 15 min) at the start and ``load_average_end`` at the end;
     - ``goals``: {name: bool} against issue 14 — ``no_errors``, ``heartbeat_p99_lt_100ms``,
       ``pull_p99_lt_100ms``, ``dispatch_p95_lt_1s``, ``idle_cpu_lt_25pct``.
     """
-    ramp = min(20.0, duration / 6) if ramp is None else ramp
+    ramp = min(60.0, duration / 3) if ramp is None else ramp
     idle = duration / 4 if idle is None else idle
     root = Path(parent_root).resolve() if parent_root else None
     workdir = make_workdir()
@@ -528,6 +546,8 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
             "idle_requests_per_s": {route: round(count / idle_seconds, 1) for route, count
                                     in sorted(stats.idle_requests.items())} if idle_seconds > 0
             else {},
+            "idle_app_claims_per_s": round(sum(stats.idle_requests.get(r, 0) for r in (
+                "claim", PARKED_APP)) / idle_seconds, 1) if idle_seconds > 0 else None,
             "simulator_cpu_pct": round(client_cpu, 1),
             "load_average": [round(x, 2) for x in load_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -570,9 +590,9 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
         f"(ramp {ramp:g} s, idle window {result['idle_window_s']:g} s, then a dispatch every "
         f"{dispatch_every:g} s), {result['workers']} workers × {result['threads']} threads, "
         f"{result['backend']}; {timing}; claims in real time; {mode}")
-    log(f"{'route':16} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}")
+    log(f"{'route':22} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}")
     for route, figures in result["routes"].items():
-        log(f"{route:16} {figures['requests']:>9,} {figures['errors']:>7} "
+        log(f"{route:22} {figures['requests']:>9,} {figures['errors']:>7} "
             f"{figures['p50_ms']:>9.1f} {figures['p99_ms']:>9.1f}")
     p50, p95 = result["dispatch_to_lease_p50_s"], result["dispatch_to_lease_p95_s"]
     log(f"dispatch -> a child holds the lease: {result['dispatches_claimed']}/"
@@ -581,7 +601,8 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
         f"{_show(result['parent_idle_cpu_pct'], '%')} over the idle window; this simulator: "
         f"{result['simulator_cpu_pct']:.0f}% (near 100%: the client set the latencies)")
     log("requests/s in the idle window: " + (", ".join(
-        f"{route} {rate:g}" for route, rate in result["idle_requests_per_s"].items()) or "-"))
+        f"{route} {rate:g}" for route, rate in result["idle_requests_per_s"].items()) or "-")
+        + f"; claims the app answered: {result['idle_app_claims_per_s']}/s")
     log(f"claim connections open at most: {result['peak_claim_connections']:,} (reopened after "
         f"the server closed them: {result['claim_reconnects']:,}); a parent worker's open-file "
         f"limit: {result['parent_nofile']}")
@@ -611,7 +632,7 @@ def main(argv=None) -> int:
                         help="divide the heartbeat and sync intervals by this [%(default)s]")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds [%(default)s]")
     parser.add_argument("--ramp", type=float, default=None,
-                        help="seconds over which children start claiming [duration/6, ≤ 20]")
+                        help="seconds over which children start claiming [duration/3, ≤ 60]")
     parser.add_argument("--idle", type=float, default=None,
                         help="seconds without dispatches after the ramp [duration/4]")
     parser.add_argument("--workers", type=int, default=2)
