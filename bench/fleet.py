@@ -206,6 +206,7 @@ class Child:
         self.etags: dict[str, str] = {}
         self.claims = Connection(host, port, stats, claim=True)
         self.token: str | None = None
+        self.backoff = 0.0
 
     async def call(self, route: str, method: str, path: str, query: str = "",
                    body: bytes = b"", extra: dict | None = None, expect=(200,),
@@ -263,8 +264,12 @@ class Child:
         self.token = headers.get(_TOKEN) or None
         if self.token:
             self.stats.tokens_seen += 1
-        if status is None:
-            return random.uniform(1.0, 2.0)  # the error is counted; back off like the child
+        if status is None or status not in (200, 204):
+            # Counted as an error; back off as the child's claim loop does (1, 2, 4 … 60 s,
+            # jittered), so a struggling parent is not buried under retries.
+            self.backoff = min(60.0, max(1.0, self.backoff * 2))
+            return random.uniform(self.backoff / 2, self.backoff)
+        self.backoff = 0.0
         leases = json.loads(content)["data"]["leases"] if status == 200 else []
         for lease in leases:
             self.stats.claimed_at.setdefault(lease["allocation_id"], time.monotonic())
