@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -110,7 +111,8 @@ class AbortableAdapter(HTTPAdapter):
     """
 
     def __init__(self, *args, **kwargs):
-        self._in_use: set = set()
+        # Weak: a connection urllib3 drops after an error is never handed back to its pool.
+        self._in_use: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
@@ -127,8 +129,9 @@ class AbortableAdapter(HTTPAdapter):
                     return conn
 
                 def _put_conn(self, conn):
-                    with lock:
-                        in_use.discard(conn)
+                    if conn is not None:  # None: urllib3 closed it after an error
+                        with lock:
+                            in_use.discard(conn)
                     super()._put_conn(conn)
             return Pool
 
