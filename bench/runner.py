@@ -50,7 +50,9 @@ EXIT_ERRORS = 1
 PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
 SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint",
-            "wechat", "channels")
+            "wechat", "channels", "fleet")
+# Issue 14's fleet sizes: 10,000 children against PostgreSQL, 1,000 against SQLite.
+FLEET_CHILDREN = {"postgresql": 10_000, "sqlite": 1_000}
 
 
 def _serve_defaults() -> dict:
@@ -130,6 +132,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wechat-window", type=float, default=120.0,
                         help="seconds the WeChat run is measured over, rounded to whole "
                              "minutes [%(default)s]")
+    fleet = parser.add_argument_group("fleet (simulated children, bench/fleet.py)")
+    fleet.add_argument("--fleet-children", type=int, default=None,
+                       help="simulated children [10,000 on PostgreSQL, 1,000 on SQLite]")
+    fleet.add_argument("--fleet-duration", type=float, default=150.0,
+                       help="seconds the fleet runs [%(default)s]")
+    fleet.add_argument("--fleet-compress", type=float, default=1.0,
+                       help="divide the seed's heartbeat and sync intervals by this "
+                            "[%(default)s: real time]")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: a tenth of the requests and feeds, no 100k queue")
     args = parser.parse_args(argv)
@@ -157,6 +167,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.footprint_feeds = [max(100, size // 10) for size in args.footprint_feeds]
         args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
         args.duration = min(args.duration, 3.0)
+        args.fleet_duration = min(args.fleet_duration, 40.0)
+        args.fleet_children = args.fleet_children or 200
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
         if getattr(args, name) < 1:
@@ -290,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
     sections = args.sections
     runs, brackets, probes, full_bytes, worker_counts = {}, {}, [], 0, {}
     leasing = queue = children = slow_clients = pushes = footprint = wechat = channels = None
+    fleet_section = None
     warnings: list[str] = []
     try:
         url = database.create()
@@ -392,6 +405,14 @@ def run(args: argparse.Namespace) -> int:
                     warnings.append(f"{name}: {exc}".splitlines()[0])
         children, pushes, footprint, wechat, channels = (
             outcomes.get(name) for name in ("children", "pushes", "footprint", "wechat", "channels"))
+        if "fleet" in sections:
+            from .fleet import run_fleet
+
+            fleet_section = run_fleet(
+                args.fleet_children or FLEET_CHILDREN[database.backend], args.pg,
+                duration=args.fleet_duration, compress=args.fleet_compress,
+                workers=args.workers, threads=args.server_threads,
+                log=lambda line: print(f"bench: {line}", flush=True))
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
         return EXIT_SETUP
@@ -468,6 +489,7 @@ def run(args: argparse.Namespace) -> int:
         "footprint": footprint,
         "wechat": wechat,
         "channels": channels,
+        "fleet": fleet_section,
         "warnings": warnings,
         "duration_s": round(time.perf_counter() - started, 1),
     }
@@ -490,6 +512,7 @@ def run(args: argparse.Namespace) -> int:
     failed = failed or bool(pushes and not pushes["ok"])
     failed = failed or bool(footprint and "error" in footprint)
     failed = failed or bool(wechat and "error" in wechat)
+    failed = failed or bool(fleet_section and fleet_section.get("errors"))
     return EXIT_ERRORS if failed else 0
 
 
