@@ -20,6 +20,14 @@ from ..openapi import OBJECT, describe
 
 bp = Blueprint("node_sync", __name__)
 
+# Built once: a schema's __init__ deep-copies its declared fields, and load/dump keep no
+# per-call state on the instance (marshmallow 4 has no schema context), so threads share them.
+_HEARTBEAT = HeartbeatSchema()
+_WHOAMI = WhoamiSchema()
+_PAGE_QUERY = PageQuerySchema()
+_CHANGES_QUERY = ChangesQuerySchema()
+_REPORT_RESULT = ReportResultSchema()
+
 
 @bp.post(paths.HEARTBEAT)
 @describe("Heartbeat: report version, capacity and capabilities; get commands",
@@ -27,7 +35,7 @@ bp = Blueprint("node_sync", __name__)
 @node_required
 @idempotent
 def heartbeat():
-    payload = load_body(HeartbeatSchema(), required=False)
+    payload = load_body(_HEARTBEAT, required=False)
     data = nodes.record_heartbeat(g.node, payload)
     commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if commands:
@@ -40,7 +48,7 @@ def heartbeat():
           data=WhoamiSchema)
 @node_required
 def whoami():
-    return respond(WhoamiSchema().dump({"node_id": g.node.id, "name": g.node.name,
+    return respond(_WHOAMI.dump({"node_id": g.node.id, "name": g.node.name,
                                         "node_type": g.node.node_type}))
 
 
@@ -58,7 +66,7 @@ def _werss_tasks(entity: str) -> bool:
 
 
 def _pull_page(entity: str):
-    query = load_query(PageQuerySchema())
+    query = load_query(_PAGE_QUERY)
     werss = _werss_tasks(entity)
     if_none_match = request.headers.get("If-None-Match")
     result = pull_pages.pull_page(g.node, entity,
@@ -121,7 +129,7 @@ def pull_message_tasks():
 
 
 def _changes(entity: str):
-    query = load_query(ChangesQuerySchema())
+    query = load_query(_CHANGES_QUERY)
     werss = _werss_tasks(entity)
     if_none_match = request.headers.get("If-None-Match")
 
@@ -162,5 +170,5 @@ def message_task_changes():
 @node_required
 @idempotent
 def report_result():
-    payload = load_body(ReportResultSchema())
+    payload = load_body(_REPORT_RESULT)
     return respond(node_sync.store_report(g.node, payload), "结果上报成功")
