@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -30,6 +31,9 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
             "WERSS_CONFIG file (make up generates data/secret_key)"
         )
     app = Flask(__name__, static_folder=None)
+    # Nothing keeps state in Flask's cookie session (admins send a Bearer token, nodes
+    # sign), so no request pays for opening one: its serializer and cookie parse.
+    app.session_interface = NoCookieSession()
     # '//' would otherwise be answered with werkzeug's own HTML redirect, not the envelope.
     app.url_map.merge_slashes = False
     database_url = _absolute_sqlite_url(settings.database_url)
@@ -66,6 +70,16 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
     api.init_app(app)
     unit_of_work.init_app(app)
     return app
+
+
+class NoCookieSession(SessionInterface):
+    """Give every request Flask's null session: writing to it raises, reading finds nothing."""
+
+    def open_session(self, app, request):
+        return None  # Flask then makes the null session
+
+    def save_session(self, app, session, response):
+        return None
 
 
 SQLITE_BUSY_SECONDS = 30  # a writer waits this long for SQLite's lock, then 503
