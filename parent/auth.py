@@ -10,9 +10,11 @@ from __future__ import annotations
 import email.utils
 import hmac
 from functools import wraps
+from typing import cast
 from urllib.parse import quote
 
 from flask import g, request
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
@@ -25,6 +27,13 @@ from .crypto import cipher
 from .errors import ApiError
 from .extensions import db
 from .models import Admin, AdminToken, Node, UsedNonce
+
+# Built once: each request only binds the key (no expression building, one cached compile).
+_NODE_BY_KEY = select(Node).where(Node.api_key == bindparam("api_key"))
+# A Core INSERT of one row: the nonce needs no ORM object, unit-of-work flush or identity map.
+_INSERT_NONCE = insert(cast(Table, UsedNonce.__table__))
+# Compared against when the key is unknown, so an unknown key does the work a wrong secret does.
+_NO_SECRET = "CS" + "0" * 32
 
 
 def raw_request_path() -> str:
@@ -70,26 +79,27 @@ def authenticate_node() -> Node:
     if isinstance(parsed, signing.PlainCredentials) and not settings().allow_plain_auth:
         raise ApiError(codes.PLAIN_AUTH_DISABLED)
 
-    node = db.session.execute(
-        db.select(Node).where(Node.api_key == parsed.api_key)
-    ).scalar_one_or_none()
+    node = db.session.execute(_NODE_BY_KEY, {"api_key": parsed.api_key}).scalar_one_or_none()
     secret = (cipher().decrypt_cached(node.secret_ciphertext)
-              if node and node.secret_ciphertext else None)
-    if node is None or secret is None:
-        raise ApiError(codes.INVALID_CREDENTIALS)
-
+              if node is not None and node.secret_ciphertext else None)
+    # One read and one constant-time check whatever is wrong (unknown key, wrong secret, bad
+    # signature): none is cheaper to tell apart than a right one, and none writes.
     if isinstance(parsed, signing.PlainCredentials):
-        if not hmac.compare_digest(secret.encode("utf-8"), parsed.api_secret.encode("utf-8")):
-            raise ApiError(codes.INVALID_CREDENTIALS)
+        ok = hmac.compare_digest((secret or _NO_SECRET).encode("utf-8"),
+                                 parsed.api_secret.encode("utf-8"))
     else:
-        _verify_signed(node, parsed, secret)
+        ok = _signature_valid(parsed, secret or _NO_SECRET)
+    if not ok or node is None or secret is None:
+        raise ApiError(codes.INVALID_CREDENTIALS)
+    if isinstance(parsed, signing.SignedCredentials):
+        _consume_nonce(node, parsed)
 
     if not node.is_active or node.deleted_at is not None:
         raise ApiError(codes.NODE_DISABLED)
     return node
 
 
-def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -> None:
+def _signature_valid(parsed: signing.SignedCredentials, secret: str) -> bool:
     keys = [key for key, _ in request.args.items(multi=True)]
     if len(keys) != len(set(keys)):
         # The signature covers the sorted pairs, so reordering duplicates keeps it valid
@@ -97,12 +107,14 @@ def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -
         raise ApiError(codes.BAD_REQUEST, "A signed request may not repeat a query key.",
                        details={"repeated": sorted({k for k in keys if keys.count(k) > 1})[:10]})
     body = request.get_data(cache=True)
-    ok = signing.verify_signature(
+    return signing.verify_signature(
         secret, parsed, request.method, raw_request_path(),
         request.query_string.decode("latin-1"), body,
     )
-    if not ok:
-        raise ApiError(codes.INVALID_CREDENTIALS)
+
+
+def _consume_nonce(node: Node, parsed: signing.SignedCredentials) -> None:
+    """Refuse a stale timestamp, then record the nonce (a replay collides on its key)."""
     moment = now()
     if signing.timestamp_skew(parsed.timestamp, moment.timestamp()) > signing.TIMESTAMP_WINDOW_SECONDS:
         raise ApiError(
@@ -117,9 +129,9 @@ def _verify_signed(node: Node, parsed: signing.SignedCredentials, secret: str) -
         )
     # The nonce row lives in this request's transaction; a concurrent or later replay
     # collides on the primary key in the shared database, whichever worker it reaches.
-    db.session.add(UsedNonce(node_id=node.id, nonce=parsed.nonce, seen_at=moment))
     try:
-        db.session.flush()
+        db.session.execute(_INSERT_NONCE, {"node_id": node.id, "nonce": parsed.nonce,
+                                           "seen_at": moment})
     except IntegrityError:
         db.session.rollback()
         raise ApiError(codes.REPLAYED_REQUEST) from None
