@@ -120,7 +120,8 @@ def _tune_engine(engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
-        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+        # Off with pysqlite's own (deferred) BEGIN: the write queue below begins each write
+        # transaction itself, and reads before it run on their own, taking no lock.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -129,14 +130,12 @@ def _tune_engine(engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    from . import write_queue
+
     database = engine.url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        from . import write_queue
-
-        write_queue.install(engine, database, timeout=SQLITE_BUSY_SECONDS)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection):
-        # Take the write lock up front: a deferred transaction that reads, then writes,
-        # fails at once with SQLITE_BUSY under WAL instead of waiting its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    on_file = bool(database) and database != ":memory:" and not database.startswith("file:")
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE): a deferred one
+    # that reads, then writes, fails at once with SQLITE_BUSY under WAL instead of waiting
+    # its turn. It begins just before the request's first write, not with its first read.
+    write_queue.install(engine, database if on_file else None, timeout=SQLITE_BUSY_SECONDS,
+                        begin=write_queue.BEGIN_WRITE)

@@ -1,14 +1,26 @@
-"""SQLite writers of one parent take the write lock in turn, through a lock file.
+"""SQLite: a request reads without any lock, and takes the write lock, in turn, at its first write.
 
-Every transaction on SQLite starts with ``BEGIN IMMEDIATE`` (see ``_tune_engine``), so every
-request is a writer. SQLite's own wait for its lock is a busy handler that sleeps in growing
-steps up to 100 ms: a writer that has waited a while looks again only every 100 ms, so while
-a big import hands the lock from chunk to chunk, and fresh heartbeats keep arriving, the
-oldest waiters lose nearly every race (heartbeats waited 6–30 s behind imports whose
-chunks held the lock under 0.7 s). Here each connection first takes an exclusive ``flock``
-on ``<database>.write-lock``: a waiter checks every millisecond or so, and the lock is
-released by the kernel if its process dies. The SQLite lock is then free by the time it
-asks, so the busy timeout remains only for writers outside this parent (the sqlite3 shell).
+**Reads take no lock.** A transaction on SQLite begins as nothing at all: with pysqlite's
+own transaction handling off (``_tune_engine``), each read before the first write is its
+own statement on the newest committed data, as a READ COMMITTED read is on PostgreSQL (the
+semantics every service is written for). Under WAL no reader waits for a writer, so a
+plain heartbeat or an unchanged pull, which turn out to write nothing, never queue behind
+the database-wide write lock. Just before the first statement that may write (anything but
+a ``SELECT``), the transaction takes its turn and issues ``BEGIN IMMEDIATE``; from then on
+until its COMMIT or ROLLBACK it is one serialisable write transaction, as before. It never
+upgrades a read transaction into a write one, so it cannot meet ``SQLITE_BUSY_SNAPSHOT``
+(which the busy handler does not retry) — unless a read's cursor is still open when the
+write begins, which the ORM (it buffers its rows) and our services never leave.
+
+**Writers queue on a lock file.** SQLite's own wait for its lock is a busy handler that
+sleeps in growing steps up to 100 ms: a writer that has waited a while looks again only
+every 100 ms, so while a big import hands the lock from chunk to chunk, and fresh
+heartbeats keep arriving, the oldest waiters lose nearly every race (heartbeats waited
+6–30 s behind imports whose chunks held the lock under 0.7 s). Here a writer first takes
+an exclusive ``flock`` on ``<database>.write-lock``: a waiter checks every millisecond or
+so, and the lock is released by the kernel if its process dies. The SQLite lock is then
+free by the time it asks, so the busy timeout remains only for writers outside this parent
+(the sqlite3 shell).
 """
 
 from __future__ import annotations
@@ -16,39 +28,78 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sqlite3
 import time
+import weakref
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 _FD = "werss_write_lock_fd"
 _HELD = "werss_write_lock_held"
 # Checking more often than this costs CPU for little gain: a commit takes ~1 ms.
 _MAX_STEP = 0.002
+BEGIN_WRITE = "BEGIN IMMEDIATE"
 
 
 class WriteLockTimeout(Exception):
     """The parent's other writers held the write lock for longer than the timeout."""
 
 
-def install(engine, database_path: str, timeout: float) -> None:
-    """Make every transaction on ``engine`` wait its turn on ``database_path``'s lock file."""
-    lock_path = f"{database_path}.write-lock"
+def reads_only(statement: str) -> bool:
+    """Whether a statement cannot write: a SELECT (anything else is taken as a write)."""
+    return statement.lstrip()[:6].upper() == "SELECT"
 
-    @event.listens_for(engine, "begin")
-    def _take(connection):
-        info = connection.connection.info
-        if info.get(_HELD):
-            return
-        fd = info.get(_FD)
-        if fd is None:
-            fd = info[_FD] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            _acquire(fd, timeout)
-        except WriteLockTimeout:
-            raise OperationalError("BEGIN IMMEDIATE", {}, WriteLockTimeout(
-                f"database is locked (other writers held it over {timeout:.0f} s)")) from None
-        info[_HELD] = True
+
+class _Queue:
+    def __init__(self, lock_path: str | None, timeout: float, begin: str | None):
+        self.lock_path = lock_path
+        self.timeout = timeout
+        self.begin = begin
+
+    def enter(self, connection: Connection) -> None:
+        """Take this connection's write turn and open its write transaction, once."""
+        fairy = connection.connection
+        info = fairy.info
+        if self.lock_path is not None and not info.get(_HELD):
+            fd = info.get(_FD)
+            if fd is None:
+                fd = info[_FD] = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                _acquire(fd, self.timeout)
+            except WriteLockTimeout:
+                raise OperationalError(BEGIN_WRITE, {}, WriteLockTimeout(
+                    f"database is locked (other writers held it over {self.timeout:.0f} s)"),
+                ) from None
+            info[_HELD] = True
+        dbapi_connection = fairy.dbapi_connection
+        if self.begin is not None and dbapi_connection is not None \
+                and not dbapi_connection.in_transaction:
+            try:
+                dbapi_connection.execute(self.begin)
+            except sqlite3.OperationalError as exc:  # a writer outside this parent held on
+                raise OperationalError(self.begin, {}, exc) from None
+
+
+_QUEUES: weakref.WeakKeyDictionary[Engine, _Queue] = weakref.WeakKeyDictionary()
+
+
+def install(engine: Engine, database_path: str | None, timeout: float,
+            begin: str | None = None) -> None:
+    """Make each transaction on ``engine`` wait its turn before its first write.
+
+    ``database_path``: whose ``.write-lock`` file holds the turn (None: no lock file, for an
+    in-memory database). ``begin``: the statement that opens the write transaction then,
+    on a connection whose driver does not begin transactions itself.
+    """
+    queue = _QUEUES[engine] = _Queue(
+        f"{database_path}.write-lock" if database_path else None, timeout, begin)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_write(connection, _cursor, statement, _parameters, _context, _executemany):
+        if not reads_only(statement):
+            queue.enter(connection)
 
     @event.listens_for(engine, "commit")
     def _on_commit(connection):
@@ -71,6 +122,17 @@ def install(engine, database_path: str, timeout: float) -> None:
         fd = record.info.pop(_FD, None)
         if fd is not None:
             os.close(fd)
+
+
+def begin_write(connection: Connection) -> None:
+    """Take the write turn now, before any write (no-op where no queue is installed).
+
+    For a request that must wait for a concurrent writer before it even reads (a retry of
+    an idempotent request still running elsewhere).
+    """
+    queue = _QUEUES.get(connection.engine)
+    if queue is not None:
+        queue.enter(connection)
 
 
 def _release(info: dict) -> None:

@@ -18,6 +18,7 @@ from shared import errors as codes
 from shared.envelope import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, success_body
 from shared.paths import CASCADE_PREFIX, WX_CASCADE_PREFIX
 
+from .. import write_queue
 from ..clock import now
 from ..errors import ApiError, json_safe
 from ..extensions import db
@@ -168,10 +169,12 @@ def idempotent(view):
 def _serialise_same_key(node_id: str, key: str) -> None:
     """Make a retry that arrives while the original still runs wait for its answer.
 
-    SQLite transactions are already serialised (BEGIN IMMEDIATE); on PostgreSQL a
+    On SQLite the request takes its write turn now, before it reads the record (its
+    reads would otherwise take no lock: parent/write_queue.py); on PostgreSQL a
     transaction-scoped advisory lock on (node, key) does it across workers and hosts.
     """
     if db.session.get_bind().dialect.name != "postgresql":
+        write_queue.begin_write(db.session.connection())
         return
     digest = hashlib.sha256(f"{node_id}\n{key}".encode("utf-8")).digest()
     lock_id = int.from_bytes(digest[:8], "big", signed=True)

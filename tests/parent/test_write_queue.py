@@ -85,13 +85,63 @@ def test_a_writer_kept_waiting_past_the_timeout_gets_database_unavailable(tmp_pa
     try:
         with pytest.raises(OperationalError, match="database is locked"):
             with engine.begin() as connection:
-                connection.execute(text("SELECT 1"))
+                connection.execute(text("CREATE TABLE t (x INTEGER)"))
     finally:
         fcntl.flock(other, fcntl.LOCK_UN)
         os.close(other)
     with engine.begin() as connection:
-        assert connection.execute(text("SELECT 1")).scalar() == 1
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
     engine.dispose()
+
+
+def _hold_the_write_lock(app):
+    """Another worker's writer, mid-transaction: it holds the lock file and SQLite's lock."""
+    with app.app_context():
+        holder = db.engine.connect()
+        transaction = holder.begin()
+        holder.execute(text("UPDATE admins SET username = username"))
+    return holder, transaction
+
+
+def test_a_request_that_only_reads_does_not_wait_for_a_writer(app, admin, plain_caller):
+    admin.post("/api/v1/feeds", json={"mp_name": "seen", "source_type": "rss",
+                                      "source_url": "https://example.org/seen.xml"})
+    etag = plain_caller.get("/feeds").headers["ETag"]  # a full pull is logged: a write
+    plain_caller.get("/feeds", headers={"If-None-Match": etag})  # so is a window's first 304
+    plain_caller.post("/heartbeat", json={})  # and the online edge; then they are steady
+    holder, transaction = _hold_the_write_lock(app)
+    try:
+        # Answered while the writer still holds the lock, on the last committed data.
+        assert plain_caller.post("/heartbeat", json={}).status_code == 200
+        assert plain_caller.get("/feeds", headers={"If-None-Match": etag}).status_code == 304
+        listed = admin.get("/api/v1/feeds")
+        assert [feed["mp_name"] for feed in listed.get_json()["data"]["items"]] == ["seen"]
+    finally:
+        transaction.rollback()
+        holder.close()
+
+
+def test_a_request_that_writes_waits_for_the_writer_then_goes_through(app, admin,
+                                                                     node_caller):
+    node_caller.post("/heartbeat", json={})
+    with app.app_context():
+        holder = db.engine.connect()
+        transaction = holder.begin()
+        holder.execute(text("UPDATE nodes SET running = 7"))  # another worker's write
+    answers = []
+    reporter = threading.Thread(target=lambda: answers.append(node_caller.post(
+        "/heartbeat", json={"running": 2}).status_code))
+    reporter.start()
+    reporter.join(0.5)
+    assert reporter.is_alive() and answers == []  # its write waits its turn ...
+    transaction.commit()
+    holder.close()
+    reporter.join(10)
+    # ... and is served once the holder commits: its reads ran on their own, so its write
+    # opened a fresh transaction instead of upgrading a stale one (SQLITE_BUSY_SNAPSHOT).
+    assert answers == [200]
+    running = admin.get("/api/v1/cascade/nodes").get_json()["data"]["items"][0]["running"]
+    assert running == 2
 
 
 def test_the_lock_file_is_private(app, admin):
