@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from flask import Flask
 from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 from .config import ConfigError, Settings, load_settings
 
@@ -85,10 +87,20 @@ class NoCookieSession(SessionInterface):
 SQLITE_BUSY_SECONDS = 30  # a writer waits this long for SQLite's lock, then 503
 
 
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 10.0
+# ... and none is kept longer than this (server or proxy limits on a session's age).
+POOL_RECYCLE_SECONDS = 1800
+
+
 def _engine_options(settings: Settings) -> dict:
     if settings.database_url.startswith("sqlite"):
         return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # No pool_pre_ping: it costs a round trip on every checkout, i.e. every request. The
+    # idle ping of _guard_idle_connections covers what a ping finds (a restart, an idle
+    # timeout) for connections that sat unused; a connection lost while in use fails its
+    # request with a 503 and Retry-After, and SQLAlchemy then replaces the whole pool.
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": POOL_RECYCLE_SECONDS}
 
 
 def _absolute_sqlite_url(database_url: str) -> str:
@@ -114,8 +126,32 @@ def _prepare_sqlite_directory(database_url: str) -> None:
         prepare_private_sqlite_file(url.database)
 
 
+def _guard_idle_connections(engine) -> None:
+    """Ping a pooled connection before reuse only when it sat idle for a while.
+
+    A busy pool hands connections out again within milliseconds, so it pings nothing; one
+    that waited longer than PING_AFTER_IDLE_SECONDS (the server may have restarted or timed
+    it out since) is pinged, and a dead one is replaced before the request sees it.
+    """
+
+    @event.listens_for(engine.pool, "checkin")
+    def _note_idle(_dbapi_connection, record):
+        record.info["werss_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        since = record.info.pop("werss_idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool retries with a new one
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
 def _tune_engine(engine) -> None:
     if engine.dialect.name != "sqlite":
+        _guard_idle_connections(engine)
         return
 
     @event.listens_for(engine, "connect")
