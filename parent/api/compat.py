@@ -21,6 +21,14 @@ bp = Blueprint("compat", __name__)
 
 NOTHING_TO_DO = "暂无待处理任务"
 
+# Built once (a Schema's __init__ deep-copies its fields; load keeps no per-call state
+# on the instance, so threads share them): see parent/api/node_sync.py.
+_CLAIM_TASK = ClaimTaskSchema()
+_PENDING_QUERY = PendingTasksQuerySchema()
+_TASK_STATUS = TaskStatusSchema()
+_UPLOAD_ARTICLES = UploadArticlesSchema()
+_REPORT_COMPLETION = ReportCompletionSchema()
+
 
 @bp.post("/claim-task")
 @describe("WeRSS: claim one task package (data null: no work)", body=ClaimTaskSchema,
@@ -28,7 +36,7 @@ NOTHING_TO_DO = "暂无待处理任务"
 @node_required
 @idempotent
 def claim_task():
-    load_body(ClaimTaskSchema(), required=False)
+    load_body(_CLAIM_TASK, required=False)
     package = compat.claim_task(g.node)
     package = werss_shapes.task(package) if package else None
     # WeRSS children read "no work" as 200 with data null, never as 204.
@@ -40,7 +48,7 @@ def claim_task():
           query=PendingTasksQuerySchema, data=NULLABLE_OBJECT)
 @node_required
 def pending_tasks():
-    load_query(PendingTasksQuerySchema())
+    load_query(_PENDING_QUERY)
     package = compat.pending_task(g.node)
     package = werss_shapes.task(package) if package else None
     return respond(package, "获取任务成功" if package else NOTHING_TO_DO)
@@ -52,7 +60,7 @@ def pending_tasks():
 @node_required
 @idempotent
 def task_status():
-    values = load_body(TaskStatusSchema())
+    values = load_body(_TASK_STATUS)
     return respond(compat.update_task_status(g.node, values), "状态更新成功")
 
 
@@ -62,7 +70,7 @@ def task_status():
 @node_required
 @idempotent
 def upload_articles():
-    values = load_body(UploadArticlesSchema())
+    values = load_body(_UPLOAD_ARTICLES)
     return respond(compat.upload_articles(g.node, values), "文章数据上行成功")
 
 
@@ -72,5 +80,5 @@ def upload_articles():
 @node_required
 @idempotent
 def report_completion():
-    values = load_body(ReportCompletionSchema())
+    values = load_body(_REPORT_COMPLETION)
     return respond(compat.report_completion(g.node, values), "任务完成上报成功")

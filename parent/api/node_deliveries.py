@@ -14,6 +14,12 @@ from ..openapi import ANY, describe
 
 bp = Blueprint("node_deliveries", __name__)
 
+# Built once (a Schema's __init__ deep-copies its fields; load keeps no per-call state
+# on the instance, so threads share them): see parent/api/node_sync.py.
+_PLAN = DeliveryPlanSchema()
+_REPORT = DeliveryReportSchema()
+_DELIVERY = DeliveryAdminSchema()
+
 
 @bp.post(paths.as_rule(paths.LEASE_DELIVERIES))
 @describe("Plan a lease's pushes of a feed: which articles go where", body=DeliveryPlanSchema,
@@ -21,7 +27,7 @@ bp = Blueprint("node_deliveries", __name__)
 @node_required
 @idempotent
 def plan_deliveries(lease_id):
-    values = load_body(DeliveryPlanSchema())
+    values = load_body(_PLAN)
     return respond(deliveries.plan(g.node, lease_id, values["feed_id"], values["article_ids"]))
 
 
@@ -31,5 +37,5 @@ def plan_deliveries(lease_id):
 @node_required
 @idempotent
 def report_delivery(delivery_id):
-    values = load_body(DeliveryReportSchema())
-    return respond(DeliveryAdminSchema().dump(deliveries.report(g.node, delivery_id, values)))
+    values = load_body(_REPORT)
+    return respond(_DELIVERY.dump(deliveries.report(g.node, delivery_id, values)))

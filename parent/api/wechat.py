@@ -17,6 +17,11 @@ from ..openapi import ANY, OBJECT, describe
 bp = Blueprint("wechat", __name__)  # under both cascade prefixes
 search_bp = Blueprint("wechat_search", __name__)  # under /api/v1
 
+# Built once (a Schema's __init__ deep-copies its fields; load keeps no per-call state
+# on the instance, so threads share them): see parent/api/node_sync.py.
+_LOGIN_STATE = LoginStateSchema()
+_COMMAND_RESULT = CommandResultSchema()
+
 
 class SearchSchema(Schema):
     class Meta:
@@ -58,7 +63,7 @@ def qr_image(node_id):
 @node_required
 @idempotent
 def login_state():
-    return respond(wechat.record_login_state(g.node, load_body(LoginStateSchema())))
+    return respond(wechat.record_login_state(g.node, load_body(_LOGIN_STATE)))
 
 
 @bp.post(paths.as_rule(paths.COMMAND_RESULT))
@@ -68,7 +73,7 @@ def login_state():
 @idempotent
 def command_result(command_id):
     return respond(wechat.record_command_result(g.node, command_id,
-                                                load_body(CommandResultSchema())))
+                                                load_body(_COMMAND_RESULT)))
 
 
 @search_bp.post("/feeds/search")
