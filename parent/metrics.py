@@ -101,15 +101,31 @@ def _start_timer():
     g.request_started = time.perf_counter()
 
 
+# (method, route, status) -> (request counter, latency histogram) of those labels: the
+# label sets are few (known methods x routes x statuses), and prometheus_client's labels()
+# takes a lock and builds its key on every call.
+_LABELLED: dict[tuple[str, str, int], tuple] = {}
+
+
+def _labelled(method: str, route: str, status: int) -> tuple:
+    key = (method, route, status)
+    found = _LABELLED.get(key)
+    if found is None:
+        metrics = _request_metrics()
+        found = _LABELLED[key] = (metrics["requests"].labels(method, route, str(status)),
+                                  metrics["latency"].labels(route))
+    return found
+
+
 def _observe(response):
     route = request.url_rule.rule if request.url_rule else "unmatched"
-    metrics = _request_metrics()
     method = request.method if request.method in _KNOWN_METHODS else "OTHER"
     status = response.status_code if 100 <= response.status_code <= 599 else 0
-    metrics["requests"].labels(method, route, str(status)).inc()
+    requests, latency = _labelled(method, route, status)
+    requests.inc()
     started = g.get("request_started")
     if started is not None:
-        metrics["latency"].labels(route).observe(time.perf_counter() - started)
+        latency.observe(time.perf_counter() - started)
     return response
 
 
