@@ -5,7 +5,7 @@ SQLite database or ``--pg URL``) under cProfile and prints, per kind: SQL statem
 COMMITs per request, microseconds per request, and the functions that take the most time
 (own time, then cumulative time of the parent's own code). A wrong secret is measured
 beside the right one: it must cost no more. COMMITs are those that end a database
-transaction (on SQLite, a request that only read has none). The figures say what to
+transaction (a request that only read has none). The figures say what to
 change; the load sections say how much it mattered.
 """
 
@@ -58,6 +58,7 @@ def _cases(client, creds, etag):
 def profile(database_url: str, secret_key: str, creds, count: int, top: int) -> str:
     from parent import create_app
     from parent.extensions import db
+    from parent.write_queue import ends_a_transaction
 
     app = create_app({"db": database_url, "secret_key": secret_key}, environ={})
     client = app.test_client()
@@ -69,9 +70,9 @@ def profile(database_url: str, secret_key: str, creds, count: int, top: int) -> 
         counts["sql"] += 1
 
     def on_commit(conn):
-        # A COMMIT that ends a transaction in the database: on SQLite a request that only
-        # read never began one (parent/write_queue.py), and its commit() is a no-op.
-        if conn.dialect.name != "sqlite" or conn.connection.dbapi_connection.in_transaction:
+        # A COMMIT that ends a transaction in the database: a request that only read never
+        # began one (parent/write_queue.py), and its commit() is a no-op.
+        if ends_a_transaction(conn):
             counts["commit"] += 1
 
     event.listen(engine, "before_cursor_execute", on_execute)

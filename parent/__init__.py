@@ -100,7 +100,12 @@ def _engine_options(settings: Settings) -> dict:
     # idle ping of _guard_idle_connections covers what a ping finds (a restart, an idle
     # timeout) for connections that sat unused; a connection lost while in use fails its
     # request with a 503 and Retry-After, and SQLAlchemy then replaces the whole pool.
-    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": POOL_RECYCLE_SECONDS}
+    options: dict = {"pool_size": 5, "max_overflow": 10, "pool_recycle": POOL_RECYCLE_SECONDS}
+    if make_url(settings.database_url).get_driver_name() == "psycopg":
+        # The driver begins nothing: a transaction opens at a request's first write
+        # (parent/write_queue.py), so a request that only reads costs no BEGIN and COMMIT.
+        options["isolation_level"] = "AUTOCOMMIT"
+    return options
 
 
 def _absolute_sqlite_url(database_url: str) -> str:
@@ -150,8 +155,13 @@ def _guard_idle_connections(engine) -> None:
 
 
 def _tune_engine(engine) -> None:
+    from . import write_queue
+
     if engine.dialect.name != "sqlite":
         _guard_idle_connections(engine)
+        if engine.dialect.driver == "psycopg":
+            write_queue.install(engine, None, timeout=SQLITE_BUSY_SECONDS, begin="BEGIN",
+                                in_transaction=write_queue.psycopg_in_transaction)
         return
 
     @event.listens_for(engine, "connect")
@@ -165,8 +175,6 @@ def _tune_engine(engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-    from . import write_queue
 
     database = engine.url.database or ""
     on_file = bool(database) and database != ":memory:" and not database.startswith("file:")

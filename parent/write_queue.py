@@ -1,20 +1,24 @@
-"""SQLite: a request reads without any lock, and takes the write lock, in turn, at its first write.
+"""A request reads without a transaction, and opens its write transaction at its first write.
 
-**Reads take no lock.** A transaction on SQLite begins as nothing at all: with pysqlite's
-own transaction handling off (``_tune_engine``), each read before the first write is its
-own statement on the newest committed data, as a READ COMMITTED read is on PostgreSQL (the
-semantics every service is written for). Under WAL no reader waits for a writer, so a
-plain heartbeat or an unchanged pull, which turn out to write nothing, never queue behind
-the database-wide write lock. Just before the first statement that may write (anything but
-a ``SELECT``), the transaction takes its turn and issues ``BEGIN IMMEDIATE``; from then on
-until its COMMIT or ROLLBACK it is one serialisable write transaction, as before. It never
-upgrades a read transaction into a write one, so it cannot meet ``SQLITE_BUSY_SNAPSHOT``
-(which the busy handler does not retry) — unless a read's cursor is still open when the
-write begins, which the ORM (it buffers its rows) and our services never leave.
+**Reads take no lock and open no transaction.** Each read before a request's first write is
+its own statement on the newest committed data, as every statement of a READ COMMITTED
+transaction on PostgreSQL is (the semantics every service is written for). Just before the
+first statement that may write (anything but a plain ``SELECT``), the connection opens its
+transaction (``BEGIN IMMEDIATE`` on SQLite, ``BEGIN`` on PostgreSQL); from then on until
+its COMMIT or ROLLBACK it is one transaction, as before. A ``SELECT`` that takes something
+until COMMIT (``FOR UPDATE``/``FOR SHARE`` row locks, ``pg_advisory_xact_lock``) counts as
+a write. So a plain heartbeat or an unchanged pull, which turn out to write nothing, never
+queue behind SQLite's database-wide write lock, and on PostgreSQL cost one round trip
+instead of three (BEGIN, the read, COMMIT).
 
-**Writers queue on a lock file.** SQLite's own wait for its lock is a busy handler that
-sleeps in growing steps up to 100 ms: a writer that has waited a while looks again only
-every 100 ms, so while a big import hands the lock from chunk to chunk, and fresh
+On SQLite (pysqlite's own transaction handling off, ``_tune_engine``) a read transaction is
+never upgraded into a write one, so a writer cannot meet ``SQLITE_BUSY_SNAPSHOT`` (which the
+busy handler does not retry) — unless a read's cursor is still open when the write begins,
+which the ORM (it buffers its rows) and our services never leave.
+
+**SQLite writers queue on a lock file.** SQLite's own wait for its lock is a busy handler
+that sleeps in growing steps up to 100 ms: a writer that has waited a while looks again
+only every 100 ms, so while a big import hands the lock from chunk to chunk, and fresh
 heartbeats keep arriving, the oldest waiters lose nearly every race (heartbeats waited
 6–30 s behind imports whose chunks held the lock under 0.7 s). Here a writer first takes
 an exclusive ``flock`` on ``<database>.write-lock``: a waiter checks every millisecond or
@@ -28,9 +32,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import sqlite3
+import re
 import time
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -40,7 +46,10 @@ _FD = "werss_write_lock_fd"
 _HELD = "werss_write_lock_held"
 # Checking more often than this costs CPU for little gain: a commit takes ~1 ms.
 _MAX_STEP = 0.002
-BEGIN_WRITE = "BEGIN IMMEDIATE"
+BEGIN_WRITE = "BEGIN IMMEDIATE"  # SQLite's: a write transaction takes the lock up front
+# A SELECT that holds something until COMMIT must run inside the transaction.
+_HOLDS_UNTIL_COMMIT = re.compile(
+    r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|pg_advisory", re.IGNORECASE)
 
 
 class WriteLockTimeout(Exception):
@@ -48,15 +57,38 @@ class WriteLockTimeout(Exception):
 
 
 def reads_only(statement: str) -> bool:
-    """Whether a statement cannot write: a SELECT (anything else is taken as a write)."""
-    return statement.lstrip()[:6].upper() == "SELECT"
+    """Whether a statement may run outside a transaction: a SELECT that takes no lock."""
+    return statement.lstrip()[:6].upper() == "SELECT" \
+        and _HOLDS_UNTIL_COMMIT.search(statement) is None
+
+
+def sqlite_in_transaction(dbapi_connection: Any) -> bool:
+    return dbapi_connection.in_transaction
+
+
+def psycopg_in_transaction(dbapi_connection: Any) -> bool:
+    from psycopg.pq import TransactionStatus
+
+    return dbapi_connection.info.transaction_status != TransactionStatus.IDLE
+
+
+def ends_a_transaction(connection: Connection) -> bool:
+    """Whether committing ``connection`` now ends a transaction open in the database."""
+    dbapi_connection = connection.connection.dbapi_connection
+    if connection.dialect.name == "sqlite":
+        return sqlite_in_transaction(dbapi_connection)
+    if connection.dialect.driver == "psycopg":
+        return psycopg_in_transaction(dbapi_connection)
+    return True
 
 
 class _Queue:
-    def __init__(self, lock_path: str | None, timeout: float, begin: str | None):
+    def __init__(self, lock_path: str | None, timeout: float, begin: str | None,
+                 in_transaction: Callable[[Any], bool]):
         self.lock_path = lock_path
         self.timeout = timeout
         self.begin = begin
+        self.in_transaction = in_transaction
 
     def enter(self, connection: Connection) -> None:
         """Take this connection's write turn and open its write transaction, once."""
@@ -75,10 +107,12 @@ class _Queue:
             info[_HELD] = True
         dbapi_connection = fairy.dbapi_connection
         if self.begin is not None and dbapi_connection is not None \
-                and not dbapi_connection.in_transaction:
+                and not self.in_transaction(dbapi_connection):
             try:
                 dbapi_connection.execute(self.begin)
-            except sqlite3.OperationalError as exc:  # a writer outside this parent held on
+            except Exception as exc:  # SQLite: a writer outside this parent held on
+                if not isinstance(exc, connection.dialect.loaded_dbapi.OperationalError):
+                    raise
                 raise OperationalError(self.begin, {}, exc) from None
 
 
@@ -86,15 +120,19 @@ _QUEUES: weakref.WeakKeyDictionary[Engine, _Queue] = weakref.WeakKeyDictionary()
 
 
 def install(engine: Engine, database_path: str | None, timeout: float,
-            begin: str | None = None) -> None:
-    """Make each transaction on ``engine`` wait its turn before its first write.
+            begin: str | None = None,
+            in_transaction: Callable[[Any], bool] = sqlite_in_transaction) -> None:
+    """Make each transaction on ``engine`` wait its turn, and begin, before its first write.
 
     ``database_path``: whose ``.write-lock`` file holds the turn (None: no lock file, for an
-    in-memory database). ``begin``: the statement that opens the write transaction then,
-    on a connection whose driver does not begin transactions itself.
+    in-memory database or PostgreSQL). ``begin``: the statement that opens the transaction
+    then, on a connection whose driver does not begin transactions itself (SQLite with
+    pysqlite's handling off, PostgreSQL in autocommit); ``in_transaction`` tells whether one
+    is open.
     """
     queue = _QUEUES[engine] = _Queue(
-        f"{database_path}.write-lock" if database_path else None, timeout, begin)
+        f"{database_path}.write-lock" if database_path else None, timeout, begin,
+        in_transaction)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_write(connection, _cursor, statement, _parameters, _context, _executemany):

@@ -1,6 +1,7 @@
 """What nodes pull and push: heartbeat, feeds/tasks with ETag and cursors, report-result."""
 
 import contextlib
+import threading
 
 import pytest
 from sqlalchemy import event
@@ -172,6 +173,45 @@ def test_idempotency_keys_are_per_node(admin, client, node, clock):
         assert NodeCaller(client, creds, clock=clock).post(
             "/report-result", json=REPORT, headers=headers).status_code == 200
     assert admin.get("/api/v1/cascade/reports").get_json()["data"]["total"] == 2
+
+
+def test_a_retry_that_arrives_while_the_original_runs_waits_for_its_answer(
+        app, admin, node, monkeypatch):
+    """Plain credentials: authenticating writes nothing, so only the key makes it wait."""
+    from parent.services import node_sync as service
+
+    store_report, runs = service.store_report, []
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_first_run(node_row, payload):
+        runs.append(payload["task_id"])
+        if len(runs) == 1:
+            started.set()
+            finish.wait(10)
+        return store_report(node_row, payload)
+
+    monkeypatch.setattr(service, "store_report", slow_first_run)
+    NodeCaller(app.test_client(), node, mode="plain").post("/heartbeat", json={})  # online
+    answers = {}
+
+    def send(name):
+        answers[name] = NodeCaller(app.test_client(), node, mode="plain").post(
+            "/report-result", json=REPORT, headers={"Idempotency-Key": "report-slow"})
+
+    original = threading.Thread(target=send, args=("original",))
+    original.start()
+    assert started.wait(10)
+    retry = threading.Thread(target=send, args=("retry",))
+    retry.start()
+    retry.join(0.5)
+    assert retry.is_alive() and "retry" not in answers  # it waits for the original ...
+    finish.set()
+    original.join(10)
+    retry.join(10)
+    assert answers["original"].status_code == answers["retry"].status_code == 200
+    assert answers["retry"].headers["Idempotent-Replayed"] == "true"  # ... and gets its answer
+    assert runs == ["task-1"]  # the work ran once
+    assert admin.get("/api/v1/cascade/reports").get_json()["data"]["total"] == 1
 
 
 @pytest.mark.parametrize("body,field", [
