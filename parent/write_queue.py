@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import re
 import time
@@ -56,6 +57,7 @@ class WriteLockTimeout(Exception):
     """The parent's other writers held the write lock for longer than the timeout."""
 
 
+@functools.lru_cache(maxsize=4096)  # the same few compiled statements, request after request
 def reads_only(statement: str) -> bool:
     """Whether a statement may run outside a transaction: a SELECT that takes no lock."""
     return statement.lstrip()[:6].upper() == "SELECT" \

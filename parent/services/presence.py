@@ -102,7 +102,11 @@ class PresenceBuffer:
 
 
 def buffer() -> PresenceBuffer:
-    return current_app.extensions.setdefault("werss.presence", PresenceBuffer())
+    extensions = current_app.extensions
+    held = extensions.get("werss.presence")
+    if held is None:  # setdefault() would build (and drop) a buffer and its lock each call
+        held = extensions.setdefault("werss.presence", PresenceBuffer())
+    return held
 
 
 def _default_cadence() -> int:
