@@ -138,10 +138,12 @@ def test_signs_of_life_reach_the_database_in_one_batched_update(app, client, adm
 
 
 @pytest.mark.parametrize("mode", ["plain", "signed"])
+@pytest.mark.parametrize("what", ["wrong secret", "unknown key"])
 def test_a_wrong_secret_costs_the_same_read_as_a_right_one_and_writes_nothing(
-        app, client, node, clock, mode):
+        app, client, node, clock, mode, what):
     right = NodeCaller(client, node, clock=clock, mode=mode)
-    wrong = NodeCaller(client, NodeCredentials(node.node_id, node.api_key, "CS" + "x" * 32),
+    api_key = node.api_key if what == "wrong secret" else "CN" + "y" * 32
+    wrong = NodeCaller(client, NodeCredentials(node.node_id, api_key, "CS" + "x" * 32),
                        clock=clock, mode=mode)
     right.post("/heartbeat", json=BODY)
     with counted(app) as good:
