@@ -24,6 +24,7 @@ from shared.timeutil import isoformat_z
 from .clock import now
 from .config import settings
 from .crypto import cipher
+from . import unit_of_work
 from .errors import ApiError
 from .extensions import db
 from .models import Admin, AdminToken, Node, UsedNonce
@@ -31,7 +32,10 @@ from .models import Admin, AdminToken, Node, UsedNonce
 # Built once: each request only binds the key (no expression building, one cached compile).
 _NODE_BY_KEY = select(Node).where(Node.api_key == bindparam("api_key"))
 # A Core INSERT of one row: the nonce needs no ORM object, unit-of-work flush or identity map.
-_INSERT_NONCE = insert(cast(Table, UsedNonce.__table__))
+_NONCES = cast(Table, UsedNonce.__table__)
+_INSERT_NONCE = insert(_NONCES)
+_NONCE_SEEN = select(_NONCES.c.nonce).where(
+    _NONCES.c.node_id == bindparam("node_id"), _NONCES.c.nonce == bindparam("nonce"))
 # Compared against when the key is unknown, so an unknown key does the work a wrong secret does.
 _NO_SECRET = "CS" + "0" * 32
 
@@ -129,9 +133,18 @@ def _consume_nonce(node: Node, parsed: signing.SignedCredentials) -> None:
         )
     # The nonce row lives in this request's transaction; a concurrent or later replay
     # collides on the primary key in the shared database, whichever worker it reaches.
+    row = {"node_id": node.id, "nonce": parsed.nonce, "seen_at": moment}
+    if db.session.get_bind().dialect.name == "sqlite":
+        # Written now, it would hold SQLite's one write lock for the whole request, and
+        # every signed request would wait for the one before it to finish. So: refuse a
+        # seen nonce now, before any work (a read takes no lock), and insert it with the
+        # request's commit, where a copy that raced this one collides and is refused.
+        if db.session.execute(_NONCE_SEEN, row).first() is not None:
+            raise ApiError(codes.REPLAYED_REQUEST)
+        unit_of_work.insert_at_commit(_INSERT_NONCE, row, codes.REPLAYED_REQUEST)
+        return
     try:
-        db.session.execute(_INSERT_NONCE, {"node_id": node.id, "nonce": parsed.nonce,
-                                           "seen_at": moment})
+        db.session.execute(_INSERT_NONCE, row)
     except IntegrityError:
         db.session.rollback()
         raise ApiError(codes.REPLAYED_REQUEST) from None

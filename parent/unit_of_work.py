@@ -9,17 +9,27 @@ A few places must make part of their work durable before the request's outcome i
 (a login attempt is recorded even when the password then turns out wrong; a bulk import
 commits chunk by chunk; a request that then waits on something slow ends its transaction
 first, so SQLite's write lock is not held while it waits). They say so with ``commit_now()``
-or ``separately()``, each with a comment on why.
+or ``separately()``, each with a comment on why. A row that belongs with the work but need not
+be written first (a signed request's nonce on SQLite) is written by whichever commit comes,
+through ``insert_at_commit()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import Flask, Response, current_app
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 
+from shared.errors import ErrorCode
+
+from .errors import ApiError
 from .extensions import db
+
+_AT_COMMIT = "werss.insert_at_commit"
 
 
 def commit_now() -> None:
@@ -38,6 +48,26 @@ def separately() -> Iterator[None]:
     db.session.commit()
 
 
+def insert_at_commit(statement: Any, parameters: dict, conflict: ErrorCode) -> None:
+    """Run this INSERT as the last write of whatever commits this request's work.
+
+    For a row that must be written with the work and only if the work is kept, but whose
+    write need not come first: on SQLite a write takes the database-wide write lock until
+    COMMIT, so an INSERT made at the start would hold it for the whole request. A
+    collision on a unique key (the row is already there) answers ``conflict`` instead.
+    """
+    db.session.info.setdefault(_AT_COMMIT, []).append((statement, parameters, conflict))
+
+
+def _insert_pending(session) -> None:
+    pending = session.info.pop(_AT_COMMIT, None)
+    for statement, parameters, conflict in pending or ():
+        try:
+            session.execute(statement, parameters)
+        except IntegrityError:
+            raise ApiError(conflict) from None
+
+
 def _finish(response: Response) -> Response:
     if response.status_code >= 400:
         db.session.rollback()
@@ -51,6 +81,11 @@ def _finish(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # Every commit of a request's session (commit_now, separately, the one below, or a
+    # service's own) writes what insert_at_commit() left first. Sessions of every app share
+    # the class the scoped session makes, so the listener is added once.
+    if not event.contains(db.session, "before_commit", _insert_pending):
+        event.listen(db.session, "before_commit", _insert_pending)
     # Registered after every other after_request hook, so it runs first (Flask runs them
     # in reverse) and the metrics and request-id hooks see the answer the client gets.
     app.after_request(_finish)

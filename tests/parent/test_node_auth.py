@@ -1,6 +1,7 @@
 """Node authentication: both AK-SK forms and every failure of contract §3."""
 
 import json
+import threading
 
 import pytest
 
@@ -98,6 +99,46 @@ def test_replayed_nonce_is_refused_and_changes_nothing(app, client, node, clock)
     # The same nonce is fine for another node: nonces are per key.
     with app.app_context():
         assert db.session.query(UsedNonce).count() == 1
+
+
+def test_two_copies_racing_each_other_are_served_once(app, node, clock, monkeypatch):
+    """The copy that commits second is refused, and what it did is rolled back with it."""
+    from parent.services import nodes as service
+
+    record_heartbeat, calls = service.record_heartbeat, []
+    inside, finish = threading.Event(), threading.Event()
+
+    def slow_first(node_row, payload):
+        calls.append(payload.get("running"))
+        if len(calls) == 1:
+            inside.set()
+            finish.wait(10)
+        return record_heartbeat(node_row, payload)
+
+    NodeCaller(app.test_client(), node, clock=clock).post("/heartbeat", json={})  # online
+    monkeypatch.setattr(service, "record_heartbeat", slow_first)
+    body = json.dumps({"running": 3}).encode()
+    headers = _signed_headers(node, clock, body=body, nonce="racing-copies-001")
+    answers = []
+
+    def send():
+        answers.append(app.test_client().post("/api/v1/cascade/heartbeat", data=body,
+                                              headers=headers))
+
+    first = threading.Thread(target=send)
+    first.start()
+    assert inside.wait(10)  # the first copy is past authentication, its nonce not yet kept
+    second = threading.Thread(target=send)
+    second.start()
+    # SQLite: the second copy is served meanwhile; PostgreSQL: it waits on the first's row.
+    second.join(0.5)
+    finish.set()
+    first.join(10)
+    second.join(10)
+    assert sorted(answer.status_code for answer in answers) == [200, 401]
+    assert_error(next(a for a in answers if a.status_code == 401), 401, "replayed_request")
+    with app.app_context():
+        assert db.session.query(UsedNonce).filter_by(nonce="racing-copies-001").count() == 1
 
 
 def test_same_nonce_on_another_route_is_still_a_replay(client, node, clock):

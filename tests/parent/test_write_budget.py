@@ -69,6 +69,18 @@ def _writes(statements):
     return [s for s in _data(statements) if not s.startswith("SELECT")]
 
 
+def _sqlite(app) -> bool:
+    with app.app_context():
+        return db.engine.dialect.name == "sqlite"
+
+
+def _reads_to_authenticate(app, mode):
+    """The node by its key; on SQLite a signed request also looks its nonce up first (the
+    INSERT waits for the commit, so the write lock is held only for that)."""
+    return ["SELECT nodes"] + (["SELECT used_nonces"] if mode == "signed" and _sqlite(app)
+                               else [])
+
+
 @pytest.mark.parametrize("mode", ["plain", "signed"])
 def test_a_steady_heartbeat_writes_nothing_but_the_nonce(app, client, node, clock, mode):
     caller = NodeCaller(client, node, clock=clock, mode=mode)
@@ -78,7 +90,8 @@ def test_a_steady_heartbeat_writes_nothing_but_the_nonce(app, client, node, cloc
         response = caller.post("/heartbeat", json=BODY)
     assert response.status_code == 200
     assert _writes(seen["statements"]) == ([] if mode == "plain" else ["INSERT used_nonces"])
-    assert _data(seen["statements"]) == ["SELECT nodes"] + _writes(seen["statements"])
+    assert _data(seen["statements"]) == _reads_to_authenticate(app, mode) + \
+        _writes(seen["statements"])
     assert seen["commits"] == (0 if mode == "plain" else 1)
 
 
@@ -103,6 +116,8 @@ def test_an_unchanged_pull_reads_the_cursor_and_writes_only_the_nonce(app, clien
     assert response.status_code == 304
     assert _writes(seen["statements"]) == ([] if mode == "plain" else ["INSERT used_nonces"])
     assert "SELECT feeds" not in seen["statements"]
+    if mode == "signed" and _sqlite(app):  # the one write comes last: the lock is held briefly
+        assert _data(seen["statements"])[-1] == "INSERT used_nonces"
     assert seen["commits"] == (0 if mode == "plain" else 1)
 
 
@@ -139,7 +154,7 @@ def test_signs_of_life_reach_the_database_in_one_batched_update(app, client, adm
 
 @pytest.mark.parametrize("mode", ["plain", "signed"])
 @pytest.mark.parametrize("what", ["wrong secret", "unknown key"])
-def test_a_wrong_secret_costs_the_same_read_as_a_right_one_and_writes_nothing(
+def test_a_wrong_secret_costs_no_more_reads_than_a_right_one_and_writes_nothing(
         app, client, node, clock, mode, what):
     right = NodeCaller(client, node, clock=clock, mode=mode)
     api_key = node.api_key if what == "wrong secret" else "CN" + "y" * 32
@@ -150,6 +165,7 @@ def test_a_wrong_secret_costs_the_same_read_as_a_right_one_and_writes_nothing(
         assert right.post("/heartbeat", json=BODY).status_code == 200
     with counted(app) as bad:
         assert wrong.post("/heartbeat", json=BODY).status_code == 401
-    assert [s for s in _data(bad["statements"]) if s.startswith("SELECT")] == \
-        [s for s in _data(good["statements"]) if s.startswith("SELECT")] == ["SELECT nodes"]
+    assert [s for s in _data(bad["statements"]) if s.startswith("SELECT")] == ["SELECT nodes"]
+    assert [s for s in _data(good["statements"]) if s.startswith("SELECT")] == \
+        _reads_to_authenticate(app, mode)
     assert _writes(bad["statements"]) == [] and bad["commits"] == 0
