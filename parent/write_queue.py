@@ -7,7 +7,8 @@ first statement that may write (anything but a plain ``SELECT``), the connection
 transaction (``BEGIN IMMEDIATE`` on SQLite, ``BEGIN`` on PostgreSQL); from then on until
 its COMMIT or ROLLBACK it is one transaction, as before. A ``SELECT`` that takes something
 until COMMIT (``FOR UPDATE``/``FOR SHARE`` row locks, ``pg_advisory_xact_lock``) counts as
-a write. So a plain heartbeat or an unchanged pull, which turn out to write nothing, never
+a write, and so does a ``with_for_update()`` select on SQLite, which does not render it: a
+claim reads the rows it takes inside its write transaction on both backends. So a plain heartbeat or an unchanged pull, which turn out to write nothing, never
 queue behind SQLite's database-wide write lock, and on PostgreSQL cost one round trip
 instead of three (BEGIN, the read, COMMIT).
 
@@ -62,6 +63,17 @@ def reads_only(statement: str) -> bool:
     """Whether a statement may run outside a transaction: a SELECT that takes no lock."""
     return statement.lstrip()[:6].upper() == "SELECT" \
         and _HOLDS_UNTIL_COMMIT.search(statement) is None
+
+
+def _takes_rows(context: Any) -> bool:
+    """Whether the statement is a SELECT ... FOR UPDATE, even where it is not rendered.
+
+    SQLite has no FOR UPDATE: there, a claim's read of the rows it is about to take must
+    run in its write transaction (after its turn), or a concurrent claimer reads the same
+    rows and one of them finds nothing left to take.
+    """
+    compiled = getattr(context, "compiled", None)
+    return getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
 
 
 def sqlite_in_transaction(dbapi_connection: Any) -> bool:
@@ -137,8 +149,8 @@ def install(engine: Engine, database_path: str | None, timeout: float,
         in_transaction)
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before_write(connection, _cursor, statement, _parameters, _context, _executemany):
-        if not reads_only(statement):
+    def _before_write(connection, _cursor, statement, _parameters, context, _executemany):
+        if not reads_only(statement) or _takes_rows(context):
             queue.enter(connection)
 
     @event.listens_for(engine, "commit")

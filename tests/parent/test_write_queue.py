@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from parent import write_queue
 from parent.extensions import db
-from parent.models import Feed
+from parent.models import Allocation, Feed
 
 
 pytestmark = pytest.mark.sqlite_only  # the lock file exists only on SQLite
@@ -147,3 +147,32 @@ def test_a_request_that_writes_waits_for_the_writer_then_goes_through(app, admin
 def test_the_lock_file_is_private(app, admin):
     admin.get("/api/v1/feeds")
     assert os.stat(lock_path(app)).st_mode & 0o777 == 0o600
+
+
+def test_a_claim_reads_what_it_takes_after_its_turn_so_it_finds_the_work_left(
+        app, admin, node_caller):
+    from tests.parent.test_claim_budget import make_work
+
+    make_work(admin, 2)  # two pending allocations
+    node_caller.post("/heartbeat", json={})  # the online edge is a write; then steady
+    with app.app_context():
+        first, second = db.session.execute(
+            db.select(Allocation.id).order_by(Allocation.priority, Allocation.created_at,
+                                              Allocation.id)).scalars().all()
+        holder = db.engine.connect()
+        transaction = holder.begin()  # another claimer, mid-transaction, takes the first
+        holder.execute(text("UPDATE allocations SET status = 'leased' WHERE id = :id"),
+                       {"id": first})
+    answers = []
+    claimer = threading.Thread(target=lambda: answers.append(
+        node_caller.post("/claim", json={"max": 1, "wait": 0})))
+    claimer.start()
+    claimer.join(0.5)
+    assert claimer.is_alive()  # it waits before reading the candidates ...
+    transaction.commit()
+    holder.close()
+    claimer.join(10)
+    # ... so it reads after the other claim and takes the allocation still pending.
+    assert answers[0].status_code == 200, answers[0].status_code
+    assert [lease["allocation_id"] for lease in answers[0].get_json()["data"]["leases"]] == \
+        [second]
