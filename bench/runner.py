@@ -248,21 +248,14 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-# What the design allows each hot path: (reads, writes, in words).
-_SQL_BUDGET = {
-    "heartbeat (signed)": (1, 1, "one indexed read; the nonce INSERT"),
-    "heartbeat (plain)": (1, 0, "one indexed read; no write"),
-    "feeds pull 304 (signed)": (2, 1, "the node and the cursor; the nonce INSERT"),
-}
-
-
-def design_warnings(probes: list[dict]) -> list[str]:
-    """Compare the SQL each hot request ran with what the design allows."""
+def design_warnings(probes: list[dict], backend: str) -> list[str]:
+    """Compare the SQL each hot request ran with what the design allows (bench/goals.py)."""
     warnings = []
     for probe in probes:
         name = probe["request"]
-        if name in _SQL_BUDGET:
-            reads, writes, text = _SQL_BUDGET[name]
+        budget = goals.sql_budget(backend).get(name)
+        if budget:
+            reads, writes, text = budget
             if probe["reads"] > reads or probe["writes"] > writes:
                 warnings.append(f"{name} ran {probe['reads']} reads / {probe['writes']} writes; "
                                 f"the design allows {text}")
@@ -427,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
         remove_workdir(workdir)
 
     ratios = {}
-    warnings = design_warnings(probes) + warnings
+    warnings = design_warnings(probes, database.backend) + warnings
     for key, (before, after) in brackets.items():
         reference = report.combine_baselines(runs[before], runs[after])
         ratios[key] = {**report.ratios(runs[key], reference), "baseline": reference,
