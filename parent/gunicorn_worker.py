@@ -27,7 +27,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 REQUEST_READ_TIMEOUT = 15.0
 MAX_HEAD = 64 * 1024
 MAX_BUFFERED_BODY = 1024 * 1024
-_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*$", re.I | re.M)
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
 _CHUNKED = re.compile(rb"^transfer-encoding:.*chunked", re.I | re.M)
 _EXPECT = re.compile(rb"^expect:[ \t]*100-continue", re.I | re.M)
 

@@ -20,3 +20,9 @@ HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
 ])
 def test_a_request_is_handed_on_once_it_is_in(data, ready):
     assert request_is_buffered(data) is ready
+
+
+def test_a_body_whose_length_is_not_the_last_header_is_waited_for():
+    """Content-Length before another header was missed, and the body read by a thread."""
+    assert request_is_buffered(HEAD + b"Content-Length: 5\r\nX-A: b\r\n\r\nabc") is False
+    assert request_is_buffered(HEAD + b"Content-Length: 5\r\nX-A: b\r\n\r\nabcde") is True
