@@ -49,6 +49,10 @@ _EXPECT = re.compile(rb"^expect:[ \t]*100-continue", re.I | re.M)
 PARK_MAX = 50
 # Released claims in flight at once after the generation moves, per thread (see _pump).
 RELEASE_WINDOW_PER_THREAD = 2
+# A parked connection is answered "no change" on another claim's word only if the app saw
+# one of its own claims this recently: a change that moves no generation (an admin edits a
+# node's labels, a WeChat session becomes valid) reaches every parked child within this.
+APP_CLAIM_AT_LEAST_EVERY = 300.0
 NATIVE_CLAIM_PATH = paths.CASCADE_PREFIX + paths.CLAIM
 _CLAIM_LINE = re.compile(rb"POST " + re.escape(NATIVE_CLAIM_PATH.encode()) + rb" HTTP/1\.([01])\r\n")
 _WORK_TOKEN = re.compile(rb"^x-work-token:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
@@ -148,9 +152,11 @@ class BufferingThreadWorker(ThreadWorker):
         self._to_release: deque[TConn] = deque()
         self._released: set[TConn] = set()
         self._release_window = RELEASE_WINDOW_PER_THREAD * max(1, self.cfg.threads)
-        # (generation, due, learned at): a 204 the app gave under this generation.
-        self._quiet: tuple[int, int, float] | None = None
-        self._answers: dict[object, tuple[int, str | None]] = {}  # socket -> claim answer
+        # Claim class -> (generation, due, learned at): a 204 the app gave a node of that
+        # class (labels, sources, WeChat readiness) under this generation.
+        self._quiet: dict[str | None, tuple[int, int, float]] = {}
+        # socket -> (status, token, claim class) of a native claim's answer
+        self._answers: dict[object, tuple[int, str | None, str | None]] = {}
         self._watcher = None
         super().init_process()
 
@@ -198,7 +204,9 @@ class BufferingThreadWorker(ThreadWorker):
             def noting(status, headers, exc_info=None):
                 token = next((value for name, value in headers
                               if name.lower() == "x-work-token"), None)
-                answers[sock] = (int(status.split(" ", 1)[0]), token)
+                # The claim view has run by now, and said what kind of node asked.
+                answers[sock] = (int(status.split(" ", 1)[0]), token,
+                                 environ.get("werss.claim_class"))
                 return start_response(status, headers, exc_info)
 
             return app(environ, noting)
@@ -412,7 +420,7 @@ class BufferingThreadWorker(ThreadWorker):
         if self.generation is not None and generation <= self.generation:
             return
         self.generation = generation
-        self._quiet = None
+        self._quiet.clear()
         moment = time.monotonic()
         for conn, entry in self.parked.items():
             if entry.claim.generation != generation and entry.eligible_since is None:
@@ -420,36 +428,36 @@ class BufferingThreadWorker(ThreadWorker):
                 self._to_release.append(conn)
         self._pump()
 
-    def _learn(self, conn: TConn, status: int, token: str | None) -> None:
+    def _learn(self, conn: TConn, status: int, token: str | None,
+               claim_class: str | None) -> None:
         from .services.work_signal import parse_token
 
         parsed = parse_token(token)
-        if parsed is None:
+        if parsed is None or claim_class is None:
             return
+        conn.claim_class, conn.app_answered_at = claim_class, time.monotonic()
         self._observe_generation(parsed[0])
         if status == 204 and parsed[0] == self.generation:
-            self._quiet = (parsed[0], parsed[1], getattr(conn, "enqueued_at", 0.0))
+            self._quiet[claim_class] = (parsed[0], parsed[1], getattr(conn, "enqueued_at", 0.0))
 
     def _pump(self) -> None:
         """Release waiting claims without a thundering herd.
 
         At most ``_release_window`` released claims are with the app at once: each that
         comes back (with leases, say) lets the next one go. Once the app answered a claim
-        204 under the current generation, having started after a waiting claim became
-        waiting, it has shown there is nothing left: the rest are answered by the worker
-        with that generation and re-park at once.
+        of some class of node 204 under the current generation, having started after a
+        waiting claim of that class became waiting, it has shown there is nothing for that
+        class: the worker answers those itself with that token, and they re-park at once.
         """
-        wall = time.time()
-        quiet = self._quiet
-        if quiet is not None and (quiet[0] != self.generation or quiet[1] <= wall):
-            quiet = self._quiet = None
+        moment, wall = time.monotonic(), time.time()
         while self._to_release:
             conn = self._to_release[0]
             entry = self.parked.get(conn)
             if entry is None or entry.eligible_since is None:
                 self._to_release.popleft()
                 continue
-            if quiet is not None and quiet[2] >= entry.eligible_since:
+            quiet = self._quiet_for(conn, entry, moment, wall)
+            if quiet is not None:
                 self._to_release.popleft()
                 due = quiet[1] if entry.claim.due <= wall else min(entry.claim.due, quiet[1])
                 self._answer(conn, f"{quiet[0]}.{due}".encode())
@@ -458,6 +466,18 @@ class BufferingThreadWorker(ThreadWorker):
                 return
             self._to_release.popleft()
             self._release(conn, counted=True)
+
+    def _quiet_for(self, conn: TConn, entry: _Parked, moment: float,
+                   wall: float) -> tuple[int, int, float] | None:
+        """The app's 204 that answers this waiting claim too, if there is one."""
+        if moment - getattr(conn, "app_answered_at", -APP_CLAIM_AT_LEAST_EVERY) \
+                >= APP_CLAIM_AT_LEAST_EVERY:
+            return None
+        quiet = self._quiet.get(getattr(conn, "claim_class", None))
+        if (quiet is None or quiet[0] != self.generation or quiet[1] <= wall
+                or entry.eligible_since is None or quiet[2] < entry.eligible_since):
+            return None
+        return quiet
 
 
 def _raise_open_files(wanted: int) -> None:

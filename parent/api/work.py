@@ -10,7 +10,9 @@ from shared import errors as codes
 
 from ..auth import admin_required, node_required
 from ..clock import now
-from ..services import articles, claim_pacing, leasing, scheduling, wechat, work_signal
+from ..services import (
+    articles, claim_pacing, leasing, node_sources, scheduling, wechat, work_signal,
+)
 from ..services.work_signal import WORK_TOKEN
 from ..work_view_schemas import DispatchSchema
 from . import werss_shapes
@@ -45,7 +47,16 @@ def claim():
                             **({"commands": commands} if commands else {})})
     if generation is not None:
         response.headers[WORK_TOKEN] = work_signal.token(generation, int(now().timestamp()) + wait)
+        # The worker answers parked claims of nodes like this one with this answer.
+        request.environ["werss.claim_class"] = _claim_class(g.node)
     return response
+
+
+def _claim_class(node) -> str:
+    """What decides which pending work a node may take (labels, sources, WeChat now)."""
+    return "|".join((",".join(sorted(set(node.labels or []))),
+                     "rss" if node_sources.runs_rss(node) else "",
+                     "wechat" if node_sources.wechat_ready(node, now()) else ""))
 
 
 def _parks() -> bool:

@@ -26,12 +26,31 @@ THREADS = 8  # `werss-parent serve`'s default
 WX_PREFIX = "/api/v1/wx/cascade"
 
 
+FIRST = "first"  # RawClaim's token: claim without one first, on the same connection
+
+
 class RawClaim:
-    """One claim on a kept-alive connection of its own, sent and read by hand."""
+    """One claim on a kept-alive connection of its own, sent and read by hand.
+
+    ``token=FIRST`` does what a child does: a first claim without a token, then the parked
+    one with the token of that answer, on the same connection.
+    """
 
     def __init__(self, node: NodeHttp, token: str | None = None, wait: int | None = 50,
                  prefix: str | None = None):
-        self.node = node
+        self.node, self.prefix = node, prefix
+        self.buffer = b""
+        parts = urlsplit(node.base_url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=70)
+        if token == FIRST:
+            self.send(None, None)
+            status, headers, _ = self.answer()
+            assert status == 204, status
+            token = headers["x-work-token"]
+        self.send(token, wait)
+
+    def send(self, token: str | None, wait: int | None) -> None:
+        node, prefix = self.node, self.prefix
         headers = {"Connection": "keep-alive"}
         if token is not None:
             headers["X-Work-Token"] = token
@@ -44,10 +63,8 @@ class RawClaim:
         lines = [f"POST {prepared.path_url} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"{name}: {value}" for name, value in prepared.headers.items()]
         body = prepared.body if isinstance(prepared.body, bytes) else prepared.body.encode()
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=70)
         self.sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
         self.sent_at = time.monotonic()
-        self.buffer = b""
 
     def answered(self) -> bool:
         """Tell, without waiting, whether the parent has started to answer."""
@@ -112,9 +129,9 @@ def first_token(node: NodeHttp, parent) -> str:
     return headers["x-work-token"]
 
 
-def dispatch_one_feed(admin: AdminHttp, name: str = "one") -> str:
+def dispatch_one_feed(admin: AdminHttp, name: str = "one", labels=()) -> str:
     feed = admin.post("/api/v1/feeds/import", json={"feeds": [
-        {"mp_name": f"feed {name}", "source_type": "rss",
+        {"mp_name": f"feed {name}", "source_type": "rss", "labels": list(labels),
          "source_url": f"http://127.0.0.1:9/{name}.xml"}]})
     assert feed.status_code == 200, feed.text
     task = admin.post("/api/v1/message-tasks", json={"name": name, "cron_exp": "0 0 1 1 *"})
@@ -219,9 +236,10 @@ def test_a_stale_token_goes_to_the_app(parent, admin, node):
     task_id = dispatch_one_feed(admin)
     stale = first_token(node, parent)
     dispatch(admin, task_id)  # the generation moves on
+    before = app_claims(parent) + 1
     took = node.post("/claim", json={"max": 1})
     assert took.status_code == 200
-    before = app_claims(parent)
+    assert app_claims_reach(parent, before)
     claim = RawClaim(node, stale, wait=50)
     try:
         status, headers, _ = claim.answer(timeout=20)
@@ -274,8 +292,10 @@ def test_many_parked_claims_and_one_allocation_reach_the_app_a_few_times(parent,
     parked = 6 * THREADS
     task_id = dispatch_one_feed(admin)
     token = first_token(node, parent)
+    start = app_claims(parent)
+    claims = [RawClaim(node, FIRST, wait=50) for _ in range(parked)]
+    assert app_claims_reach(parent, start + parked), "each first claim reached the app"
     before = app_claims(parent)
-    claims = [RawClaim(node, token, wait=50) for _ in range(parked)]
     try:
         wait_parked(parent, before)
         dispatched_at = time.monotonic()
@@ -291,6 +311,33 @@ def test_many_parked_claims_and_one_allocation_reach_the_app_a_few_times(parent,
     finally:
         for claim in claims:
             claim.close()
+
+
+def test_a_node_unlike_the_others_is_not_told_no_change_on_their_word(parent, admin, node):
+    """The work needs a label only one node has; the others' empty answers do not end its wait."""
+    east_creds = admin.create_node_with_credentials(name="east")
+    labelled = admin.request("PUT", f"/api/v1/cascade/nodes/{east_creds.node_id}",
+                             json={"labels": ["east"]})
+    assert labelled.status_code == 200, labelled.text
+    east = NodeHttp(parent.base_url, east_creds)
+    task_id = dispatch_one_feed(admin, "eastern", labels=["east"])
+    start = app_claims(parent)
+    others = [RawClaim(node, FIRST, wait=50) for _ in range(4 * THREADS)]  # parked first
+    claim = RawClaim(east, FIRST, wait=50)
+    assert app_claims_reach(parent, start + len(others) + 1)
+    before = app_claims(parent)
+    try:
+        wait_parked(parent, before)
+        dispatched_at = time.monotonic()
+        dispatch(admin, task_id)
+        status, _, body = claim.answer(timeout=60)
+        assert status == 200, body[:300]
+        assert claim.answered_at - dispatched_at < 20, "released by the dispatch"
+        assert sorted(other.answer(timeout=60)[0] for other in others) == [204] * len(others)
+    finally:
+        claim.close()
+        for other in others:
+            other.close()
 
 
 def test_the_werss_prefix_never_parks(parent, node):
