@@ -121,6 +121,7 @@ class _Parked:
     due_at: float  # monotonic: release to the app then
     seq: int
     eligible_since: float | None = None  # monotonic: waiting for release since then
+    by_due: bool = False  # waiting because its due second came, not new work
     prebuffer: bytes = field(default=b"", repr=False)
 
 
@@ -409,7 +410,7 @@ class BufferingThreadWorker(ThreadWorker):
             if moment >= entry.until:
                 self._answer(conn, entry.claim.token)
             elif entry.eligible_since is None:
-                entry.eligible_since = moment  # its due moment: the app must look
+                entry.eligible_since, entry.by_due = moment, True  # the app must look
                 self._to_release.append(conn)
                 due = True
         if due:
@@ -423,7 +424,10 @@ class BufferingThreadWorker(ThreadWorker):
         self._quiet.clear()
         moment = time.monotonic()
         for conn, entry in self.parked.items():
-            if entry.claim.generation != generation and entry.eligible_since is None:
+            if entry.claim.generation == generation:
+                continue
+            entry.by_due = False
+            if entry.eligible_since is None:
                 entry.eligible_since = moment
                 self._to_release.append(conn)
         self._pump()
@@ -462,7 +466,9 @@ class BufferingThreadWorker(ThreadWorker):
                 due = quiet[1] if entry.claim.due <= wall else min(entry.claim.due, quiet[1])
                 self._answer(conn, f"{quiet[0]}.{due}".encode())
                 continue
-            if len(self._released) >= self._release_window:
+            # New work: a window of claims, most of which will get some. A due second
+            # alone (nothing signalled): one claim asks the app, the rest wait its answer.
+            if len(self._released) >= (1 if entry.by_due else self._release_window):
                 return
             self._to_release.popleft()
             self._release(conn, counted=True)

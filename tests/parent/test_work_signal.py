@@ -98,3 +98,27 @@ def test_no_token_without_a_parking_worker_or_on_the_werss_prefix(app, client, n
     werss = NodeCaller(client, node, clock=clock, prefix="/api/v1/wx/cascade")
     answer = werss.post("/claim", json={"max": 1})
     assert answer.status_code in (200, 204) and "X-Work-Token" not in answer.headers
+
+
+def test_a_parking_workers_claim_costs_one_more_read_and_no_write(app, client, node_caller):
+    from tests.parent.test_write_budget import _data, counted
+
+    claim(node_caller, expect=204)  # the first claim learns the node's sources
+    with counted(app) as paced:
+        claim(node_caller, expect=204)
+    client.environ_base["werss.parking"] = True
+    with counted(app) as parking:
+        claim(node_caller, expect=204)
+    assert sorted(_data(parking["statements"])) == sorted(
+        _data(paced["statements"]) + ["SELECT meta_values"])
+    assert parking["commits"] == paced["commits"] == 1
+
+
+def test_a_dispatch_commits_once_with_its_bump(app, admin, task):
+    from tests.parent.test_write_budget import counted
+
+    with counted(app) as seen:
+        dispatch(admin, task)
+    assert seen["commits"] == 1
+    assert [s for s in seen["statements"] if s.startswith("INSERT meta_values")] == [
+        "INSERT meta_values"]
