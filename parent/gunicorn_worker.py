@@ -153,9 +153,9 @@ class BufferingThreadWorker(ThreadWorker):
         self._to_release: deque[TConn] = deque()
         self._released: set[TConn] = set()
         self._release_window = RELEASE_WINDOW_PER_THREAD * max(1, self.cfg.threads)
-        # Claim class -> (generation, due, learned at): a 204 the app gave a node of that
-        # class (labels, sources, WeChat readiness) under this generation.
-        self._quiet: dict[str | None, tuple[int, int, float]] = {}
+        # Claim class -> (generation, due, asked at monotonic, asked at UNIX time): a 204
+        # the app gave a node of that class (labels, sources, WeChat) under this generation.
+        self._quiet: dict[str | None, tuple[int, int, float, float]] = {}
         # socket -> (status, token, claim class) of a native claim's answer
         self._answers: dict[object, tuple[int, str | None, str | None]] = {}
         self._watcher = None
@@ -278,7 +278,8 @@ class BufferingThreadWorker(ThreadWorker):
         self.enqueue_req(conn)
 
     def enqueue_req(self, conn):
-        conn.enqueued_at = time.monotonic()  # what a claim answer of this request can know
+        # What a claim answer of this request can know: the world as of this moment.
+        conn.enqueued_at, conn.enqueued_wall = time.monotonic(), time.time()
         super().enqueue_req(conn)
 
     def _stop_buffering(self, conn: TConn) -> None:
@@ -442,7 +443,8 @@ class BufferingThreadWorker(ThreadWorker):
         conn.claim_class, conn.app_answered_at = claim_class, time.monotonic()
         self._observe_generation(parsed[0])
         if status == 204 and parsed[0] == self.generation:
-            self._quiet[claim_class] = (parsed[0], parsed[1], getattr(conn, "enqueued_at", 0.0))
+            self._quiet[claim_class] = (parsed[0], parsed[1], getattr(conn, "enqueued_at", 0.0),
+                                        getattr(conn, "enqueued_wall", 0.0))
 
     def _pump(self) -> None:
         """Release waiting claims without a thundering herd.
@@ -474,16 +476,20 @@ class BufferingThreadWorker(ThreadWorker):
             self._release(conn, counted=True)
 
     def _quiet_for(self, conn: TConn, entry: _Parked, moment: float,
-                   wall: float) -> tuple[int, int, float] | None:
+                   wall: float) -> tuple[int, int, float, float] | None:
         """The app's 204 that answers this waiting claim too, if there is one."""
         if moment - getattr(conn, "app_answered_at", -APP_CLAIM_AT_LEAST_EVERY) \
                 >= APP_CLAIM_AT_LEAST_EVERY:
             return None
         quiet = self._quiet.get(getattr(conn, "claim_class", None))
-        if (quiet is None or quiet[0] != self.generation or quiet[1] <= wall
-                or entry.eligible_since is None or quiet[2] < entry.eligible_since):
+        if quiet is None or quiet[0] != self.generation or quiet[1] <= wall \
+                or entry.eligible_since is None:
             return None
-        return quiet
+        # Asked after what made this claim wait: new work (seen by this loop), or its due
+        # second (on the clock: every claim due in that second shares one answer).
+        asked_late_enough = (quiet[3] >= entry.claim.due if entry.by_due
+                             else quiet[2] >= entry.eligible_since)
+        return quiet if asked_late_enough else None
 
 
 def _raise_open_files(wanted: int) -> None:
