@@ -39,8 +39,8 @@ def claim():
     commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if not leases and not commands:
         response = make_response("", 204)
-        wait = claim_pacing.retry_after(g.node)
-        response.headers["Retry-After"] = str(wait)
+        retry_after, wait = claim_pacing.retry_after_and_due(g.node)
+        response.headers["Retry-After"] = str(retry_after)
     else:
         wait = 0
         response = respond({"leases": werss_shapes.leases(leases),

@@ -370,3 +370,27 @@ def test_a_stopping_parent_answers_its_parked_claims_at_once(parent, node):
     wait_for(lambda: parent.process.poll() is not None, timeout=40, what="the parent to stop")
     with pytest.raises(requests.ConnectionError):
         requests.get(parent.url("/healthz"), timeout=2)
+
+
+def test_a_real_child_parks_and_gets_dispatched_work_at_once(live_parent, children, services):
+    """werss-child run against werss-parent serve: an idle child's claims wait at the
+    parent (not in the app), and a dispatch reaches it well before its 30 s Retry-After."""
+    from tests.e2e.test_child_agent import _allocations, _dispatch, _setup_task
+
+    parent = live_parent(workers=1)
+    admin = AdminHttp.login(parent.base_url)
+    creds = admin.create_node_with_credentials("parker")
+    task_id = _setup_task(admin, services, ["alpha"])
+    children(parent.base_url, creds, name="parker", CASCADE_CLAIM_WAIT="30")
+    wait_for(lambda: app_claims(parent) >= 1, what="the child's first claim")
+    time.sleep(8)  # idle: its claims are parked, not answered by the app over and over
+    idle_claims = app_claims(parent)
+    time.sleep(5)
+    assert app_claims(parent) == idle_claims, parent.log_tail()
+
+    dispatched_at = time.monotonic()
+    run_id = _dispatch(admin, task_id)
+    leased = wait_for(lambda: [a for a in _allocations(admin, run_id) if a["leased_to"]],
+                      timeout=30, interval=0.1, what="the child to lease the dispatched work")
+    assert leased[0]["leased_to"] == creds.node_id
+    assert time.monotonic() - dispatched_at < 15, "released by the dispatch, not paced"

@@ -122,3 +122,16 @@ def test_a_dispatch_commits_once_with_its_bump(app, admin, task):
     assert seen["commits"] == 1
     assert [s for s in seen["statements"] if s.startswith("INSERT meta_values")] == [
         "INSERT meta_values"]
+
+
+def test_a_wechat_nodes_parked_claim_is_not_due_at_its_short_retry_after(app, client,
+                                                                          node_caller, clock):
+    """Its Retry-After stays short (commands come with claim answers), but a parked claim
+    is released by the command itself: its token is due at the ordinary moment."""
+    node_caller.post("/heartbeat", json={"capabilities": {
+        "sources": ["rss", "wechat"], "wechat": {"session_valid": True, "expires_at": None}}})
+    client.environ_base["werss.parking"] = True
+    empty = node_caller.post("/claim", json={"max": 1})
+    assert empty.status_code == 204
+    assert empty.headers["Retry-After"] == "3"
+    assert empty.headers["X-Work-Token"] == f"{generation(app)}.{clock.timestamp() + 30}"
