@@ -41,6 +41,8 @@ class CascadeSettings:
     max_attempts: int = 3
     feeds_per_allocation: int = 1
     claim_max_wait: int = 30
+    # Per gunicorn worker; 0 turns claim parking off (parent/gunicorn_worker.py).
+    max_parked_claims: int = 10_000
     wechat_claim_interval: int = 3
     admin_token_ttl: int = 12 * 3600
     login_max_failures: int = 5
@@ -227,6 +229,8 @@ def _build_cascade(values: dict) -> CascadeSettings:
             parsed[name] = _as_node_type(key, value)
         elif name == "claim_max_wait":
             parsed[name] = _as_int(key, value, minimum=0, maximum=30)
+        elif name == "max_parked_claims":
+            parsed[name] = _as_int(key, value, minimum=0, maximum=100_000)
         elif name == "bcrypt_rounds":
             parsed[name] = _as_int(key, value, minimum=4, maximum=16)
         elif name == "trusted_proxies":

@@ -1,6 +1,6 @@
 """Work distribution: node claim/lease/article routes and the admin dispatch."""
 
-from flask import Blueprint, g, make_response
+from flask import Blueprint, g, make_response, request
 
 from shared import paths
 from shared.lease_schemas import (
@@ -9,7 +9,11 @@ from shared.lease_schemas import (
 from shared import errors as codes
 
 from ..auth import admin_required, node_required
-from ..services import articles, claim_pacing, leasing, scheduling, wechat
+from ..clock import now
+from ..services import (
+    articles, claim_pacing, leasing, node_sources, scheduling, wechat, work_signal,
+)
+from ..services.work_signal import WORK_TOKEN
 from ..work_view_schemas import DispatchSchema
 from . import werss_shapes
 from .request_response import idempotent, load_body, respond
@@ -25,17 +29,40 @@ bp = Blueprint("work", __name__)
 @node_required
 @idempotent
 def claim():
-    # ``wait`` is still accepted but no claim waits: an empty one is answered at once with
-    # the moment to come back (parent/services/claim_pacing.py).
+    # ``wait`` in the body is still accepted but the app never waits: an empty claim is
+    # answered at once with the moment to come back (parent/services/claim_pacing.py), and
+    # the worker parks the next one off the app (parent/gunicorn_worker.py).
     values = load_body(ClaimSchema(), required=False)
+    # Read before the candidate query: work that appears after this moves the generation.
+    generation = work_signal.current() if _parks() else None
     leases = leasing.claim(g.node, values["max"])
     commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if not leases and not commands:
         response = make_response("", 204)
-        response.headers["Retry-After"] = str(claim_pacing.retry_after(g.node))
-        return response
-    return respond({"leases": werss_shapes.leases(leases),
-                    **({"commands": commands} if commands else {})})
+        retry_after, wait = claim_pacing.retry_after_and_due(g.node)
+        response.headers["Retry-After"] = str(retry_after)
+    else:
+        wait = 0
+        response = respond({"leases": werss_shapes.leases(leases),
+                            **({"commands": commands} if commands else {})})
+    if generation is not None:
+        response.headers[WORK_TOKEN] = work_signal.token(generation, int(now().timestamp()) + wait)
+        # The worker answers parked claims of nodes like this one with this answer.
+        request.environ["werss.claim_class"] = _claim_class(g.node)
+    return response
+
+
+def _claim_class(node) -> str:
+    """What decides which pending work a node may take (labels, sources, WeChat now)."""
+    return "|".join((",".join(sorted(set(node.labels or []))),
+                     "rss" if node_sources.runs_rss(node) else "",
+                     "wechat" if node_sources.wechat_ready(node, now()) else ""))
+
+
+def _parks() -> bool:
+    """Whether this claim came through a worker that parks claims, on the native prefix."""
+    return bool(request.environ.get("werss.parking")) and request.path.startswith(
+        paths.CASCADE_PREFIX + "/")
 
 
 @bp.post(paths.CLAIM_CANCEL)

@@ -36,19 +36,29 @@ _CACHE_KEY = "werss.claim_pacing"
 
 def retry_after(node: Node) -> int:
     """Seconds the node should wait before claiming again, having been given nothing."""
+    return retry_after_and_due(node)[0]
+
+
+def retry_after_and_due(node: Node) -> tuple[int, int]:
+    """The claim's Retry-After, and the seconds until its X-Work-Token is due.
+
+    They differ for a node with a WeChat session only: its Retry-After is short so that
+    commands reach it with claim answers, while a parked claim is released by the command
+    itself (queueing one moves the work generation).
+    """
     cfg = settings()
     moment = now()
     cap = max(1, cfg.claim_max_wait)
+    due = [moment_ for moment_ in (_next_work_moment(moment), node.wechat_blocked_until)
+           if moment_ is not None and moment_ > moment]
+    seconds = cap
+    if due:
+        seconds = max(1, min(cap, math.ceil((min(due) - moment).total_seconds()) + MARGIN_SECONDS))
     if isinstance((node.capabilities or {}).get("wechat"), dict):
         # A node with a WeChat session is the one an admin's login or account search is
         # sent to, and those are delivered with claim answers: it comes back sooner.
-        cap = min(cap, cfg.wechat_claim_interval)
-    due = [moment_ for moment_ in (_next_work_moment(moment), node.wechat_blocked_until)
-           if moment_ is not None and moment_ > moment]
-    if not due:
-        return cap
-    seconds = math.ceil((min(due) - moment).total_seconds()) + MARGIN_SECONDS
-    return max(1, min(cap, seconds))
+        return min(seconds, cfg.wechat_claim_interval), seconds
+    return seconds, seconds
 
 
 def _next_work_moment(moment: datetime) -> datetime | None:

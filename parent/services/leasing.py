@@ -36,7 +36,7 @@ from ..models.work import (
     LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
 )
 from ..models.base import new_uuid
-from . import claim_pacing, node_sources
+from . import claim_pacing, node_sources, work_signal
 from .message_tasks import task_values
 from .send_budgets import send_limit_wire
 from .scheduling import schedule_due_runs
@@ -84,6 +84,7 @@ def requeue_expired(moment: datetime | None = None) -> int:
             last_error="lease expired", updated_at=moment,
         ).execution_options(synchronize_session=False)
     ))
+    work_signal.bump()  # requeued: parked claims look again
     return count
 
 
@@ -416,6 +417,7 @@ def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
                           last_error=error)
     if release:
         status = ALLOC_PENDING
+        work_signal.bump()  # pending again: parked claims look again
         _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1, **release_values)
         lease.status = LEASE_RELEASED
     elif rate_limited_until and rate_limited_until > moment:
@@ -426,6 +428,7 @@ def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
         # no WeChat work until then and another node may; any other source limits itself,
         # so the allocation waits until then, whoever takes it.
         status = ALLOC_PENDING
+        work_signal.bump()  # pending again: parked claims look again
         if allocation.needs_wechat:
             node.wechat_blocked_until = rate_limited_until
             _guarded(lease_id, moment, status=status, attempt=Allocation.attempt - 1,
@@ -436,6 +439,7 @@ def fail(node: Node, lease_id: str, error: str | None, retryable: bool,
         lease.status = LEASE_RATE_LIMITED
     elif retryable and allocation.attempt < allocation.max_attempts:
         status = ALLOC_PENDING
+        work_signal.bump()  # pending again: parked claims look again
         backoff = cfg.retry_backoff * 2 ** max(0, allocation.attempt - 1)
         _guarded(lease_id, moment, status=status,
                  not_before=moment + timedelta(seconds=backoff), **release_values)
@@ -459,6 +463,7 @@ def release_node_leases(node_id: str, moment: datetime | None = None) -> int:
             Lease.id.in_(db.select(Allocation.current_lease_id).where(held)),
         ).values(status=LEASE_RELEASED, ended_at=moment).execution_options(synchronize_session=False)
     )
+    work_signal.bump()  # handed back: parked claims look again
     return rowcount(db.session.execute(
         db.update(Allocation).where(held).values(
             status=ALLOC_PENDING, attempt=Allocation.attempt - 1, current_lease_id=None,

@@ -24,6 +24,7 @@ from ..models.feed import SOURCE_WECHAT
 from ..models.work import ALLOC_LEASED, ALLOC_PENDING, TRIGGER_CRON, TRIGGER_MANUAL
 from .message_tasks import STATUS_ENABLED, get_task
 from .sqlutil import insert_ignoring_conflicts
+from . import work_signal
 
 
 def latest_slot(cron_exp: str, moment: datetime, tz_name: str = "UTC") -> datetime:
@@ -126,6 +127,8 @@ def _create_allocations(run_id: str, task: MessageTask, feeds: list[Feed],
             attempt=0, max_attempts=cfg.max_attempts,
         ))
     db.session.add_all(allocations)
+    if allocations:
+        work_signal.bump()  # parked claims look again (docs/OPERATIONS.md)
     db.session.execute(
         db.update(TaskRun).where(TaskRun.id == run_id).values(allocation_count=len(allocations))
     )

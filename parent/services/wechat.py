@@ -33,6 +33,7 @@ from ..models.wechat import (
     LOGIN_WAITING_SCAN,
 )
 from .sync_logs import log_sync
+from . import work_signal
 
 MAX_QR_BYTES = 256 * 1024
 SEARCH_TIMEOUT_SECONDS = 10.0
@@ -47,6 +48,7 @@ def has_pending_commands(node: Node) -> bool:
 
 def _queue(command: NodeCommand) -> None:
     db.session.add(command)
+    work_signal.bump()  # the node's parked claim is released to fetch it
     db.session.execute(db.update(Node).where(Node.id == command.node_id)
                        .values(commands_waiting=True)
                        .execution_options(synchronize_session=False))

@@ -2,7 +2,10 @@
 
 import pytest
 
-from parent.gunicorn_worker import MAX_BUFFERED_BODY, MAX_HEAD, request_is_buffered
+from parent.gunicorn_worker import (
+    MAX_BUFFERED_BODY, MAX_HEAD, ParkableClaim, no_change_answer, parkable_claim,
+    request_is_buffered,
+)
 
 HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
 
@@ -20,3 +23,63 @@ HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
 ])
 def test_a_request_is_handed_on_once_it_is_in(data, ready):
     assert request_is_buffered(data) is ready
+
+
+def test_a_body_whose_length_is_not_the_last_header_is_waited_for():
+    """Content-Length before another header was missed, and the body read by a thread."""
+    assert request_is_buffered(HEAD + b"Content-Length: 5\r\nX-A: b\r\n\r\nabc") is False
+    assert request_is_buffered(HEAD + b"Content-Length: 5\r\nX-A: b\r\n\r\nabcde") is True
+
+
+CLAIM = b"POST /api/v1/cascade/claim HTTP/1.1\r\nHost: h\r\n"
+BODY = b'{"max": 1}'
+
+
+def claim_request(*headers: bytes, line: bytes = CLAIM, body: bytes = BODY) -> bytes:
+    length = b"Content-Length: %d\r\n" % len(body)
+    return line + length + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+def test_a_claim_with_token_and_prefer_wait_may_park():
+    claim = parkable_claim(claim_request(b"X-Work-Token: 7.1700000000",
+                                         b"Prefer: respond-async, wait=50"))
+    assert claim == ParkableClaim(b"7.1700000000", 7, 1700000000, 50, close=False)
+
+
+def test_an_http_1_0_claim_or_connection_close_is_closed_after_its_answer():
+    assert parkable_claim(claim_request(
+        b"X-Work-Token: 7.9", b"Prefer: wait=5",
+        line=b"POST /api/v1/cascade/claim HTTP/1.0\r\nHost: h\r\n")).close is True
+    assert parkable_claim(claim_request(
+        b"X-Work-Token: 7.9", b"Prefer: wait=5", b"Connection: close")).close is True
+
+
+@pytest.mark.parametrize("data", [
+    claim_request(b"Prefer: wait=50"),  # no token
+    claim_request(b"X-Work-Token: 7.9"),  # no Prefer: wait
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=0"),
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: respond-async"),
+    claim_request(b"X-Work-Token: 7", b"Prefer: wait=50"),  # malformed
+    claim_request(b"X-Work-Token: 7.9.1", b"Prefer: wait=50"),
+    claim_request(b"X-Work-Token: -7.9", b"Prefer: wait=50"),
+    claim_request(b"X-Work-Token: 7.9", b"X-Work-Token: 8.9", b"Prefer: wait=50"),  # two
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=50",
+                  line=b"POST /api/v1/wx/cascade/claim HTTP/1.1\r\nHost: h\r\n"),  # WeRSS
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=50",
+                  line=b"POST /api/v1/cascade/heartbeat HTTP/1.1\r\nHost: h\r\n"),
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=50",
+                  line=b"GET /api/v1/cascade/claim HTTP/1.1\r\nHost: h\r\n"),
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=50") + b"GET / HTTP/1.1\r\n",  # pipelined
+    claim_request(b"X-Work-Token: 7.9", b"Prefer: wait=50", b"Transfer-Encoding: chunked"),
+])
+def test_a_claim_that_may_not_park_is_left_to_the_app(data):
+    assert parkable_claim(data) is None
+
+
+def test_the_no_change_answer_says_come_back_at_once_with_the_same_token():
+    answer = no_change_answer(b"7.9", 50)
+    head = answer.decode().split("\r\n")
+    assert head[0] == "HTTP/1.1 204 No Content" and answer.endswith(b"\r\n\r\n")
+    assert {"X-Work-Token: 7.9", "Retry-After: 0", "Preference-Applied: wait=50",
+            "Connection: keep-alive"} <= set(head)
+    assert "Connection: close" in no_change_answer(b"7.9", 50, close=True).decode()
