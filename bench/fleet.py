@@ -52,9 +52,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from child.client import PARK_WAIT, WORK_TOKEN_HEADER
+from child.client import PARK_WAIT
 from shared import paths, signing
-from shared.envelope import IDEMPOTENCY_HEADER
+from shared.envelope import IDEMPOTENCY_HEADER, WORK_TOKEN_HEADER
 from shared.paths import CASCADE_PREFIX, LOGIN
 
 from .children import group_cpu_seconds

@@ -27,7 +27,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from shared import paths, signing
 from shared.envelope import (
-    CURSOR_HEADER, IDEMPOTENCY_HEADER, NEXT_AFTER_HEADER, REQUEST_ID_HEADER,
+    CURSOR_HEADER, IDEMPOTENCY_HEADER, NEXT_AFTER_HEADER, REQUEST_ID_HEADER, WORK_TOKEN_HEADER,
 )
 from shared.lease_schemas import LeaseSchema
 from shared.schemas import (
@@ -48,7 +48,6 @@ _LEASES = LeaseSchema(many=True)
 # Claim parking (docs/PROTOCOL.md#post-claim): a parent that parks names its work generation
 # in this header; sent back with ``Prefer: wait=N`` the claim is held open until work
 # appears or N seconds pass.
-WORK_TOKEN_HEADER = "X-Work-Token"
 PARK_WAIT = 50
 
 

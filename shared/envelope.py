@@ -7,6 +7,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 CURSOR_HEADER = "X-Cascade-Cursor"
 # On a paged full pull: the `after` value of the next page; absent on the last page.
 NEXT_AFTER_HEADER = "X-Cascade-Next-After"
+# On claim answers: the token a child sends back to have its next claim parked (§7 claim).
+WORK_TOKEN_HEADER = "X-Work-Token"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 

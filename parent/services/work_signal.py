@@ -25,12 +25,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from shared.envelope import WORK_TOKEN_HEADER
+
 from ..extensions import db
 from ..models import MetaValue
 
 KEY = "work_generation"
 # On every native claim answer of a parking worker: "<generation>.<due UNIX second>".
-WORK_TOKEN = "X-Work-Token"
+WORK_TOKEN = WORK_TOKEN_HEADER
 _TOKEN = re.compile(r"(\d{1,18})\.(\d{1,12})")
 CHANNEL = "werss_work_generation"
 POLL_SECONDS = 0.25
