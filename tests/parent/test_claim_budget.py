@@ -7,45 +7,18 @@ expired leases only when one can have expired, and a task's wire values come fro
 process's copy while the change log says they are unchanged.
 """
 
-import contextlib
-import re
-
 import pytest
-from sqlalchemy import event
 
 from parent.extensions import db
 from parent.models import Allocation
 from tests.conftest import create_node_with_credentials
+from tests.support.sql_counting import counted
 from tests.helpers import NodeCaller
 
 # What the claim itself may run; authentication, the nonce and the idempotency record
 # come on top (tests/parent/test_write_budget.py holds those).
 CLAIM_STATEMENTS = ["SELECT allocations", "UPDATE allocations", "INSERT leases", "SELECT feeds"]
 WORK_TABLES = {"allocations", "leases", "feeds", "message_tasks", "task_runs", "change_log"}
-
-
-@contextlib.contextmanager
-def counted(app):
-    """Collect 'VERB table' for each statement, and the COMMIT count, in the block."""
-    seen = {"statements": [], "commits": 0}
-
-    def on_execute(conn, cursor, statement, parameters, context, executemany):
-        verb = statement.split()[0].upper()
-        table = re.search(r"(?:FROM|INTO|UPDATE)\s+\"?(\w+)", statement, re.IGNORECASE)
-        seen["statements"].append(f"{verb} {table.group(1) if table else ''}".strip())
-
-    def on_commit(conn):
-        seen["commits"] += 1
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "commit", on_commit)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-        event.remove(engine, "commit", on_commit)
 
 
 def work_statements(seen) -> list[str]:

@@ -8,17 +8,13 @@ writes nothing opens no transaction at all, so it never waits for the write lock
 (parent/write_queue.py) and, on PostgreSQL, costs no BEGIN and COMMIT: it ends with no COMMIT.
 """
 
-import contextlib
-import re
-
 import pytest
-from sqlalchemy import event
 
 from parent.extensions import db
-from parent.write_queue import ends_a_transaction
 from shared.timeutil import parse_iso
 from parent.services import presence
 from tests.conftest import create_node_with_credentials
+from tests.support.sql_counting import counted
 from tests.helpers import NodeCaller, NodeCredentials
 
 BODY = {"version": "0.3.0", "hostname": "edge-1", "capacity": 4, "running": 0}
@@ -27,36 +23,6 @@ BODY = {"version": "0.3.0", "hostname": "edge-1", "capacity": 4, "running": 0}
 @pytest.fixture
 def cascade_settings():
     return {"presence_flush_interval": 3600}  # no time-based flush inside a test
-
-
-@contextlib.contextmanager
-def counted(app):
-    """Collect ('VERB table', ...) for each statement, and the COMMITs, in the block.
-
-    A COMMIT counts when it ends a transaction in the database (a request that only read
-    has none to end: parent/write_queue.py).
-    """
-    seen = {"statements": [], "commits": 0}
-
-    def on_execute(conn, cursor, statement, parameters, context, executemany):
-        words = statement.split()
-        verb = words[0].upper()
-        table = re.search(r"(?:FROM|INTO|UPDATE)\s+\"?(\w+)", statement, re.IGNORECASE)
-        seen["statements"].append(f"{verb} {table.group(1) if table else ''}".strip())
-
-    def on_commit(conn):
-        if ends_a_transaction(conn):
-            seen["commits"] += 1
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "commit", on_commit)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-        event.remove(engine, "commit", on_commit)
 
 
 def _data(statements):
