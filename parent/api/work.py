@@ -23,9 +23,15 @@ bp = Blueprint("work", __name__)
 
 
 @bp.post(paths.CLAIM)
-@describe("Claim leases of due work; answered at once (no long-poll)", body=ClaimSchema,
+@describe("Claim leases of due work", body=ClaimSchema,
           body_required=False, data=OBJECT,
-          empty={204: "No work and no commands now: come back after Retry-After seconds"})
+          empty={204: "No work and no commands now: come back after Retry-After seconds, "
+                      "or at once with its X-Work-Token"},
+          description="Answered by the app at once. Served by `werss-parent serve`, answers "
+                      "carry `X-Work-Token`; a claim that sends it back with `Prefer: wait=N` "
+                      "is held by the worker until work appears (then answered as usual) or "
+                      "N (at most 50) seconds pass (then 204, the same token, `Retry-After: 0`"
+                      ", `Preference-Applied`). docs/PROTOCOL.md, POST /claim.")
 @node_required
 @idempotent
 def claim():
