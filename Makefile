@@ -17,20 +17,22 @@ $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 install: $(STAMP)
 
 PIP_TOOLS := pip-tools==7.6.2
-LOCK_FLAGS := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+LOCK_FLAGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links \
   $(if $(UPGRADE),--upgrade)
 
 ## Regenerate both hashed locks from pyproject.toml, after adding or changing a dependency
 ## there. Pins already in the locks are kept where pyproject.toml allows them; UPGRADE=1
-## moves every pin to the newest version allowed. Then `make install`.
+## moves every pin to the newest version allowed. Then `make install`. The test lock keeps
+## extras (`coverage[toml]==...`): pip 23 in --require-hashes mode resolves a dependency's
+## extra (pytest-cov's coverage[toml]) to the newest release instead of the stripped pin.
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip show pip-tools >/dev/null 2>&1 || \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
-	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) --strip-extras \
 	  --output-file requirements.lock pyproject.toml
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) \
-	  --extra test --extra lint --constraint requirements.lock \
+	  --no-strip-extras --extra test --extra lint --constraint requirements.lock \
 	  --output-file requirements-test.lock pyproject.toml
 
 ## The whole system on the embedded default (SQLite under data/), parent on 127.0.0.1:8001.
