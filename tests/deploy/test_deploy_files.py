@@ -41,10 +41,12 @@ def test_services_depend_only_on_services_that_are_enabled_with_them(name):
 
 
 def _pins(lock: str) -> list[tuple[str, str]]:
-    # pip-compile's hashed form: "name==version \\", then indented --hash and # via lines.
+    # pip-compile's hashed form: "name[extras]==version \\", then indented --hash and # via
+    # lines (the test lock keeps extras: Makefile, lock).
     lines = (REPO / lock).read_text().splitlines()
-    return [tuple(line.split(" ")[0].split("==")) for line in lines
+    pins = [line.split(" ")[0].split("==") for line in lines
             if line and not line[0].isspace() and not line.startswith("#")]
+    return [(name.split("[")[0], version) for name, version in pins]
 
 
 @pytest.mark.parametrize("lock", ["requirements.lock", "requirements-test.lock"])
