@@ -14,8 +14,7 @@ from typing import cast
 from urllib.parse import quote
 
 from flask import g, request
-from sqlalchemy import Table, bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, exists, insert, select
 
 from shared import errors as codes
 from shared import signing
@@ -34,8 +33,10 @@ _NODE_BY_KEY = select(Node).where(Node.api_key == bindparam("api_key"))
 # A Core INSERT of one row: the nonce needs no ORM object, unit-of-work flush or identity map.
 _NONCES = cast(Table, UsedNonce.__table__)
 _INSERT_NONCE = insert(_NONCES)
-_NONCE_SEEN = select(_NONCES.c.nonce).where(
-    _NONCES.c.node_id == bindparam("node_id"), _NONCES.c.nonce == bindparam("nonce"))
+# A signed request's one read: the node, and whether its nonce has been seen already.
+_NODE_AND_NONCE_BY_KEY = select(Node, exists().where(
+    _NONCES.c.node_id == Node.id, _NONCES.c.nonce == bindparam("nonce")).label("seen")
+).where(Node.api_key == bindparam("api_key"))
 # Compared against when the key is unknown, so an unknown key does the work a wrong secret does.
 _NO_SECRET = "CS" + "0" * 32
 
@@ -83,7 +84,13 @@ def authenticate_node() -> Node:
     if isinstance(parsed, signing.PlainCredentials) and not settings().allow_plain_auth:
         raise ApiError(codes.PLAIN_AUTH_DISABLED)
 
-    node = db.session.execute(_NODE_BY_KEY, {"api_key": parsed.api_key}).scalar_one_or_none()
+    seen = False
+    if isinstance(parsed, signing.SignedCredentials):
+        row = db.session.execute(_NODE_AND_NONCE_BY_KEY,
+                                 {"api_key": parsed.api_key, "nonce": parsed.nonce}).first()
+        node, seen = (row[0], bool(row[1])) if row is not None else (None, False)
+    else:
+        node = db.session.execute(_NODE_BY_KEY, {"api_key": parsed.api_key}).scalar_one_or_none()
     secret = (cipher().decrypt_cached(node.secret_ciphertext)
               if node is not None and node.secret_ciphertext else None)
     # One read and one constant-time check whatever is wrong (unknown key, wrong secret, bad
@@ -96,7 +103,7 @@ def authenticate_node() -> Node:
     if not ok or node is None or secret is None:
         raise ApiError(codes.INVALID_CREDENTIALS)
     if isinstance(parsed, signing.SignedCredentials):
-        _consume_nonce(node, parsed)
+        _consume_nonce(node, parsed, seen)
 
     if not node.is_active or node.deleted_at is not None:
         raise ApiError(codes.NODE_DISABLED)
@@ -117,8 +124,17 @@ def _signature_valid(parsed: signing.SignedCredentials, secret: str) -> bool:
     )
 
 
-def _consume_nonce(node: Node, parsed: signing.SignedCredentials) -> None:
-    """Refuse a stale timestamp, then record the nonce (a replay collides on its key)."""
+def _consume_nonce(node: Node, parsed: signing.SignedCredentials, seen: bool) -> None:
+    """Refuse a stale timestamp or a seen nonce, then record the nonce with the commit.
+
+    ``seen`` came with the node's row (one read). The nonce is inserted by whichever commit
+    ends this request's work (``insert_at_commit``), not now: an INSERT now would hold
+    SQLite's one write lock for the whole request, and on PostgreSQL it would open a
+    transaction (BEGIN, INSERT, COMMIT: three round trips) in a request that may write
+    nothing else, where alone it is one autocommitted statement. A copy that raced this one
+    collides on the primary key in the shared database at commit, whichever worker or
+    parent instance it reached, and is refused with its work rolled back.
+    """
     moment = now()
     if signing.timestamp_skew(parsed.timestamp, moment.timestamp()) > signing.TIMESTAMP_WINDOW_SECONDS:
         raise ApiError(
@@ -131,23 +147,11 @@ def _consume_nonce(node: Node, parsed: signing.SignedCredentials) -> None:
             },
             headers={"Date": email.utils.format_datetime(moment, usegmt=True)},
         )
-    # The nonce row lives in this request's transaction; a concurrent or later replay
-    # collides on the primary key in the shared database, whichever worker it reaches.
-    row = {"node_id": node.id, "nonce": parsed.nonce, "seen_at": moment}
-    if db.session.get_bind().dialect.name == "sqlite":
-        # Written now, it would hold SQLite's one write lock for the whole request, and
-        # every signed request would wait for the one before it to finish. So: refuse a
-        # seen nonce now, before any work (a read takes no lock), and insert it with the
-        # request's commit, where a copy that raced this one collides and is refused.
-        if db.session.execute(_NONCE_SEEN, row).first() is not None:
-            raise ApiError(codes.REPLAYED_REQUEST)
-        unit_of_work.insert_at_commit(_INSERT_NONCE, row, codes.REPLAYED_REQUEST)
-        return
-    try:
-        db.session.execute(_INSERT_NONCE, row)
-    except IntegrityError:
-        db.session.rollback()
-        raise ApiError(codes.REPLAYED_REQUEST) from None
+    if seen:
+        raise ApiError(codes.REPLAYED_REQUEST)
+    unit_of_work.insert_at_commit(
+        _INSERT_NONCE, {"node_id": node.id, "nonce": parsed.nonce, "seen_at": moment},
+        codes.REPLAYED_REQUEST)
 
 
 def node_required(view):

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.errors import ErrorCode
 
+from . import write_queue
 from .errors import ApiError
 from .extensions import db
 
@@ -61,17 +62,35 @@ def insert_at_commit(statement: Any, parameters: dict, conflict: ErrorCode) -> N
 
 def _insert_pending(session) -> None:
     pending = session.info.pop(_AT_COMMIT, None)
-    for statement, parameters, conflict in pending or ():
+    if not pending:
+        return
+    # The only write of a request that otherwise read (a signed heartbeat or unchanged
+    # pull: the nonce) runs as one autocommitted statement: no BEGIN, no COMMIT.
+    options = {write_queue.ALONE: True} if len(pending) == 1 and not (
+        session.new or session.dirty or session.deleted) and not write_queue.ends_a_transaction(
+        session.connection()) else {}
+    for statement, parameters, conflict in pending:
         try:
-            session.execute(statement, parameters)
+            session.execute(statement, parameters, execution_options=options)
         except IntegrityError:
             raise ApiError(conflict) from None
+
+
+def _read_only(session) -> bool:
+    """Whether the request only read: nothing written, flushed or left for the commit."""
+    if not session.in_transaction():
+        return True
+    if session.info or session.new or session.dirty or session.deleted:
+        return False  # session.info: work left for the commit (insert_at_commit, work_signal)
+    return not write_queue.ends_a_transaction(session.connection())
 
 
 def _finish(response: Response) -> Response:
     if response.status_code >= 400:
         db.session.rollback()
         return response
+    if _read_only(db.session()):
+        return response  # nothing to commit; the session is closed at the end of the request
     try:
         db.session.commit()
     except Exception as exc:  # noqa: BLE001 - answered like the same error raised by the view

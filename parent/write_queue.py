@@ -10,7 +10,10 @@ until COMMIT (``FOR UPDATE``/``FOR SHARE`` row locks, ``pg_advisory_xact_lock``)
 a write, and so does a ``with_for_update()`` select on SQLite, which does not render it: a
 claim reads the rows it takes inside its write transaction on both backends. So a plain heartbeat or an unchanged pull, which turn out to write nothing, never
 queue behind SQLite's database-wide write lock, and on PostgreSQL cost one round trip
-instead of three (BEGIN, the read, COMMIT).
+instead of three (BEGIN, the read, COMMIT). A request whose only write is one statement
+left for its commit (a signed request's nonce: ``unit_of_work.insert_at_commit``) runs it
+with the ``ALONE`` option: it takes the write turn but opens no transaction, and commits
+itself (one round trip instead of three).
 
 On SQLite (pysqlite's own transaction handling off, ``_tune_engine``) a read transaction is
 never upgraded into a write one, so a writer cannot meet ``SQLITE_BUSY_SNAPSHOT`` (which the
@@ -49,6 +52,9 @@ _HELD = "werss_write_lock_held"
 # Checking more often than this costs CPU for little gain: a commit takes ~1 ms.
 _MAX_STEP = 0.002
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # SQLite's: a write transaction takes the lock up front
+# Execution option: this write is the transaction's only statement; it takes the write turn
+# but opens no transaction (it commits itself, and the COMMIT that follows has nothing to end).
+ALONE = "werss_write_alone"
 # A SELECT that holds something until COMMIT must run inside the transaction.
 _HOLDS_UNTIL_COMMIT = re.compile(
     r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|pg_advisory", re.IGNORECASE)
@@ -104,7 +110,7 @@ class _Queue:
         self.begin = begin
         self.in_transaction = in_transaction
 
-    def enter(self, connection: Connection) -> None:
+    def enter(self, connection: Connection, begin: bool = True) -> None:
         """Take this connection's write turn and open its write transaction, once."""
         fairy = connection.connection
         info = fairy.info
@@ -120,7 +126,7 @@ class _Queue:
                 ) from None
             info[_HELD] = True
         dbapi_connection = fairy.dbapi_connection
-        if self.begin is not None and dbapi_connection is not None \
+        if begin and self.begin is not None and dbapi_connection is not None \
                 and not self.in_transaction(dbapi_connection):
             try:
                 dbapi_connection.execute(self.begin)
@@ -151,7 +157,7 @@ def install(engine: Engine, database_path: str | None, timeout: float,
     @event.listens_for(engine, "before_cursor_execute")
     def _before_write(connection, _cursor, statement, _parameters, context, _executemany):
         if not reads_only(statement) or _takes_rows(context):
-            queue.enter(connection)
+            queue.enter(connection, begin=not context.execution_options.get(ALONE))
 
     @event.listens_for(engine, "commit")
     def _on_commit(connection):
