@@ -30,7 +30,7 @@ import resource
 import selectors
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from gunicorn.util import http_date
@@ -201,6 +201,8 @@ class BufferingThreadWorker(ThreadWorker):
                     or environ.get("PATH_INFO") != NATIVE_CLAIM_PATH):
                 return app(environ, start_response)
             sock = environ.get("gunicorn.socket")
+            # Read now, before the claim's candidate query: the view's token needs no query.
+            environ["werss.generation"] = self.generation
 
             def noting(status, headers, exc_info=None):
                 token = next((value for name, value in headers
@@ -453,7 +455,8 @@ class BufferingThreadWorker(ThreadWorker):
         comes back (with leases, say) lets the next one go. Once the app answered a claim
         of some class of node 204 under the current generation, having started after a
         waiting claim of that class became waiting, it has shown there is nothing for that
-        class: the worker answers those itself with that token, and they re-park at once.
+        class: the worker keeps those parked under that token, as if each had been answered
+        with it and come straight back (``_repark``), and answers them when their wait ends.
         """
         moment, wall = time.monotonic(), time.time()
         while self._to_release:
@@ -466,7 +469,7 @@ class BufferingThreadWorker(ThreadWorker):
             if quiet is not None:
                 self._to_release.popleft()
                 due = quiet[1] if entry.claim.due <= wall else min(entry.claim.due, quiet[1])
-                self._answer(conn, f"{quiet[0]}.{due}".encode())
+                self._repark(conn, entry, quiet[0], due, moment, wall)
                 continue
             # New work: a window of claims, most of which will get some. A due second
             # alone (nothing signalled): one claim asks the app, the rest wait its answer.
@@ -474,6 +477,24 @@ class BufferingThreadWorker(ThreadWorker):
                 return
             self._to_release.popleft()
             self._release(conn, counted=True)
+
+    def _repark(self, conn: TConn, entry: _Parked, generation: int, due: int,
+                moment: float, wall: float) -> None:
+        """Keep a claim parked as if it had just come back with the app's new token.
+
+        Answering it 204 with that token would only bring it straight back (a round trip
+        per waiting child each time the generation moves): it waits on, to its own end,
+        and is then answered with the newest token.
+        """
+        token = f"{generation}.{due}".encode()
+        entry.claim = replace(entry.claim, token=token, generation=generation, due=due)
+        entry.eligible_since, entry.by_due = None, False
+        self._park_seq += 1
+        entry.seq = self._park_seq  # timers pushed for the old token no longer apply
+        entry.due_at = moment + (due - wall)
+        heapq.heappush(self._park_timers, (entry.until, entry.seq, conn))
+        if entry.due_at < entry.until:
+            heapq.heappush(self._park_timers, (entry.due_at, entry.seq, conn))
 
     def _quiet_for(self, conn: TConn, entry: _Parked, moment: float,
                    wall: float) -> tuple[int, int, float, float] | None:

@@ -39,8 +39,8 @@ def claim():
     # answered at once with the moment to come back (parent/services/claim_pacing.py), and
     # the worker parks the next one off the app (parent/gunicorn_worker.py).
     values = load_body(ClaimSchema(), required=False)
-    # Read before the candidate query: work that appears after this moves the generation.
-    generation = work_signal.current() if _parks() else None
+    # Known before the candidate query: work that appears after this moves the generation.
+    generation = _generation_before_claim()
     leases = leasing.claim(g.node, values["max"])
     commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if not leases and not commands:
@@ -63,6 +63,20 @@ def _claim_class(node) -> str:
     return "|".join((",".join(sorted(set(node.labels or []))),
                      "rss" if node_sources.runs_rss(node) else "",
                      "wechat" if node_sources.wechat_ready(node, now()) else ""))
+
+
+def _generation_before_claim() -> int | None:
+    """The work generation for this claim's token, None where claims are not parked.
+
+    The parking worker passes the newest generation it has seen (its watcher reads it after
+    the commit that moved it), which costs no query; a lagging one is only conservative:
+    the work it misses is committed, so the candidate query finds it, and the token's older
+    generation sends the next claim to the app rather than parking it.
+    """
+    if not _parks():
+        return None
+    known = request.environ.get("werss.generation")
+    return known if isinstance(known, int) else work_signal.current()
 
 
 def _parks() -> bool:
