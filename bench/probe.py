@@ -23,9 +23,20 @@ _TABLE_PATTERNS = {
     "UPDATE": re.compile(r"^\s*UPDATE\s+\"?(\w+)\"?", re.IGNORECASE),
     "DELETE": re.compile(r"\bFROM\s+\"?(\w+)\"?", re.IGNORECASE),
 }
+_INNERMOST_PARENS = re.compile(r"\([^()]*\)")
 HEARTBEAT_BODY = json.dumps({
     "version": "bench", "hostname": "bench-host", "capacity": 4, "running": 0,
 }).encode()
+
+
+def outer_statement(sql: str) -> str:
+    """The statement without its parenthesised parts: the table it names is its own, not a
+    subquery's (``SELECT nodes.*, EXISTS (SELECT ... FROM used_nonces ...) FROM nodes``)."""
+    while True:
+        stripped = _INNERMOST_PARENS.sub(" _ ", sql)
+        if stripped == sql:
+            return sql
+        sql = stripped
 
 
 def describe_statement(sql: str) -> str:
@@ -34,7 +45,7 @@ def describe_statement(sql: str) -> str:
         return "PING (pool_pre_ping)"
     verb = sql.strip().split(None, 1)[0].upper() if sql.strip() else "?"
     pattern = _TABLE_PATTERNS.get(verb)
-    match = pattern.search(sql) if pattern else None
+    match = pattern.search(outer_statement(sql)) if pattern else None
     if verb == "BEGIN":
         return " ".join(sql.split()[:2]).upper()
     return f"{verb} {match.group(1)}" if match else verb

@@ -159,6 +159,11 @@ def install(engine: Engine, database_path: str | None, timeout: float,
         if not reads_only(statement) or _takes_rows(context):
             queue.enter(connection, begin=not context.execution_options.get(ALONE))
 
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after_write(connection, _cursor, _statement, _parameters, context, _executemany):
+        if context.execution_options.get(ALONE):
+            _release(connection.connection.info)  # it committed itself: the turn is over
+
     @event.listens_for(engine, "commit")
     def _on_commit(connection):
         # Fired just before the COMMIT itself: the next writer, let in now, finds SQLite's

@@ -6,11 +6,11 @@ import hashlib
 import io
 import json
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from flask import g, jsonify, make_response, request
 from marshmallow import Schema
-from sqlalchemy import text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from werkzeug.formparser import FormDataParser
 
@@ -23,6 +23,14 @@ from ..clock import now
 from ..errors import ApiError, json_safe
 from ..extensions import db
 from ..models import IdempotencyRecord
+
+# Built once, Core (no ORM object, identity map or unit-of-work flush): every claim,
+# complete and upload with a key reads and writes one of these.
+_RECORDS = cast(Table, IdempotencyRecord.__table__)
+_INSERT_RECORD = insert(_RECORDS)
+_RECORD = select(_RECORDS.c.request_hash, _RECORDS.c.status_code,
+                 _RECORDS.c.response_body).where(_RECORDS.c.node_id == bindparam("node_id"),
+                                                 _RECORDS.c.key == bindparam("key"))
 
 
 def read_json(required: bool = True) -> Any:
@@ -145,15 +153,11 @@ def idempotent(view):
         response = make_response(view(*args, **kwargs))
         if response.status_code >= 300:
             return response
-        db.session.add(
-            IdempotencyRecord(
-                node_id=node_id, key=key, request_hash=request_hash,
-                status_code=response.status_code,
-                response_body=response.get_data(as_text=True), created_at=now(),
-            )
-        )
         try:
-            db.session.flush()
+            db.session.execute(_INSERT_RECORD, {
+                "node_id": node_id, "key": key, "request_hash": request_hash,
+                "status_code": response.status_code,
+                "response_body": response.get_data(as_text=True), "created_at": now()})
         except IntegrityError:
             # A concurrent retry with the same key committed first: answer as it did.
             db.session.rollback()
@@ -182,7 +186,7 @@ def _serialise_same_key(node_id: str, key: str) -> None:
 
 
 def _replay(node_id: str, key: str, request_hash: str):
-    record = db.session.get(IdempotencyRecord, (node_id, key))
+    record = db.session.execute(_RECORD, {"node_id": node_id, "key": key}).first()
     if record is None:
         return None
     if record.request_hash != request_hash:

@@ -5,21 +5,11 @@ import re
 
 from sqlalchemy import event
 
+from bench.probe import outer_statement
 from parent.extensions import db
 from parent.write_queue import ends_a_transaction
 
 _TABLE = re.compile(r"(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
-_INNERMOST_PARENS = re.compile(r"\([^()]*\)")
-
-
-def _outer(statement: str) -> str:
-    """The statement without its parenthesised parts: the table it names is its own, not a
-    subquery's (``SELECT nodes.*, EXISTS (SELECT ... FROM used_nonces ...) FROM nodes``)."""
-    while True:
-        stripped = _INNERMOST_PARENS.sub(" _ ", statement)
-        if stripped == statement:
-            return statement
-        statement = stripped
 
 
 @contextlib.contextmanager
@@ -32,7 +22,7 @@ def counted(app):
     seen = {"statements": [], "commits": 0}
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
-        table = _TABLE.search(_outer(statement))
+        table = _TABLE.search(outer_statement(statement))
         seen["statements"].append(
             f"{statement.split()[0].upper()} {table.group(1) if table else ''}".strip())
 
