@@ -152,19 +152,16 @@ def _fleet_idle_cpu(fleet: dict) -> Measured | None:
 def sql_budget(backend: str) -> dict[str, tuple[int, int, str]]:
     """What the design allows each hot request: (reads, writes, in words).
 
-    On SQLite a signed request also looks its nonce up at authentication (a read: a replay
-    is refused before any work, and the INSERT waits for the commit, so the write lock is
-    held only for that INSERT and the COMMIT); on PostgreSQL the INSERT itself refuses it.
+    The same on both backends: a signed request's node read also says whether its nonce was
+    seen (a replay is refused before any work), and the nonce INSERT comes last, alone, as
+    one statement that commits itself (parent/auth.py, parent/unit_of_work.py).
     """
-    nonce_read = 1 if backend == "sqlite" else 0
+    del backend  # one budget for both since the nonce is read with the node
     return {
-        "heartbeat (signed)": (1 + nonce_read, 1, "the node read"
-                               + (" and the nonce look-up" if nonce_read else "")
-                               + "; the nonce INSERT"),
+        "heartbeat (signed)": (1, 1, "the node read, with the nonce's; the nonce INSERT"),
         "heartbeat (plain)": (1, 0, "the node read; no write"),
-        "feeds pull 304 (signed)": (2 + nonce_read, 1, "the node and the cursor"
-                                    + (" and the nonce look-up" if nonce_read else "")
-                                    + "; the nonce INSERT"),
+        "feeds pull 304 (signed)": (2, 1, "the node (with the nonce's) and the cursor; "
+                                          "the nonce INSERT"),
     }
 
 
