@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import random
 import re
 import resource
 import selectors
@@ -53,6 +54,11 @@ RELEASE_WINDOW_PER_THREAD = 2
 # one of its own claims this recently: a change that moves no generation (an admin edits a
 # node's labels, a WeChat session becomes valid) reaches every parked child within this.
 APP_CLAIM_AT_LEAST_EVERY = 300.0
+# Backpressure (see _defer): once this many requests per thread are with the app (three
+# waiting for each one running), claims it would have to answer now are told to come back
+# in DEFER_SECONDS instead.
+APP_BACKLOG_PER_THREAD = 4
+DEFER_SECONDS = (5, 25)
 NATIVE_CLAIM_PATH = paths.CASCADE_PREFIX + paths.CLAIM
 _CLAIM_LINE = re.compile(rb"POST " + re.escape(NATIVE_CLAIM_PATH.encode()) + rb" HTTP/1\.([01])\r\n")
 _WORK_TOKEN = re.compile(rb"^x-work-token:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
@@ -87,14 +93,12 @@ class ParkableClaim:
     close: bool = False  # the client (or a proxy) wants the connection closed after it
 
 
-def parkable_claim(data: bytes) -> ParkableClaim | None:
-    """The claim in ``data`` if it asks to be parked, else None (the app serves it).
+def native_claim(data: bytes) -> tuple[bytes, bool] | None:
+    """``(head, close)`` if ``data`` is exactly one whole native ``POST`` claim, else None.
 
-    ``data`` must be exactly one whole HTTP/1.x request (nothing pipelined behind it):
-    a native ``POST`` claim with one well-formed ``X-Work-Token`` and ``Prefer: wait=N``.
+    Nothing may be pipelined behind it; ``close``: the client (or a proxy) wants the
+    connection closed after the answer.
     """
-    from .services.work_signal import parse_token
-
     end = data.find(b"\r\n\r\n")
     line = _CLAIM_LINE.match(data)
     if end < 0 or not line:
@@ -106,6 +110,21 @@ def parkable_claim(data: bytes) -> ParkableClaim | None:
     lengths = _LENGTH_LINE.findall(head)
     if len(lengths) > 1 or len(data) != end + 4 + (int(lengths[0]) if lengths else 0):
         return None
+    return head, close
+
+
+def parkable_claim(data: bytes) -> ParkableClaim | None:
+    """The claim in ``data`` if it asks to be parked, else None (the app serves it).
+
+    ``data`` must be exactly one whole HTTP/1.x request (nothing pipelined behind it):
+    a native ``POST`` claim with one well-formed ``X-Work-Token`` and ``Prefer: wait=N``.
+    """
+    from .services.work_signal import parse_token
+
+    claim = native_claim(data)
+    if claim is None:
+        return None
+    head, close = claim
     tokens = _WORK_TOKEN.findall(head)
     waits = _PREFER_WAIT.findall(head)
     parsed = parse_token(tokens[0]) if len(tokens) == 1 else None
@@ -123,6 +142,18 @@ class _Parked:
     eligible_since: float | None = None  # monotonic: waiting for release since then
     by_due: bool = False  # waiting because its due second came, not new work
     prebuffer: bytes = field(default=b"", repr=False)
+
+
+def come_back_answer(retry_after: int, close: bool = False) -> bytes:
+    """The worker's answer to a claim while the app is backed up: 204, claim again later."""
+    return b"".join((
+        b"HTTP/1.1 204 No Content\r\n",
+        b"Server: gunicorn\r\n",
+        b"Date: ", http_date().encode(), b"\r\n",
+        b"Connection: ", b"close" if close else b"keep-alive", b"\r\n",
+        b"Retry-After: ", str(retry_after).encode(), b"\r\n",
+        b"\r\n",
+    ))
 
 
 def no_change_answer(token: bytes, wait: int, close: bool = False) -> bytes:
@@ -159,6 +190,7 @@ class BufferingThreadWorker(ThreadWorker):
         # socket -> (status, token, claim class) of a native claim's answer
         self._answers: dict[object, tuple[int, str | None, str | None]] = {}
         self._watcher = None
+        self.in_app = 0  # requests handed to the thread pool and not finished yet
         super().init_process()
 
     def run(self):
@@ -269,7 +301,7 @@ class BufferingThreadWorker(ThreadWorker):
         conn.prebuffer += data
         if request_is_buffered(conn.prebuffer):
             self._stop_buffering(conn)
-            if not self._park(conn):
+            if not self._park(conn) and not self._defer(conn):
                 self._hand_to_thread(conn)
 
     def _hand_to_thread(self, conn: TConn) -> None:
@@ -282,6 +314,7 @@ class BufferingThreadWorker(ThreadWorker):
     def enqueue_req(self, conn):
         # What a claim answer of this request can know: the world as of this moment.
         conn.enqueued_at, conn.enqueued_wall = time.monotonic(), time.time()
+        self.in_app += 1
         super().enqueue_req(conn)
 
     def _stop_buffering(self, conn: TConn) -> None:
@@ -315,6 +348,7 @@ class BufferingThreadWorker(ThreadWorker):
         super().wait_for_and_dispatch_events(timeout)
 
     def finish_request(self, conn, fs):
+        self.in_app -= 1
         answer = self._answers.pop(conn.sock, None)
         released = conn in self._released
         self._released.discard(conn)
@@ -348,6 +382,45 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ,
                              partial(self._on_parked_readable, conn))
         return True
+
+    def _defer(self, conn: TConn) -> bool:
+        """Answer a claim "come back later" while the app is backed up; False: serve it.
+
+        A claim the app would have to answer now (no token to park on, a stale one, or a
+        due one) costs it a few milliseconds of CPU; a fleet of children starting at once,
+        or reconnecting after an outage, sends thousands. Once more requests wait for a
+        thread than ``APP_BACKLOG_PER_THREAD`` allows, the worker answers such a claim
+        itself, ``204`` with a ``Retry-After`` spread over ``DEFER_SECONDS`` (and no
+        ``X-Work-Token``: the next claim is the app's again), as the app
+        answers an empty claim: heartbeats and pulls behind it are not kept waiting, and
+        the claims come back spread out. Parked claims released by new work are not
+        deferred (they come to the app in release batches, not through here). Like a
+        parked claim, a deferred one is not authenticated: the answer tells nothing.
+        """
+        if not self.max_parked or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads:
+            return False
+        claim = native_claim(bytes(conn.prebuffer))
+        if claim is None:
+            return False
+        conn.prebuffer = bytearray()
+        close = claim[1] or not self.alive or len(self.keepalived_conns) >= self.max_keepalived
+        self._send_and_keep(conn, come_back_answer(random.randint(*DEFER_SECONDS), close), close)
+        return True
+
+    def _send_and_keep(self, conn: TConn, response: bytes, close: bool) -> None:
+        """Send the worker's own answer; keep the connection alive for the next request."""
+        try:
+            sent = conn.sock.send(response)
+        except OSError:
+            sent = -1
+        if close or sent != len(response):
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.set_timeout()
+        self.keepalived_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             partial(self.on_client_socket_readable, conn))
 
     def _unpark(self, conn: TConn) -> _Parked:
         entry = self.parked.pop(conn)
@@ -388,19 +461,7 @@ class BufferingThreadWorker(ThreadWorker):
         entry = self._unpark(conn)
         close = (close or entry.claim.close or not self.alive
                  or len(self.keepalived_conns) >= self.max_keepalived)
-        response = no_change_answer(token, entry.claim.wait, close=close)
-        try:
-            sent = conn.sock.send(response)
-        except OSError:
-            sent = -1
-        if close or sent != len(response):
-            self.nr_conns -= 1
-            conn.close()
-            return
-        conn.set_timeout()
-        self.keepalived_conns.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ,
-                             partial(self.on_client_socket_readable, conn))
+        self._send_and_keep(conn, no_change_answer(token, entry.claim.wait, close=close), close)
 
     def _run_park_timers(self) -> None:
         moment = time.monotonic()

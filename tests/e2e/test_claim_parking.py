@@ -349,6 +349,44 @@ def test_a_node_unlike_the_others_is_not_told_no_change_on_their_word(parent, ad
             other.close()
 
 
+def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
+    """Backpressure: while the app's threads are taken and more requests wait for them, a
+    claim the app would have to answer is answered by the worker, 204 with Retry-After."""
+    parts = urlsplit(parent.base_url)
+    # A body over the worker's buffer goes to a thread before it has all come: each of
+    # these holds a thread (or a place in its queue) until it is closed.
+    head = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 4194304\r\n\r\n")
+    before = app_claims(parent)
+    uploads = []
+    try:
+        for _ in range(4 * THREADS):  # gunicorn_worker.APP_BACKLOG_PER_THREAD per thread
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+            sock.sendall(head + b" " * (1024 * 1024 + 1))
+            uploads.append(sock)
+        time.sleep(1)  # every upload is with the app now
+        claim = RawClaim(node, token=None, wait=None)
+        status, headers, _ = claim.answer(timeout=30)
+        claim.close()
+        assert status == 204
+        assert 5 <= int(headers["retry-after"]) <= 25, headers
+        assert "x-work-token" not in headers, "the app did not answer it"
+        assert app_claims(parent) == before
+    finally:
+        for sock in uploads:
+            sock.close()
+    # Once the backlog is gone, claims reach the app again (and carry its token).
+    wait_for(lambda: "x-work-token" in _claim_headers(node), timeout=30, interval=0.5)
+
+
+def _claim_headers(node: NodeHttp) -> dict[str, str]:
+    claim = RawClaim(node, token=None, wait=None)
+    try:
+        return claim.answer(timeout=30)[1]
+    finally:
+        claim.close()
+
+
 def test_the_werss_prefix_never_parks(parent, node):
     token = first_token(node, parent)
     before = app_claims(parent)

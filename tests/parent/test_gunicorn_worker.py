@@ -3,8 +3,8 @@
 import pytest
 
 from parent.gunicorn_worker import (
-    MAX_BUFFERED_BODY, MAX_HEAD, ParkableClaim, no_change_answer, parkable_claim,
-    request_is_buffered,
+    MAX_BUFFERED_BODY, MAX_HEAD, ParkableClaim, come_back_answer, native_claim, no_change_answer,
+    parkable_claim, request_is_buffered,
 )
 
 HEAD = b"POST /x HTTP/1.1\r\nHost: h\r\n"
@@ -83,3 +83,21 @@ def test_the_no_change_answer_says_come_back_at_once_with_the_same_token():
     assert {"X-Work-Token: 7.9", "Retry-After: 0", "Preference-Applied: wait=50",
             "Connection: keep-alive"} <= set(head)
     assert "Connection: close" in no_change_answer(b"7.9", 50, close=True).decode()
+
+
+def test_the_come_back_answer_is_an_empty_claim_answer_without_a_token():
+    answer = come_back_answer(17).decode()
+    assert answer.startswith("HTTP/1.1 204 No Content\r\n") and answer.endswith("\r\n\r\n")
+    assert "Retry-After: 17\r\n" in answer and "X-Work-Token" not in answer
+    assert "Connection: keep-alive" in answer
+    assert "Connection: close" in come_back_answer(5, close=True).decode()
+
+
+def test_only_one_whole_native_claim_can_be_answered_by_the_worker():
+    claim = (b"POST /api/v1/cascade/claim HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Length: 2\r\n\r\n{}")
+    assert native_claim(claim) is not None and native_claim(claim)[1] is False
+    assert native_claim(claim[:-1]) is None  # the body has not all come
+    assert native_claim(claim + b"GET / HTTP/1.1\r\n\r\n") is None  # pipelined behind it
+    assert native_claim(claim.replace(b"/cascade/claim", b"/wx/cascade/claim")) is None
+    assert native_claim(claim.replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1))[1] is True
