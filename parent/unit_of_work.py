@@ -10,8 +10,8 @@ A few places must make part of their work durable before the request's outcome i
 commits chunk by chunk; a request that then waits on something slow ends its transaction
 first, so SQLite's write lock is not held while it waits). They say so with ``commit_now()``
 or ``separately()``, each with a comment on why. A row that belongs with the work but need not
-be written first (a signed request's nonce on SQLite) is written by whichever commit comes,
-through ``insert_at_commit()``.
+be written first (a signed request's nonce) is written by whichever commit comes, through
+``insert_at_commit()``; alone, it is one statement that commits itself.
 """
 
 from __future__ import annotations
@@ -66,9 +66,10 @@ def _insert_pending(session) -> None:
         return
     # The only write of a request that otherwise read (a signed heartbeat or unchanged
     # pull: the nonce) runs as one autocommitted statement: no BEGIN, no COMMIT.
+    # (session.info: other work left for the commit, such as a work-generation bump.)
     options = {write_queue.ALONE: True} if len(pending) == 1 and not (
-        session.new or session.dirty or session.deleted) and not write_queue.ends_a_transaction(
-        session.connection()) else {}
+        session.info or session.new or session.dirty or session.deleted
+    ) and not write_queue.ends_a_transaction(session.connection()) else {}
     for statement, parameters, conflict in pending:
         try:
             session.execute(statement, parameters, execution_options=options)
