@@ -144,13 +144,18 @@ class _Parked:
     prebuffer: bytes = field(default=b"", repr=False)
 
 
-def come_back_answer(retry_after: int, close: bool = False) -> bytes:
-    """The worker's answer to a claim while the app is backed up: 204, claim again later."""
+def come_back_answer(retry_after: int, close: bool = False, token: bytes | None = None) -> bytes:
+    """The worker's answer to a claim while the app is backed up: 204, claim again later.
+
+    With ``token`` (due when the ``retry_after`` ends), a child parks its next claim on it
+    at once instead of sleeping: it comes to the app when its due second or new work comes.
+    """
     return b"".join((
         b"HTTP/1.1 204 No Content\r\n",
         b"Server: gunicorn\r\n",
         b"Date: ", http_date().encode(), b"\r\n",
         b"Connection: ", b"close" if close else b"keep-alive", b"\r\n",
+        *((b"X-Work-Token: ", token, b"\r\n") if token else ()),
         b"Retry-After: ", str(retry_after).encode(), b"\r\n",
         b"\r\n",
     ))
@@ -390,12 +395,15 @@ class BufferingThreadWorker(ThreadWorker):
         due one) costs it a few milliseconds of CPU; a fleet of children starting at once,
         or reconnecting after an outage, sends thousands. Once more requests wait for a
         thread than ``APP_BACKLOG_PER_THREAD`` allows, the worker answers such a claim
-        itself, ``204`` with a ``Retry-After`` spread over ``DEFER_SECONDS`` (and no
-        ``X-Work-Token``: the next claim is the app's again), as the app
+        itself, ``204`` with a ``Retry-After`` spread over ``DEFER_SECONDS`` and an
+        ``X-Work-Token`` of the current generation due when it ends, as the app
         answers an empty claim: heartbeats and pulls behind it are not kept waiting, and
-        the claims come back spread out. Parked claims released by new work are not
-        deferred (they come to the app in release batches, not through here). Like a
-        parked claim, a deferred one is not authenticated: the answer tells nothing.
+        the children park their next claims on that token at once (no sleep, no new
+        connection), to reach the app spread over their due seconds, a release batch at a
+        time, or when new work moves the generation. Parked claims released by new work
+        are not deferred (they come to the app in release batches, not through here). Like
+        a parked claim, a deferred one is not authenticated: the answer tells nothing but
+        the work generation, a counter.
         """
         if not self.max_parked or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads:
             return False
@@ -404,7 +412,10 @@ class BufferingThreadWorker(ThreadWorker):
             return False
         conn.prebuffer = bytearray()
         close = claim[1] or not self.alive or len(self.keepalived_conns) >= self.max_keepalived
-        self._send_and_keep(conn, come_back_answer(random.randint(*DEFER_SECONDS), close), close)
+        later = random.randint(*DEFER_SECONDS)
+        token = (None if self.generation is None
+                 else f"{self.generation}.{int(time.time()) + later}".encode())
+        self._send_and_keep(conn, come_back_answer(later, close, token), close)
         return True
 
     def _send_and_keep(self, conn: TConn, response: bytes, close: bool) -> None:

@@ -85,12 +85,13 @@ def test_the_no_change_answer_says_come_back_at_once_with_the_same_token():
     assert "Connection: close" in no_change_answer(b"7.9", 50, close=True).decode()
 
 
-def test_the_come_back_answer_is_an_empty_claim_answer_without_a_token():
+def test_the_come_back_answer_is_an_empty_claim_answer():
     answer = come_back_answer(17).decode()
     assert answer.startswith("HTTP/1.1 204 No Content\r\n") and answer.endswith("\r\n\r\n")
     assert "Retry-After: 17\r\n" in answer and "X-Work-Token" not in answer
     assert "Connection: keep-alive" in answer
     assert "Connection: close" in come_back_answer(5, close=True).decode()
+    assert "X-Work-Token: 7.1900000017\r\n" in come_back_answer(17, token=b"7.1900000017").decode()
 
 
 def test_only_one_whole_native_claim_can_be_answered_by_the_worker():
