@@ -100,18 +100,33 @@ def test_no_token_without_a_parking_worker_or_on_the_werss_prefix(app, client, n
     assert answer.status_code in (200, 204) and "X-Work-Token" not in answer.headers
 
 
-def test_a_parking_workers_claim_costs_one_more_read_and_no_write(app, client, node_caller):
+def test_a_parking_workers_claim_costs_no_read_for_the_generation_it_is_given(
+        app, client, node_caller):
     from tests.parent.test_write_budget import _data, counted
 
     claim(node_caller, expect=204)  # the first claim learns the node's sources
     with counted(app) as paced:
         claim(node_caller, expect=204)
     client.environ_base["werss.parking"] = True
-    with counted(app) as parking:
+    with counted(app) as unknown:  # a worker whose watcher has not read it yet
         claim(node_caller, expect=204)
-    assert sorted(_data(parking["statements"])) == sorted(
+    client.environ_base["werss.generation"] = 41
+    with counted(app) as given:
+        answer = node_caller.post("/claim", json={"max": 1, "wait": 0})
+    assert answer.status_code == 204
+    assert sorted(_data(unknown["statements"])) == sorted(
         _data(paced["statements"]) + ["SELECT meta_values"])
-    assert parking["commits"] == paced["commits"] == 1
+    assert sorted(_data(given["statements"])) == sorted(_data(paced["statements"]))
+    assert answer.headers["X-Work-Token"].startswith("41.")
+    assert given["commits"] == unknown["commits"] == paced["commits"] == 1
+
+
+def test_bumping_adds_no_listener_while_serving():
+    """Adding one while another thread's commit runs the listeners failed that commit."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    assert event.contains(Session, "before_commit", work_signal._write_bump)
 
 
 def test_a_dispatch_commits_once_with_its_bump(app, admin, task):
