@@ -39,6 +39,8 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from shared import paths
 
+from .metrics import count_worker_claim_answer
+
 REQUEST_READ_TIMEOUT = 15.0
 MAX_HEAD = 64 * 1024
 MAX_BUFFERED_BODY = 1024 * 1024
@@ -196,6 +198,7 @@ class BufferingThreadWorker(ThreadWorker):
         self._answers: dict[object, tuple[int, str | None, str | None]] = {}
         self._watcher = None
         self.in_app = 0  # requests handed to the thread pool and not finished yet
+        self._deferring = 0  # claims deferred since the app last caught up (see _defer)
         super().init_process()
 
     def run(self):
@@ -354,6 +357,10 @@ class BufferingThreadWorker(ThreadWorker):
 
     def finish_request(self, conn, fs):
         self.in_app -= 1
+        if self._deferring and self.in_app <= self.cfg.threads:
+            self.log.info("app caught up; claims told to come back later meanwhile: %d",
+                          self._deferring)
+            self._deferring = 0
         answer = self._answers.pop(conn.sock, None)
         released = conn in self._released
         self._released.discard(conn)
@@ -411,6 +418,12 @@ class BufferingThreadWorker(ThreadWorker):
         if claim is None:
             return False
         conn.prebuffer = bytearray()
+        if not self._deferring:
+            self.log.warning("app backed up (%d requests with %d threads): claims are told "
+                             "to come back in %d-%d s", self.in_app, self.cfg.threads,
+                             *DEFER_SECONDS)
+        self._deferring += 1
+        count_worker_claim_answer("deferred")
         close = claim[1] or not self.alive or len(self.keepalived_conns) >= self.max_keepalived
         later = random.randint(*DEFER_SECONDS)
         token = (None if self.generation is None
@@ -472,6 +485,7 @@ class BufferingThreadWorker(ThreadWorker):
         entry = self._unpark(conn)
         close = (close or entry.claim.close or not self.alive
                  or len(self.keepalived_conns) >= self.max_keepalived)
+        count_worker_claim_answer("no_change")
         self._send_and_keep(conn, no_change_answer(token, entry.claim.wait, close=close), close)
 
     def _run_park_timers(self) -> None:

@@ -14,6 +14,7 @@ from flask import Flask, g, request
 from sqlalchemy import func
 
 _METRICS: dict = {}
+_WORKER_CLAIMS: dict = {}  # reason -> labelled counter (count_worker_claim_answer)
 # Labels take only these values: an invented method or an unknown path must not add a series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -80,6 +81,22 @@ def _deliveries_gauge():
     for status in DELIVERY_STATUSES:
         gauge.add_metric([status], counts.get(status, 0))
     return gauge
+
+
+def count_worker_claim_answer(reason: str) -> None:
+    """One claim the gunicorn worker answered itself, off the app (parent/gunicorn_worker.py).
+
+    ``reason``: ``no_change`` (a parked claim's wait ended) or ``deferred`` (backpressure).
+    """
+    if not _WORKER_CLAIMS:
+        from prometheus_client import Counter
+
+        counter = Counter("werss_claims_answered_by_worker",
+                          "Claims the worker answered without the app", ["reason"],
+                          registry=None)  # only under gunicorn: read by the multiprocess collector
+        _WORKER_CLAIMS.update({reason: counter.labels(reason)
+                               for reason in ("no_change", "deferred")})
+    _WORKER_CLAIMS[reason].inc()
 
 
 def render_metrics() -> tuple[bytes, str]:

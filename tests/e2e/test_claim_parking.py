@@ -197,6 +197,8 @@ def test_a_parked_claim_is_answered_no_change_after_its_wait(parent, node):
         assert headers["preference-applied"] == "wait=2"
         assert claim.answered_at - claim.sent_at >= 1.5, "it waited"
         assert app_claims(parent) == before, "the worker answered it, not the app"
+        metrics = requests.get(parent.url("/metrics"), timeout=10).text
+        assert 'werss_claims_answered_by_worker_total{reason="no_change"} 1.0' in metrics
 
         # Kept alive: the child claims again on the same connection at once.
         fresh = NodeHttp(node.base_url, node.creds).prepare(
@@ -380,6 +382,14 @@ def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
             sock.close()
     # Once the backlog is gone, claims reach the app again.
     wait_for(lambda: _claim_reaches_app(parent, node), timeout=30, interval=0.5)
+    # An operator sees it in the log and in the metrics.
+    # (The first claims after the uploads closed may still have found the backlog.)
+    assert "app backed up (" in parent.log_text()
+    logged = re.findall(r"claims told to come back later meanwhile: (\d+)", parent.log_text())
+    metrics = requests.get(parent.url("/metrics"), timeout=10).text
+    counted = re.findall(r'werss_claims_answered_by_worker_total\{reason="deferred"\} (\d+)\.0',
+                         metrics)
+    assert logged and counted and int(counted[0]) == sum(map(int, logged)) >= 1, (logged, counted)
 
 
 def _claim_reaches_app(parent, node: NodeHttp) -> bool:
