@@ -61,6 +61,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process's children it has waited for (stat cutime, cstime)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+
+
+def server_cpu_seconds(server) -> float:
+    """CPU seconds of a gunicorn master and its workers, restarted workers included.
+
+    The workers are listed at each call, and a worker that exited was reaped by the master,
+    whose waited-for children's time keeps what it used.
+    """
+    pid = server.process.pid
+    try:
+        reaped = reaped_children_cpu_seconds(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        reaped = 0.0
+    return reaped + group_cpu_seconds([pid, *server.worker_pids()])
+
+
 def group_cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:

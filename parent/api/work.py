@@ -31,7 +31,10 @@ bp = Blueprint("work", __name__)
                       "carry `X-Work-Token`; a claim that sends it back with `Prefer: wait=N` "
                       "is held by the worker until work appears (then answered as usual) or "
                       "N (at most 50) seconds pass (then 204, the same token, `Retry-After: 0`"
-                      ", `Preference-Applied`). docs/PROTOCOL.md, POST /claim.")
+                      ", `Preference-Applied`). A worker whose app is backed up answers a "
+                      "claim it would have to serve now itself: 204, `Retry-After` of 5-25 s "
+                      "and a token due then (park the next claim on it). "
+                      "docs/PROTOCOL.md, POST /claim.")
 @node_required
 @idempotent
 def claim():
@@ -45,7 +48,7 @@ def claim():
     commands = wechat.deliver_commands(g.node)  # e.g. an admin asked for a WeChat login
     if not leases and not commands:
         response = make_response("", 204)
-        retry_after, wait = claim_pacing.retry_after_and_due(g.node)
+        retry_after, wait = claim_pacing.retry_after_and_due(g.node, generation)
         response.headers["Retry-After"] = str(retry_after)
     else:
         wait = 0

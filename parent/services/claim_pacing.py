@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 
 from ..clock import now
 from ..config import settings
@@ -39,7 +39,7 @@ def retry_after(node: Node) -> int:
     return retry_after_and_due(node)[0]
 
 
-def retry_after_and_due(node: Node) -> tuple[int, int]:
+def retry_after_and_due(node: Node, generation: int | None = None) -> tuple[int, int]:
     """The claim's Retry-After, and the seconds until its X-Work-Token is due.
 
     They differ for a node with a WeChat session only: its Retry-After is short so that
@@ -49,7 +49,7 @@ def retry_after_and_due(node: Node) -> tuple[int, int]:
     cfg = settings()
     moment = now()
     cap = max(1, cfg.claim_max_wait)
-    due = [moment_ for moment_ in (_next_work_moment(moment), node.wechat_blocked_until)
+    due = [moment_ for moment_ in (_next_work_moment(moment, generation), node.wechat_blocked_until)
            if moment_ is not None and moment_ > moment]
     seconds = cap
     if due:
@@ -61,20 +61,41 @@ def retry_after_and_due(node: Node) -> tuple[int, int]:
     return seconds, seconds
 
 
-def _next_work_moment(moment: datetime) -> datetime | None:
-    """The earliest moment new claimable work appears, as far as the parent knows now."""
-    waiting_until, expiring_at = db.session.execute(
-        db.select(
-            db.select(func.min(Allocation.not_before))
-            .where(Allocation.status == ALLOC_PENDING, Allocation.not_before > moment)
-            .scalar_subquery(),
-            db.select(func.min(Allocation.lease_expires_at))
-            .where(Allocation.status == ALLOC_LEASED)
-            .scalar_subquery(),
-        )
-    ).one()
-    candidates = [waiting_until, expiring_at, _next_slot(moment)]
-    found = [c for c in candidates if c is not None]
+# The earliest pending allocation waiting for its moment, and the earliest lease to expire.
+_NEXT_MOMENTS = db.select(
+    db.select(func.min(Allocation.not_before))
+    .where(Allocation.status == ALLOC_PENDING, Allocation.not_before > bindparam("moment"))
+    .scalar_subquery(),
+    db.select(func.min(Allocation.lease_expires_at))
+    .where(Allocation.status == ALLOC_LEASED)
+    .scalar_subquery(),
+)
+# An idle fleet's empty claims ask the same question many times a second, so each worker
+# keeps the answer for a second per work generation. A pending allocation appears, or
+# returns, only with a move of the generation (work_signal.bump), which drops the copy; a
+# lease granted meanwhile (a later expiry than any known, or the first) is seen within the
+# second, and an expiry pushed out by a renewal only brings a claim back early.
+NEXT_MOMENT_CACHE_SECONDS = 1.0
+_MOMENT_CACHE_KEY = "werss.claim_pacing.moments"
+
+
+def _next_work_moment(moment: datetime, generation: int | None = None) -> datetime | None:
+    """The earliest moment new claimable work appears, as far as the parent knows now.
+
+    ``generation``: the work generation the claim was answered under (None: not known,
+    nothing is cached).
+    """
+    cached = current_app.extensions.get(_MOMENT_CACHE_KEY) if generation is not None else None
+    if cached and cached["generation"] == generation and time.monotonic() < cached["until"] \
+            and all(m is None or m > moment for m in cached["moments"]):
+        waiting_until, expiring_at = cached["moments"]
+    else:
+        waiting_until, expiring_at = db.session.execute(_NEXT_MOMENTS, {"moment": moment}).one()
+        if generation is not None:
+            current_app.extensions[_MOMENT_CACHE_KEY] = {
+                "generation": generation, "moments": (waiting_until, expiring_at),
+                "until": time.monotonic() + NEXT_MOMENT_CACHE_SECONDS}
+    found = [c for c in (waiting_until, expiring_at, _next_slot(moment)) if c is not None]
     return min(found) if found else None
 
 

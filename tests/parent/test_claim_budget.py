@@ -1,8 +1,10 @@
 """The SQL budget of a claim, counted in statements and COMMITs (never timed).
 
-A claim of its own runs one SELECT of allocations (candidates, the node's held count, the
-runs' slots and the change-log cursor together), one guarded UPDATE ... RETURNING for every
-allocation it takes, one INSERT of the leases and one read of their feeds. It looks for
+A claim first looks whether there is anything to take (a plain read: an empty claim, what an
+idle fleet sends, opens no transaction and commits nothing). A claim that finds work then
+runs one SELECT of allocations (candidates, the node's held count, the runs' slots and the
+change-log cursor together), one guarded UPDATE ... RETURNING for every allocation it takes,
+one INSERT of the leases and one read of their feeds. It looks for
 expired leases only when one can have expired, and a task's wire values come from the
 process's copy while the change log says they are unchanged.
 """
@@ -17,7 +19,8 @@ from tests.helpers import NodeCaller
 
 # What the claim itself may run; authentication, the nonce and the idempotency record
 # come on top (tests/parent/test_write_budget.py holds those).
-CLAIM_STATEMENTS = ["SELECT allocations", "UPDATE allocations", "INSERT leases", "SELECT feeds"]
+CLAIM_STATEMENTS = ["SELECT allocations", "SELECT allocations", "UPDATE allocations",
+                    "INSERT leases", "SELECT feeds"]
 WORK_TABLES = {"allocations", "leases", "feeds", "message_tasks", "task_runs", "change_log"}
 
 
@@ -56,6 +59,23 @@ def test_a_claim_runs_one_select_one_update_one_insert_and_its_feeds(app, admin,
     assert len(leases) == max_count
     assert work_statements(seen) == CLAIM_STATEMENTS
     assert seen["commits"] == 1
+
+
+def test_an_empty_claim_reads_once_and_opens_no_transaction(app, admin, node_caller, clock):
+    make_work(admin, 1)
+    other = NodeCaller(node_caller.client, create_node_with_credentials(admin, name="other"),
+                       clock=clock)
+    claim(other)  # takes the only allocation
+    node_caller.post("/claim", json={"max": 1, "wait": 0})  # the first claim looks around
+    with counted(app) as seen:
+        for _ in range(3):
+            clock.advance(1)
+            assert node_caller.post("/claim", json={"max": 1, "wait": 0}).status_code == 204
+    assert work_statements(seen) == ["SELECT allocations"] * 3
+    # Only the signed requests' nonces were written, each alone: no transaction to commit.
+    assert [s for s in seen["statements"] if not s.startswith("SELECT")] == [
+        "INSERT used_nonces"] * 3
+    assert seen["commits"] == 0
 
 
 def test_claims_in_a_row_do_not_look_for_expired_leases(app, admin, node_caller, clock):

@@ -40,7 +40,8 @@ def test_an_idle_claim_costs_the_same_statements_whatever_it_asks_to_wait(app, n
     with counted(app) as long_wait:
         empty_claim(node_caller, wait=30)
     assert _data(long_wait["statements"]) == _data(no_wait["statements"])
-    assert long_wait["commits"] == no_wait["commits"] == 1
+    # Nothing to take: it opens no transaction (its nonce is written alone).
+    assert long_wait["commits"] == no_wait["commits"] == 0
 
 
 def test_retry_after_is_just_past_the_next_cron_slot_and_the_run_is_there(app, node_caller,
@@ -103,3 +104,26 @@ def test_compat_claim_task_still_answers_without_work(node_caller, idle):
     response = node_caller.post("/claim-task", json={})
     assert response.status_code == 200
     assert response.get_json()["data"] is None
+
+
+def test_a_parking_worker_reuses_its_answer_until_the_generation_moves(app, admin, client,
+                                                                      node_caller, idle, clock):
+    """An idle fleet's empty claims ask when work comes next many times a second: a worker
+    reads it once per work generation (and second), and a move of the generation, which
+    every new or returning pending allocation makes, is answered from the database."""
+    client.environ_base.update({"werss.parking": True, "werss.generation": 5})
+    assert empty_claim(node_caller) == 11
+    with counted(app) as again:
+        clock.advance(1)
+        assert empty_claim(node_caller) == 10
+    assert [s for s in again["statements"] if s == "SELECT allocations"] == [
+        "SELECT allocations"], "only the look for work to take"
+
+    dispatch(admin, idle)
+    client.environ_base["werss.generation"] = 6  # the worker's watcher saw the dispatch
+    lease = claim(node_caller)[0]
+    until = (clock() + timedelta(seconds=4)).isoformat().replace("+00:00", "Z")
+    node_caller.post(f"/leases/{lease['lease_id']}/fail", json={
+        "error": "HTTP 429", "retryable": True, "rate_limited_until": until})
+    client.environ_base["werss.generation"] = 7  # and the retry's return to the queue
+    assert empty_claim(node_caller) == 5
