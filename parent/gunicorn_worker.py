@@ -61,6 +61,10 @@ APP_CLAIM_AT_LEAST_EVERY = 300.0
 # in DEFER_SECONDS instead.
 APP_BACKLOG_PER_THREAD = 4
 DEFER_SECONDS = (5, 25)
+# ... unless the app handed out work (a claim answered 200) this recently: a backlog of
+# claims that get leases is work being done, and a child told to come back later would
+# leave pending work waiting while it parks.
+HANDING_OUT_SECONDS = 5.0
 NATIVE_CLAIM_PATH = paths.CASCADE_PREFIX + paths.CLAIM
 _CLAIM_LINE = re.compile(rb"POST " + re.escape(NATIVE_CLAIM_PATH.encode()) + rb" HTTP/1\.([01])\r\n")
 _WORK_TOKEN = re.compile(rb"^x-work-token:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
@@ -199,6 +203,7 @@ class BufferingThreadWorker(ThreadWorker):
         self._watcher = None
         self.in_app = 0  # requests handed to the thread pool and not finished yet
         self._deferring = 0  # claims deferred since the app last caught up (see _defer)
+        self._handed_out_at = -HANDING_OUT_SECONDS  # the app's last native claim answered 200
         super().init_process()
 
     def run(self):
@@ -366,6 +371,8 @@ class BufferingThreadWorker(ThreadWorker):
         self._released.discard(conn)
         super().finish_request(conn, fs)
         if answer is not None:
+            if answer[0] == 200:
+                self._handed_out_at = time.monotonic()
             self._learn(conn, *answer)
         if released or answer is not None:
             self._pump()
@@ -408,11 +415,15 @@ class BufferingThreadWorker(ThreadWorker):
         the children park their next claims on that token at once (no sleep, no new
         connection), to reach the app spread over their due seconds, a release batch at a
         time, or when new work moves the generation. Parked claims released by new work
-        are not deferred (they come to the app in release batches, not through here). Like
+        are not deferred (they come to the app in release batches, not through here), and
+        nothing is deferred within ``HANDING_OUT_SECONDS`` of the app handing out work: a
+        backlog of claims that get leases is not an idle fleet's start, and deferring them
+        would leave the work pending while its takers park. Like
         a parked claim, a deferred one is not authenticated: the answer tells nothing but
         the work generation, a counter.
         """
-        if not self.max_parked or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads:
+        if (not self.max_parked or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads
+                or time.monotonic() - self._handed_out_at < HANDING_OUT_SECONDS):
             return False
         claim = native_claim(bytes(conn.prebuffer))
         if claim is None:

@@ -31,8 +31,9 @@ bp = Blueprint("work", __name__)
                       "carry `X-Work-Token`; a claim that sends it back with `Prefer: wait=N` "
                       "is held by the worker until work appears (then answered as usual) or "
                       "N (at most 50) seconds pass (then 204, the same token, `Retry-After: 0`"
-                      ", `Preference-Applied`). A worker whose app is backed up answers a "
-                      "claim it would have to serve now itself: 204, `Retry-After` of 5-25 s "
+                      ", `Preference-Applied`). A worker whose app is backed up with claims "
+                      "that find nothing answers a claim it would have to serve now itself: "
+                      "204, `Retry-After` of 5-25 s "
                       "and a token due then (park the next claim on it). "
                       "docs/PROTOCOL.md, POST /claim.")
 @node_required

@@ -392,6 +392,40 @@ def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
     assert logged and counted and int(counted[0]) == sum(map(int, logged)) >= 1, (logged, counted)
 
 
+def test_a_worker_handing_out_work_does_not_tell_claims_to_come_back(parent, admin, node):
+    """A backlog of claims that get leases is work being done: while the app hands out
+    work, claims wait for a thread as every request does, and none is sent away."""
+    dispatch(admin, dispatch_one_feed(admin, "one"))
+    dispatch(admin, dispatch_one_feed(admin, "two"))
+    taken = RawClaim(node, token=None, wait=None)
+    status, _, _ = taken.answer(timeout=30)
+    taken.close()
+    assert status == 200, "the app handed out a lease"
+    parts = urlsplit(parent.base_url)
+    head = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 4194304\r\n\r\n")
+    before = app_claims(parent)
+    uploads = []
+    claim = None
+    try:
+        for _ in range(4 * THREADS):
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+            sock.sendall(head + b" " * (1024 * 1024 + 1))
+            uploads.append(sock)
+        time.sleep(1)
+        claim = RawClaim(node, token=None, wait=None)
+        time.sleep(1.5)
+        assert not claim.answered(), "not answered by the worker: it waits for a thread"
+    finally:
+        for sock in uploads:
+            sock.close()
+    status, _, _ = claim.answer(timeout=30)
+    claim.close()
+    assert status == 200, "the app served it, with the second dispatch's lease"
+    assert app_claims_reach(parent, before + 1)
+    assert "app backed up (" not in parent.log_text()
+
+
 def _claim_reaches_app(parent, node: NodeHttp) -> bool:
     before = app_claims(parent)
     claim = RawClaim(node, token=None, wait=None)
