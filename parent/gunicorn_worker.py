@@ -61,10 +61,6 @@ APP_CLAIM_AT_LEAST_EVERY = 300.0
 # in DEFER_SECONDS instead.
 APP_BACKLOG_PER_THREAD = 4
 DEFER_SECONDS = (5, 25)
-# ... unless the app handed out work (a claim answered 200) this recently: a backlog of
-# claims that get leases is work being done, and a child told to come back later would
-# leave pending work waiting while it parks.
-HANDING_OUT_SECONDS = 5.0
 NATIVE_CLAIM_PATH = paths.CASCADE_PREFIX + paths.CLAIM
 _CLAIM_LINE = re.compile(rb"POST " + re.escape(NATIVE_CLAIM_PATH.encode()) + rb" HTTP/1\.([01])\r\n")
 _WORK_TOKEN = re.compile(rb"^x-work-token:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
@@ -203,7 +199,7 @@ class BufferingThreadWorker(ThreadWorker):
         self._watcher = None
         self.in_app = 0  # requests handed to the thread pool and not finished yet
         self._deferring = 0  # claims deferred since the app last caught up (see _defer)
-        self._handed_out_at = -HANDING_OUT_SECONDS  # the app's last native claim answered 200
+        self._handing_out = False  # the app's last answer to a native claim was a 200
         super().init_process()
 
     def run(self):
@@ -371,8 +367,7 @@ class BufferingThreadWorker(ThreadWorker):
         self._released.discard(conn)
         super().finish_request(conn, fs)
         if answer is not None:
-            if answer[0] == 200:
-                self._handed_out_at = time.monotonic()
+            self._handing_out = answer[0] == 200
             self._learn(conn, *answer)
         if released or answer is not None:
             self._pump()
@@ -416,14 +411,14 @@ class BufferingThreadWorker(ThreadWorker):
         connection), to reach the app spread over their due seconds, a release batch at a
         time, or when new work moves the generation. Parked claims released by new work
         are not deferred (they come to the app in release batches, not through here), and
-        nothing is deferred within ``HANDING_OUT_SECONDS`` of the app handing out work: a
+        nothing is deferred while the app's last answer to a claim handed out work: a
         backlog of claims that get leases is not an idle fleet's start, and deferring them
         would leave the work pending while its takers park. Like
         a parked claim, a deferred one is not authenticated: the answer tells nothing but
         the work generation, a counter.
         """
-        if (not self.max_parked or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads
-                or time.monotonic() - self._handed_out_at < HANDING_OUT_SECONDS):
+        if (not self.max_parked or self._handing_out
+                or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads):
             return False
         claim = native_claim(bytes(conn.prebuffer))
         if claim is None:
