@@ -17,7 +17,8 @@ Each simulated child is two asyncio tasks speaking real HTTP/1.1 with signed AK-
   changed). First moments are spread over one interval; claims start over ``--ramp``.
 
 The run has three parts: the ramp (children start), an **idle window** (``--idle`` s, no
-dispatches: the parent's idle CPU), then an admin dispatches a one-feed task every
+dispatches: the parent's idle CPU; ``--settle`` s after the ramp, 0 by default, so that the
+children's start — first claims, backpressure — can be kept out of it), then an admin dispatches a one-feed task every
 ``--dispatch-every`` seconds until the end and the simulator measures dispatch → a child
 holds the lease. Reported: requests, errors, p50/p99 per route (a parked claim's latency is
 its time parked, reported apart), dispatch → lease p50/p95, the parent's CPU (master and
@@ -447,14 +448,16 @@ def _route_figures(stats: Stats) -> dict:
 
 def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
               compress: float = 1.0, *, ramp: float | None = None, idle: float | None = None,
-              dispatch_every: float = 3.0, workers: int = 2, threads: int = 8,
+              settle: float = 0.0, dispatch_every: float = 3.0, workers: int = 2,
+              threads: int = 8,
               parent_root: str | Path | None = None, log=print) -> dict:
     """Run ``children`` simulated children for ``duration`` s against a fresh parent.
 
     ``pg_url``: a PostgreSQL admin URL a throwaway database is created from (None: SQLite);
     ``compress`` divides the heartbeat and sync intervals; ``ramp`` (default: a third of the
     run, at most 60 s) spreads the first claims; ``idle`` (default: a quarter of the run)
-    is the window after the ramp without dispatches; ``parent_root``: a checkout with its own
+    is the window without dispatches, ``settle`` s after the ramp (0: right after it, where
+    the children's start still shows); ``parent_root``: a checkout with its own
     ``.venv`` whose parent is served instead of this one's. Returns (figures from this run):
 
     - ``children``, ``backend`` ("sqlite"/"postgresql"), ``duration_s``, ``compress``,
@@ -503,7 +506,7 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         split = urlsplit(server.base_url)
         stats, dispatched, failures = Stats(), {}, []
         begin = time.monotonic()
-        idle_from, until = begin + ramp, begin + duration
+        idle_from, until = begin + ramp + settle, begin + duration
         idle_to = min(until, idle_from + idle)
         stats.idle_window = (idle_from, idle_to)
         admin = threading.Thread(target=_dispatcher, daemon=True, args=(
@@ -550,6 +553,7 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
                                   "p95_s": _rounded(_percentile(reach, 0.95), 3)},
             "parent_cpu_pct": round(100 * (cpu_after - cpu_before) / elapsed, 1),
             "parent_cpu_idle_pct": _rounded(idle_cpu, 1), "idle_window_s": round(idle_seconds, 1),
+            "idle_settle_s": settle,
             "idle_requests_per_s": {route: round(count / idle_seconds, 1) for route, count
                                     in sorted(stats.idle_requests.items())} if idle_seconds > 0
             else {},
@@ -594,7 +598,9 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
     mode = ("the parent parks claims (X-Work-Token)" if result["parent_parks"]
             else "the parent does not park: claims follow Retry-After")
     log(f"\nfleet: {result['children']:,} children, {result['duration_s']:g} s "
-        f"(ramp {ramp:g} s, idle window {result['idle_window_s']:g} s, then a dispatch every "
+        f"(ramp {ramp:g} s, idle window {result['idle_window_s']:g} s"
+        + (f" from {result['idle_settle_s']:g} s after it" if result.get("idle_settle_s") else "")
+        + f", then a dispatch every "
         f"{dispatch_every:g} s), {result['workers']} workers × {result['threads']} threads, "
         f"{result['backend']}; {timing}; claims in real time; {mode}")
     log(f"{'route':22} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}")
@@ -643,6 +649,10 @@ def main(argv=None) -> int:
                         help="seconds over which children start claiming [duration/3, ≤ 60]")
     parser.add_argument("--idle", type=float, default=None,
                         help="seconds without dispatches after the ramp [duration/4]")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds between the ramp and the idle window [%(default)s]: "
+                             "the children's start (first claims, backpressure) shows in "
+                             "a window right after the ramp")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server-threads", type=int, default=8)
     parser.add_argument("--dispatch-every", type=float, default=3.0)
@@ -651,7 +661,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_fleet(args.children, args.pg, args.duration, args.compress, ramp=args.ramp,
-                       idle=args.idle, dispatch_every=args.dispatch_every, workers=args.workers,
+                       idle=args.idle, settle=args.settle,
+                       dispatch_every=args.dispatch_every, workers=args.workers,
                        threads=args.server_threads, parent_root=args.parent_root,
                        log=lambda line: print(line, flush=True))
     if args.json:
