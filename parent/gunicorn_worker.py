@@ -564,8 +564,13 @@ class BufferingThreadWorker(ThreadWorker):
                 self._repark(conn, entry, quiet[0], due, moment, wall)
                 continue
             # New work: a window of claims, most of which will get some. A due second
-            # alone (nothing signalled): one claim asks the app, the rest wait its answer.
-            if len(self._released) >= (1 if entry.by_due else self._release_window):
+            # alone (nothing signalled): one claim asks the app, the rest wait its answer
+            # — unless no answer could be shared with it (the app has not answered this
+            # connection yet, say a claim deferred at a fleet's start): holding it back
+            # saves nothing, and thousands of them, one at a time, kept the app busy for
+            # minutes after the start.
+            alone = entry.by_due and self._could_share(conn, moment)
+            if len(self._released) >= (1 if alone else self._release_window):
                 return
             self._to_release.popleft()
             self._release(conn, counted=True)
@@ -588,11 +593,16 @@ class BufferingThreadWorker(ThreadWorker):
         if entry.due_at < entry.until:
             heapq.heappush(self._park_timers, (entry.due_at, entry.seq, conn))
 
+    @staticmethod
+    def _could_share(conn: TConn, moment: float) -> bool:
+        """Whether another claim's answer may answer this connection's (see _quiet_for)."""
+        return moment - getattr(conn, "app_answered_at", -APP_CLAIM_AT_LEAST_EVERY) \
+            < APP_CLAIM_AT_LEAST_EVERY
+
     def _quiet_for(self, conn: TConn, entry: _Parked, moment: float,
                    wall: float) -> tuple[int, int, float, float] | None:
         """The app's 204 that answers this waiting claim too, if there is one."""
-        if moment - getattr(conn, "app_answered_at", -APP_CLAIM_AT_LEAST_EVERY) \
-                >= APP_CLAIM_AT_LEAST_EVERY:
+        if not self._could_share(conn, moment):
             return None
         quiet = self._quiet.get(getattr(conn, "claim_class", None))
         if quiet is None or quiet[0] != self.generation or quiet[1] <= wall \

@@ -351,22 +351,44 @@ def test_a_node_unlike_the_others_is_not_told_no_change_on_their_word(parent, ad
             other.close()
 
 
-def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
-    """Backpressure: while the app's threads are taken and more requests wait for them, a
-    claim the app would have to answer is answered by the worker, 204 with Retry-After."""
+def hold_every_thread(parent) -> list[socket.socket]:
+    """Hold each app thread (and more than APP_BACKLOG_PER_THREAD per thread in line) with
+    half-sent 4 MiB uploads, until a request sent now is no longer answered: the app is
+    backed up. Returns the sockets: closing them ends it."""
     parts = urlsplit(parent.base_url)
     # A body over the worker's buffer goes to a thread before it has all come: each of
     # these holds a thread (or a place in its queue) until it is closed.
     head = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
             b"\r\nContent-Length: 4194304\r\n\r\n")
+    held = []
+    for _ in range(4 * THREADS):  # gunicorn_worker.APP_BACKLOG_PER_THREAD per thread
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        sock.sendall(head + b" " * (1024 * 1024 + 1))
+        held.append(sock)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # a loaded machine hands them over slowly
+        probe = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        probe.settimeout(1.0)
+        try:
+            answered = bool(probe.recv(1))
+        except socket.timeout:
+            answered = False
+        if not answered:
+            held.append(probe)  # in line behind the uploads, as the next request will be
+            return held
+        probe.close()
+    for sock in held:
+        sock.close()
+    raise AssertionError("the uploads never held every thread")
+
+
+def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
+    """Backpressure: while the app's threads are taken and more requests wait for them, a
+    claim the app would have to answer is answered by the worker, 204 with Retry-After."""
     before = app_claims(parent)
-    uploads = []
+    uploads = hold_every_thread(parent)
     try:
-        for _ in range(4 * THREADS):  # gunicorn_worker.APP_BACKLOG_PER_THREAD per thread
-            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-            sock.sendall(head + b" " * (1024 * 1024 + 1))
-            uploads.append(sock)
-        time.sleep(1)  # every upload is with the app now
         claim = RawClaim(node, token=None, wait=None)
         status, headers, _ = claim.answer(timeout=30)
         claim.close()
@@ -401,18 +423,9 @@ def test_a_worker_handing_out_work_does_not_tell_claims_to_come_back(parent, adm
     status, _, _ = taken.answer(timeout=30)
     taken.close()
     assert status == 200, "the app handed out a lease"
-    parts = urlsplit(parent.base_url)
-    head = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-            b"\r\nContent-Length: 4194304\r\n\r\n")
     before = app_claims(parent)
-    uploads = []
-    claim = None
+    uploads = hold_every_thread(parent)
     try:
-        for _ in range(4 * THREADS):
-            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-            sock.sendall(head + b" " * (1024 * 1024 + 1))
-            uploads.append(sock)
-        time.sleep(1)
         claim = RawClaim(node, token=None, wait=None)
         time.sleep(1.5)
         assert not claim.answered(), "not answered by the worker: it waits for a thread"

@@ -102,3 +102,54 @@ def test_only_one_whole_native_claim_can_be_answered_by_the_worker():
     assert native_claim(claim + b"GET / HTTP/1.1\r\n\r\n") is None  # pipelined behind it
     assert native_claim(claim.replace(b"/cascade/claim", b"/wx/cascade/claim")) is None
     assert native_claim(claim.replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1))[1] is True
+
+
+class _Conn:
+    """A connection as the parking code sees one (hashable, attributes set by the worker)."""
+
+
+def _waiting_worker(conns, by_due=True):
+    """A worker whose parked claims on ``conns`` have all come due; _release is recorded."""
+    import time
+    from collections import deque
+
+    from parent.gunicorn_worker import BufferingThreadWorker, _Parked
+
+    worker = object.__new__(BufferingThreadWorker)
+    moment, wall = time.monotonic(), int(time.time())
+    worker.generation, worker._quiet, worker._released = 7, {}, set()
+    worker._release_window, worker.parked, worker._to_release = 16, {}, deque()
+    worker.sent_to_app = []
+    for index, conn in enumerate(conns):
+        claim = ParkableClaim(f"7.{wall}".encode(), 7, wall, 50, False)
+        worker.parked[conn] = _Parked(claim, until=moment + 50, due_at=moment, seq=index,
+                                      eligible_since=moment, by_due=by_due)
+        worker._to_release.append(conn)
+
+    def release(conn, counted=False):
+        worker.parked.pop(conn)
+        worker._released.add(conn)
+        worker.sent_to_app.append(conn)
+
+    worker._release = release
+    return worker
+
+
+def test_claims_due_together_go_to_the_app_one_at_a_time_to_share_its_answer():
+    import time
+
+    conns = [_Conn() for _ in range(5)]
+    for conn in conns:  # each was answered by the app lately: they may share an answer
+        conn.claim_class, conn.app_answered_at = "|rss|", time.monotonic() - 10
+    worker = _waiting_worker(conns)
+    worker._pump()
+    assert worker.sent_to_app == conns[:1]
+
+
+def test_due_claims_that_cannot_share_an_answer_are_not_held_back():
+    """Connections the app never answered (claims deferred at a fleet's start) each need
+    their own answer: they go to the app a release window at a time, not one by one."""
+    conns = [_Conn() for _ in range(20)]
+    worker = _waiting_worker(conns)
+    worker._pump()
+    assert worker.sent_to_app == conns[:16]
