@@ -54,17 +54,21 @@ def memory_status(pid: int) -> dict:
     return values
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (field 3 on: state, ppid, ...)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds the process has used (/proc/<pid>/stat utime, stime)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def reaped_children_cpu_seconds(pid: int) -> float:
     """CPU seconds of the process's children it has waited for (stat cutime, cstime)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
 
 
