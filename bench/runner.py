@@ -135,8 +135,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fleet = parser.add_argument_group("fleet (simulated children, bench/fleet.py)")
     fleet.add_argument("--fleet-children", type=int, default=None,
                        help="simulated children [10,000 on PostgreSQL, 1,000 on SQLite]")
-    fleet.add_argument("--fleet-duration", type=float, default=150.0,
-                       help="seconds the fleet runs [%(default)s]")
+    fleet.add_argument("--fleet-duration", type=float, default=240.0,
+                       help="seconds the fleet runs [%(default)s]: a 60 s ramp, --fleet-settle, "
+                            "the idle window, then dispatches until the end")
+    fleet.add_argument("--fleet-settle", type=float, default=60.0,
+                       help="seconds between the ramp and the idle window [%(default)s], so "
+                            "the idle CPU is an idle fleet's, not its start's")
+    fleet.add_argument("--fleet-idle", type=float, default=60.0,
+                       help="seconds of the idle window (no dispatches) [%(default)s]")
     fleet.add_argument("--fleet-compress", type=float, default=1.0,
                        help="divide the seed's heartbeat and sync intervals by this "
                             "[%(default)s: real time]")
@@ -168,6 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.idle_settle, args.idle_window = min(args.idle_settle, 3.0), min(args.idle_window, 5.0)
         args.duration = min(args.duration, 3.0)
         args.fleet_duration = min(args.fleet_duration, 40.0)
+        args.fleet_settle, args.fleet_idle = 0.0, 10.0
         args.fleet_children = args.fleet_children or 200
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
@@ -178,6 +185,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.time_cap, args.full_time_cap, args.lease_time_cap, args.queue_time_cap,
            args.idle_window) <= 0 or args.idle_settle < 0:
         parser.error("time caps and windows must be positive")
+    fleet_ramp = min(60.0, args.fleet_duration / 3)  # bench/fleet.py's default ramp
+    if args.fleet_settle < 0 or args.fleet_idle <= 0 \
+            or fleet_ramp + args.fleet_settle + args.fleet_idle >= args.fleet_duration:
+        parser.error("--fleet-duration must leave time for dispatches after the ramp "
+                     f"({fleet_ramp:.0f} s), --fleet-settle and --fleet-idle")
     return args
 
 
@@ -404,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
             fleet_section = run_fleet(
                 args.fleet_children or FLEET_CHILDREN[database.backend], args.pg,
                 duration=args.fleet_duration, compress=args.fleet_compress,
-                workers=args.workers, threads=args.server_threads,
+                settle=args.fleet_settle, idle=args.fleet_idle, workers=args.workers,
+                threads=args.server_threads,
                 log=lambda line: print(f"bench: {line}", flush=True))
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)

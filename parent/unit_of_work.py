@@ -64,17 +64,45 @@ def _insert_pending(session) -> None:
     pending = session.info.pop(_AT_COMMIT, None)
     if not pending:
         return
-    # The only write of a request that otherwise read (a signed heartbeat or unchanged
-    # pull: the nonce) runs as one autocommitted statement: no BEGIN, no COMMIT.
-    # (session.info: other work left for the commit, such as a work-generation bump.)
-    options = {write_queue.ALONE: True} if len(pending) == 1 and not (
-        session.info or session.new or session.dirty or session.deleted
-    ) and not write_queue.ends_a_transaction(session.connection()) else {}
+    options = {write_queue.ALONE: True} if len(pending) == 1 and _nothing_else(session) else {}
     for statement, parameters, conflict in pending:
-        try:
-            session.execute(statement, parameters, execution_options=options)
-        except IntegrityError:
-            raise ApiError(conflict) from None
+        _insert(session, statement, parameters, conflict, options)
+
+
+def _nothing_else(session) -> bool:
+    """Whether the request wrote nothing else: no other work, no transaction open.
+
+    Then its one pending INSERT (a signed heartbeat's or unchanged pull's nonce) runs as
+    one autocommitted statement: no BEGIN, no COMMIT. (session.info: other work left for
+    the commit, such as a work-generation bump.)
+    """
+    return not (session.info or session.new or session.dirty or session.deleted) \
+        and not write_queue.ends_a_transaction(session.connection())
+
+
+def _insert(session, statement: Any, parameters: dict, conflict: ErrorCode,
+            options: dict) -> None:
+    try:
+        session.execute(statement, parameters, execution_options=options)
+    except IntegrityError:
+        raise ApiError(conflict) from None
+
+
+def _write_alone(session) -> bool:
+    """Run the request's only write, a lone pending INSERT, without the ORM's commit.
+
+    Returns False (and does nothing) when there is more to commit.
+    """
+    pending = session.info.get(_AT_COMMIT)
+    if pending is None or len(pending) != 1:
+        return False
+    del session.info[_AT_COMMIT]
+    if not _nothing_else(session):
+        session.info[_AT_COMMIT] = pending  # left for the commit, as it came
+        return False
+    statement, parameters, conflict = pending[0]
+    _insert(session, statement, parameters, conflict, {write_queue.ALONE: True})
+    return True
 
 
 def _read_only(session) -> bool:
@@ -90,12 +118,16 @@ def _finish(response: Response) -> Response:
     if response.status_code >= 400:
         db.session.rollback()
         return response
-    if _read_only(db.session()):
+    session = db.session()
+    if _read_only(session):
         return response  # nothing to commit; the session is closed at the end of the request
     try:
-        db.session.commit()
+        # A signed heartbeat's or unchanged pull's only write is its nonce: one statement
+        # that commits itself, with none of the ORM commit's flush and bookkeeping.
+        if not _write_alone(session):
+            session.commit()
     except Exception as exc:  # noqa: BLE001 - answered like the same error raised by the view
-        db.session.rollback()
+        session.rollback()
         return current_app.make_response(current_app.handle_user_exception(exc))
     return response
 

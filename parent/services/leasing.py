@@ -15,7 +15,7 @@ from typing import cast
 
 from flask import current_app
 
-from sqlalchemy import Select, Table, and_, bindparam, case, func, or_
+from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, or_
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -59,6 +59,16 @@ _TASK_CACHE_KEY = "werss.lease_tasks"
 # The node's leased rows, counted inside the claim's own SELECT of allocations (made once:
 # building an alias costs more than the count).
 _HELD = aliased(Allocation, name="held")
+
+# The claim's other statements, built once too (only bound per claim).
+_INSERT_LEASES = _LEASES.insert()
+_FEEDS_BY_ID = db.select(*_FEED_COLUMNS).where(
+    Feed.id.in_(bindparam("ids", expanding=True)))
+_TASKS_BY_ID = db.select(MessageTask).where(MessageTask.id.in_(bindparam("ids", expanding=True)))
+_SLOTS_BY_RUN = db.select(TaskRun.id, TaskRun.slot).where(
+    TaskRun.id.in_(bindparam("ids", expanding=True)))
+_TAKE_STATEMENTS: dict[int, object] = {}
+_TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely above a few
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
@@ -248,16 +258,11 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
     # One guarded UPDATE for all the candidates; RETURNING says which were won, and with
     # which attempt, so nothing is read back.
+    parameters: dict = {"node_id": node.id, "expires_at": expires_at, "moment": moment}
+    for index, (allocation_id, lease_id) in enumerate(lease_ids.items()):
+        parameters[f"id_{index}"], parameters[f"lease_{index}"] = allocation_id, lease_id
     won = dict(db.session.execute(
-        db.update(Allocation)
-        .where(Allocation.id.in_(lease_ids), Allocation.status == ALLOC_PENDING)
-        .values(status=ALLOC_LEASED,
-                current_lease_id=case(lease_ids, value=Allocation.id),
-                leased_to=node.id, attempt=Allocation.attempt + 1,
-                lease_expires_at=expires_at, updated_at=moment)
-        .returning(Allocation.id, Allocation.attempt)
-        .execution_options(synchronize_session=False)
-    ).tuples().all())
+        _take_statement(len(lease_ids)), parameters).tuples().all())
     claimed: list[tuple[Allocation, Lease]] = []
     for allocation in candidates:
         if allocation.id not in won:
@@ -272,10 +277,35 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
             attempt=won[allocation.id], status=LEASE_ACTIVE, created_at=moment)))
     if claimed:
         # Core, not the unit of work: the new leases are only read back by id.
-        db.session.execute(_LEASES.insert(), [
+        db.session.execute(_INSERT_LEASES, [
             {column.key: getattr(lease, column.key) for column in _LEASES.columns}
             for _, lease in claimed])
     return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
+
+
+def _take_statement(count: int):
+    """The guarded UPDATE that leases ``count`` candidates: ids and lease ids bound by index.
+
+    Built once per count (up to _TAKE_CACHED_UP_TO), so a claim only binds it.
+    """
+    statement = _TAKE_STATEMENTS.get(count)
+    if statement is not None:
+        return statement
+    ids: list[BindParameter[str]] = [bindparam(f"id_{index}") for index in range(count)]
+    statement = (
+        db.update(Allocation)
+        .where(Allocation.id.in_(ids), Allocation.status == ALLOC_PENDING)
+        .values(status=ALLOC_LEASED,
+                current_lease_id=case(*((Allocation.id == ids[index], bindparam(f"lease_{index}"))
+                                        for index in range(count))),
+                leased_to=bindparam("node_id"), attempt=Allocation.attempt + 1,
+                lease_expires_at=bindparam("expires_at"), updated_at=bindparam("moment"))
+        .returning(Allocation.id, Allocation.attempt)
+        .execution_options(synchronize_session=False)
+    )
+    if count <= _TAKE_CACHED_UP_TO:
+        _TAKE_STATEMENTS[count] = statement
+    return statement
 
 
 def claim(node: Node, max_count: int) -> list[dict]:
@@ -321,16 +351,15 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
     task_ids = {allocation.task_id for allocation, _ in claimed} - tasks.keys()
     if task_ids:
         loaded = {t.id: task_values(t) for t in db.session.execute(
-            db.select(MessageTask).where(MessageTask.id.in_(task_ids))).scalars()}
+            _TASKS_BY_ID, {"ids": list(task_ids)}).scalars()}
         tasks.update({task_id: loaded.get(task_id) for task_id in task_ids})
     feed_ids = {f for allocation, _ in claimed for f in allocation.feed_ids}
     feeds = {row["id"]: row for row in db.session.execute(
-        db.select(*_FEED_COLUMNS).where(Feed.id.in_(feed_ids))).mappings()} if feed_ids else {}
+        _FEEDS_BY_ID, {"ids": list(feed_ids)}).mappings()} if feed_ids else {}
     slots = dict(slots or {})
     run_ids = {allocation.run_id for allocation, _ in claimed} - slots.keys()
     if run_ids:
-        slots.update(db.session.execute(
-            db.select(TaskRun.id, TaskRun.slot).where(TaskRun.id.in_(run_ids))).tuples().all())
+        slots.update(db.session.execute(_SLOTS_BY_RUN, {"ids": list(run_ids)}).tuples().all())
     payloads = []
     for allocation, lease in claimed:
         # A task deleted since it was queued: the lease still names it, every field null.

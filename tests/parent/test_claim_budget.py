@@ -61,6 +61,23 @@ def test_a_claim_runs_one_select_one_update_one_insert_and_its_feeds(app, admin,
     assert seen["commits"] == 1
 
 
+def test_each_allocation_of_a_claim_records_the_lease_it_was_given(app, admin, node_caller):
+    make_work(admin, 8)
+    # The UPDATE that takes several allocations is built once and bound by position: each
+    # allocation must name the lease the node was told about, not a neighbour's.
+    for count in (3, 2, 3):
+        leases = claim(node_caller, count)
+        assert len(leases) == count
+        with app.app_context():
+            for lease in leases:
+                allocation = db.session.get(Allocation, lease["allocation_id"])
+                assert (allocation.status, allocation.current_lease_id, allocation.attempt) == (
+                    "leased", lease["lease_id"], lease["attempt"])
+        for lease in leases:
+            done = node_caller.post(f"/leases/{lease['lease_id']}/complete", json={"results": []})
+            assert done.status_code == 200, done.get_json()
+
+
 def test_an_empty_claim_reads_once_and_opens_no_transaction(app, admin, node_caller, clock):
     make_work(admin, 1)
     other = NodeCaller(node_caller.client, create_node_with_credentials(admin, name="other"),
