@@ -15,6 +15,11 @@ Each simulated child is two asyncio tasks speaking real HTTP/1.1 with signed AK-
   ``--compress``: a heartbeat every 60 s; a sync every 300 s (`GET /feeds/changes` and
   `GET /message-tasks/changes` from its cursor with the last ETag, a 304 while nothing
   changed). First moments are spread over one interval; claims start over ``--ramp``.
+  Each child starts as one of a fleet that has been running does (after a restart of the
+  parent, say): holding the current cursors and ETags, which the simulator reads once
+  before the run, so its syncs are 304s while nothing changes. ``--cold`` starts every
+  child from cursor 0 instead, as a fleet of new children: each child's first sync, spread
+  over the first 300 s, is then a full pull written to the sync log.
 
 The run has three parts: the ramp (children start), an **idle window** (``--idle`` s, no
 dispatches: the parent's idle CPU; ``--settle`` s after the ramp, 0 by default, so that the
@@ -202,11 +207,16 @@ class Connection:
 
 
 class Child:
-    def __init__(self, creds, host: str, port: int, stats: Stats, compress: float):
+    def __init__(self, creds, host: str, port: int, stats: Stats, compress: float,
+                 synced: tuple[dict[str, str], dict[str, str]] | None = None):
+        """``synced``: (cursors, ETags) by changes path, as a child that synced before holds."""
         self.creds, self.host, self.port, self.stats = creds, host, port, stats
         self.compress = compress
         self.cursors = {paths.FEED_CHANGES: "0", paths.MESSAGE_TASK_CHANGES: "0"}
         self.etags: dict[str, str] = {}
+        if synced is not None:
+            self.cursors.update(synced[0])
+            self.etags.update(synced[1])
         self.claims = Connection(host, port, stats, claim=True)
         self.token: str | None = None
         self.backoff = 0.0
@@ -419,8 +429,27 @@ def _migrate(env: dict, parent_root: Path | None) -> None:
         raise RuntimeError("db upgrade failed:\n" + (completed.stdout + completed.stderr)[-2000:])
 
 
-async def _simulate(fleet, host, port, stats, compress, ramp, until):
-    children = [Child(creds, host, port, stats, compress) for creds in fleet]
+def _synced_state(base_url: str, creds) -> tuple[dict[str, str], dict[str, str]]:
+    """The cursors and ETags a child holds once synced: read once, with one child's key."""
+    cursors, etags = {}, {}
+    for path in (paths.FEED_CHANGES, paths.MESSAGE_TASK_CHANGES):
+        cursor, full = "0", CASCADE_PREFIX + path
+        while True:
+            query = f"limit=500&since={cursor}"
+            response = requests.get(f"{base_url}{full}?{query}", timeout=60, headers={
+                "Authorization": signing.signed_authorization(
+                    creds.api_key, creds.api_secret, "GET", full, query, b"")})
+            response.raise_for_status()
+            data = response.json()["data"]
+            cursor = data["cursor"]
+            if not data["has_more"]:
+                break
+        cursors[path], etags[path] = cursor, response.headers["ETag"]
+    return cursors, etags
+
+
+async def _simulate(fleet, host, port, stats, compress, ramp, until, synced=None):
+    children = [Child(creds, host, port, stats, compress, synced) for creds in fleet]
     now = time.monotonic()
     claims = [asyncio.ensure_future(child.claim_loop(now + random.uniform(0, ramp), until))
               for child in children]
@@ -449,7 +478,7 @@ def _route_figures(stats: Stats) -> dict:
 def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
               compress: float = 1.0, *, ramp: float | None = None, idle: float | None = None,
               settle: float = 0.0, dispatch_every: float = 3.0, workers: int = 2,
-              threads: int = 8,
+              threads: int = 8, cold: bool = False,
               parent_root: str | Path | None = None, log=print) -> dict:
     """Run ``children`` simulated children for ``duration`` s against a fresh parent.
 
@@ -457,10 +486,12 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
     ``compress`` divides the heartbeat and sync intervals; ``ramp`` (default: a third of the
     run, at most 60 s) spreads the first claims; ``idle`` (default: a quarter of the run)
     is the window without dispatches, ``settle`` s after the ramp (0: right after it, where
-    the children's start still shows); ``parent_root``: a checkout with its own
+    the children's start still shows); ``cold``: children start from cursor 0 (new
+    children) instead of holding the current cursors; ``parent_root``: a checkout with its own
     ``.venv`` whose parent is served instead of this one's. Returns (figures from this run):
 
-    - ``children``, ``backend`` ("sqlite"/"postgresql"), ``duration_s``, ``compress``,
+    - ``children``, ``backend`` ("sqlite"/"postgresql"), ``duration_s``, ``cold_start``,
+      ``compress``,
       ``time_compressed`` (bool), ``workers``, ``threads``, ``parent_root`` (str or None);
     - ``routes``: {route: {requests, errors, p50_ms, p99_ms}} for "heartbeat",
       "feed_changes", "task_changes" (the sync's two pulls), "claim" (sent without a
@@ -504,6 +535,7 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         # After the parent started: it keeps the limit it would have had without us.
         _raise_own_nofile(children + 1024)
         split = urlsplit(server.base_url)
+        synced = None if cold else _synced_state(server.base_url, fleet[0])
         stats, dispatched, failures = Stats(), {}, []
         begin = time.monotonic()
         idle_from, until = begin + ramp + settle, begin + duration
@@ -526,7 +558,8 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         client_before = time.process_time()
         admin.start()
         marker.start()
-        asyncio.run(_simulate(fleet, split.hostname, split.port, stats, compress, ramp, until))
+        asyncio.run(_simulate(fleet, split.hostname, split.port, stats, compress, ramp, until,
+                              synced))
         cpu_after, elapsed = server_cpu_seconds(server), time.monotonic() - wall
         client_cpu = 100 * (time.process_time() - client_before) / elapsed
         admin.join(timeout=30)
@@ -539,6 +572,7 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
         errors = sum(stats.errors.values()) + len(failures)
         result = {
             "children": children, "backend": database.backend, "duration_s": duration,
+            "cold_start": cold,
             "compress": compress, "time_compressed": compress != 1, "workers": workers,
             "threads": threads, "parent_root": str(root) if root else None,
             "routes": routes, "requests": sum(len(v) for v in stats.latencies.values()),
@@ -602,7 +636,9 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
         + (f" from {result['idle_settle_s']:g} s after it" if result.get("idle_settle_s") else "")
         + f", then a dispatch every "
         f"{dispatch_every:g} s), {result['workers']} workers × {result['threads']} threads, "
-        f"{result['backend']}; {timing}; claims in real time; {mode}")
+        f"{result['backend']}; {timing}; claims in real time; {mode}; "
+        + ("children start from cursor 0 (--cold)" if result.get("cold_start")
+           else "children start holding the current cursors"))
     log(f"{'route':22} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9}")
     for route, figures in result["routes"].items():
         log(f"{route:22} {figures['requests']:>9,} {figures['errors']:>7} "
@@ -653,6 +689,9 @@ def main(argv=None) -> int:
                         help="seconds between the ramp and the idle window [%(default)s]: "
                              "the children's start (first claims, backpressure) shows in "
                              "a window right after the ramp")
+    parser.add_argument("--cold", action="store_true",
+                        help="children start from cursor 0 (new children: each first sync is "
+                             "a full pull) instead of holding the current cursors")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server-threads", type=int, default=8)
     parser.add_argument("--dispatch-every", type=float, default=3.0)
@@ -661,7 +700,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH", help="write the figures here")
     args = parser.parse_args(argv)
     result = run_fleet(args.children, args.pg, args.duration, args.compress, ramp=args.ramp,
-                       idle=args.idle, settle=args.settle,
+                       idle=args.idle, settle=args.settle, cold=args.cold,
                        dispatch_every=args.dispatch_every, workers=args.workers,
                        threads=args.server_threads, parent_root=args.parent_root,
                        log=lambda line: print(line, flush=True))

@@ -143,6 +143,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "the idle CPU is an idle fleet's, not its start's")
     fleet.add_argument("--fleet-idle", type=float, default=60.0,
                        help="seconds of the idle window (no dispatches) [%(default)s]")
+    fleet.add_argument("--fleet-cold", action="store_true",
+                       help="children start from cursor 0 (new children) instead of holding "
+                            "the current cursors")
     fleet.add_argument("--fleet-compress", type=float, default=1.0,
                        help="divide the seed's heartbeat and sync intervals by this "
                             "[%(default)s: real time]")
@@ -416,8 +419,8 @@ def run(args: argparse.Namespace) -> int:
             fleet_section = run_fleet(
                 args.fleet_children or FLEET_CHILDREN[database.backend], args.pg,
                 duration=args.fleet_duration, compress=args.fleet_compress,
-                settle=args.fleet_settle, idle=args.fleet_idle, workers=args.workers,
-                threads=args.server_threads,
+                settle=args.fleet_settle, idle=args.fleet_idle, cold=args.fleet_cold,
+                workers=args.workers, threads=args.server_threads,
                 log=lambda line: print(f"bench: {line}", flush=True))
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ import time
 
 from defusedxml import ElementTree
 from marshmallow import ValidationError
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlalchemy.exc import IntegrityError
 
 from shared import errors as codes
@@ -120,10 +120,14 @@ def all_feeds() -> list[Feed]:
     return list(db.session.execute(db.select(Feed).order_by(Feed.id)).scalars())
 
 
+# Built once: every incremental pull with changes reads its feeds by id.
+_FEEDS_BY_ID = db.select(Feed).where(Feed.id.in_(bindparam("ids", expanding=True)))
+
+
 def feeds_by_ids(ids) -> list[Feed]:
     if not ids:
         return []
-    return list(db.session.execute(db.select(Feed).where(Feed.id.in_(list(ids)))).scalars())
+    return list(db.session.execute(_FEEDS_BY_ID, {"ids": list(ids)}).scalars())
 
 
 def update_feed(feed_id: str, values: dict) -> Feed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, inspect
 
 from shared.channels import DINGTALK, MESSAGE_TYPE_WEBHOOK, SIGNED_CHANNELS, effective_channel
 from shared.schemas import MessageTaskSchema
@@ -99,14 +99,15 @@ def enabled_tasks() -> list[MessageTask]:
     ).scalars())
 
 
+# Built once: every incremental pull with task changes reads them by id.
+_ENABLED_TASKS_BY_ID = db.select(MessageTask).where(
+    MessageTask.id.in_(bindparam("ids", expanding=True)), MessageTask.status == STATUS_ENABLED)
+
+
 def enabled_tasks_by_ids(ids) -> list[MessageTask]:
     if not ids:
         return []
-    return list(db.session.execute(
-        db.select(MessageTask).where(
-            MessageTask.id.in_(list(ids)), MessageTask.status == STATUS_ENABLED
-        )
-    ).scalars())
+    return list(db.session.execute(_ENABLED_TASKS_BY_ID, {"ids": list(ids)}).scalars())
 
 
 def update_task(task_id: str, values: dict) -> MessageTask:

@@ -22,13 +22,19 @@ _ADVISORY_LOCK_ID = 0x57525353
 
 _LOG = cast(Table, ChangeLogEntry.__table__)
 _META = cast(Table, MetaValue.__table__)
-# Built once (every pull reads it; building and keying it per call cost more than the
-# read): the newest change id, else the pruned-through marker, else 0, in one statement.
+# Built once, only bound per call (every pull reads them; building and keying them per call
+# cost more than the reads). How far the log was pruned; the cursor: the newest change id,
+# else the pruned-through marker, else 0, in one statement.
+_PRUNED = select(sql_cast(_META.c.value, BigInteger)).where(_META.c.key == bindparam("pruned_key"))
 _CURSOR = select(func.coalesce(
     select(func.max(_LOG.c.id)).where(_LOG.c.entity == bindparam("entity")).scalar_subquery(),
-    select(sql_cast(_META.c.value, BigInteger))
-    .where(_META.c.key == bindparam("pruned_key")).scalar_subquery(),
+    _PRUNED.scalar_subquery(),
     0))
+# An incremental pull's rows (limit + 1: the last says whether there is more).
+_CHANGES = (select(_LOG.c.id, _LOG.c.entity_id, _LOG.c.op)
+            .where(_LOG.c.entity == bindparam("entity"), _LOG.c.id > bindparam("since"))
+            .order_by(_LOG.c.id)
+            .limit(bindparam("limit")))
 
 
 def record_changes(entity: str, entity_ids: list[str], op: str) -> None:
@@ -90,11 +96,7 @@ def read_changes(entity: str, since: int, limit: int) -> tuple[dict[str, str], i
             details={"cursor": str(since), "oldest_valid_cursor": str(pruned_through)},
         )
     rows = db.session.execute(
-        db.select(ChangeLogEntry.id, ChangeLogEntry.entity_id, ChangeLogEntry.op)
-        .where(ChangeLogEntry.entity == entity, ChangeLogEntry.id > since)
-        .order_by(ChangeLogEntry.id)
-        .limit(limit + 1)
-    ).all()
+        _CHANGES, {"entity": entity, "since": since, "limit": limit + 1}).all()
     if not rows and since > 0 and since > current_cursor(entity):
         raise ApiError(
             codes.CURSOR_EXPIRED,
@@ -111,8 +113,9 @@ def read_changes(entity: str, since: int, limit: int) -> tuple[dict[str, str], i
 
 
 def _pruned_through(entity: str) -> int:
-    value = db.session.get(MetaValue, _PRUNED_THROUGH_KEY.format(entity=entity))
-    return int(value.value) if value else 0
+    value = db.session.execute(
+        _PRUNED, {"pruned_key": _PRUNED_THROUGH_KEY.format(entity=entity)}).scalar()
+    return int(value) if value is not None else 0
 
 
 def prune_change_log(entity: str, retention_days: int, moment: datetime | None = None) -> int:
