@@ -108,7 +108,9 @@ def _fleet(read_figure: Callable[[dict], Measured | None]) -> Callable[[dict], M
 
 def _fleet_label(fleet: dict) -> str:
     compress = fleet.get("compress") or 1
-    return (f"{fleet['children']:,} children"
+    shape = (f", {fleet['workers']}×{fleet['threads']}" if fleet.get("workers")
+             and fleet.get("threads") else "")
+    return (f"{fleet['children']:,} children{shape}"
             + (f" (time ÷{compress:g})" if compress != 1 else ""))
 
 

@@ -143,6 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "the idle CPU is an idle fleet's, not its start's")
     fleet.add_argument("--fleet-idle", type=float, default=60.0,
                        help="seconds of the idle window (no dispatches) [%(default)s]")
+    fleet.add_argument("--fleet-workers", type=int, default=2,
+                       help="the fleet parent's gunicorn workers [%(default)s: one per core "
+                            "here, docs/OPERATIONS.md#sizing-for-a-large-fleet]")
+    fleet.add_argument("--fleet-threads", type=int, default=4,
+                       help="threads per worker of the fleet parent [%(default)s]")
     fleet.add_argument("--fleet-cold", action="store_true",
                        help="children start from cursor 0 (new children) instead of holding "
                             "the current cursors")
@@ -180,6 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.fleet_settle, args.fleet_idle = 0.0, 10.0
         args.fleet_children = args.fleet_children or 200
     for name in ("workers", "server_threads", "threads", "requests", "full_requests", "feeds",
+                 "fleet_workers", "fleet_threads",
                  "lease_nodes", "lease_threads", "claims", "queue_claims", "child_feeds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -420,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
                 args.fleet_children or FLEET_CHILDREN[database.backend], args.pg,
                 duration=args.fleet_duration, compress=args.fleet_compress,
                 settle=args.fleet_settle, idle=args.fleet_idle, cold=args.fleet_cold,
-                workers=args.workers, threads=args.server_threads,
+                workers=args.fleet_workers, threads=args.fleet_threads,
                 log=lambda line: print(f"bench: {line}", flush=True))
     except (BenchSetupError, ServerStartError, WrkError) as exc:
         print(f"\nbench: {exc}", file=sys.stderr)
