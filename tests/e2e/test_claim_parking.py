@@ -419,11 +419,14 @@ def test_a_worker_handing_out_work_does_not_tell_claims_to_come_back(parent, adm
     work, claims wait for a thread as every request does, and none is sent away."""
     dispatch(admin, dispatch_one_feed(admin, "one"))
     dispatch(admin, dispatch_one_feed(admin, "two"))
+    start = app_claims(parent)
     taken = RawClaim(node, token=None, wait=None)
     status, _, _ = taken.answer(timeout=30)
     taken.close()
     assert status == 200, "the app handed out a lease"
-    before = app_claims(parent)
+    # Its access-log line is written after the answer: wait for it before counting on.
+    assert app_claims_reach(parent, start + 1)
+    before = start + 1
     uploads = hold_every_thread(parent)
     try:
         claim = RawClaim(node, token=None, wait=None)
