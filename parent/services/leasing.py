@@ -17,6 +17,7 @@ from flask import current_app
 
 from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, or_
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared import errors as codes
@@ -67,7 +68,7 @@ _FEEDS_BY_ID = db.select(*_FEED_COLUMNS).where(
 _TASKS_BY_ID = db.select(MessageTask).where(MessageTask.id.in_(bindparam("ids", expanding=True)))
 _SLOTS_BY_RUN = db.select(TaskRun.id, TaskRun.slot).where(
     TaskRun.id.in_(bindparam("ids", expanding=True)))
-_TAKE_STATEMENTS: dict[int, object] = {}
+_TAKE_STATEMENTS: dict[int, ReturningUpdate[tuple[str, int]]] = {}
 _TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely above a few
 
 
@@ -283,7 +284,7 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
 
 
-def _take_statement(count: int):
+def _take_statement(count: int) -> ReturningUpdate[tuple[str, int]]:
     """The guarded UPDATE that leases ``count`` candidates: ids and lease ids bound by index.
 
     Built once per count (up to _TAKE_CACHED_UP_TO), so a claim only binds it.

@@ -62,7 +62,7 @@ def record_deletes(entity: str, entity_ids: list[str]) -> None:
 
 
 def current_cursor(entity: str) -> int:
-    """Return the newest change id for an entity: one index lookup.
+    """Return the newest change id for an entity: one statement, two indexed lookups.
 
     Once every entry has been pruned, the pruned-through marker stands in for it, so
     the cursor (and the ETag built from it) never moves backwards.
