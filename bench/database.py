@@ -7,6 +7,7 @@ feeds in bulk through the parent's own services and models in an app context.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -226,6 +228,25 @@ def seed_feeds(database_url: str, secret_key: str, count: int) -> float:
         db.session.remove()
         db.engine.dispose()
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def migrated_database(pg_url: str | None) -> Iterator[tuple[BenchDatabase, str, str]]:
+    """A throwaway migrated database for an in-process tool: (it, its URL, a new secret key).
+
+    SQLite in a temp directory, or a new database on ``pg_url``'s PostgreSQL; dropped, and
+    the directory removed, after the block.
+    """
+    workdir = make_workdir()
+    database = BenchDatabase(pg_url, workdir)
+    try:
+        url = database.create()
+        secret_key = secrets.token_urlsafe(32)
+        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+        yield database, url, secret_key
+    finally:
+        database.drop()
+        remove_workdir(workdir)
 
 
 def make_workdir() -> Path:

@@ -395,10 +395,8 @@ def profile_claims(database_url: str, secret_key: str, creds, count: int, top: i
 def main(argv=None) -> int:
     """`python -m bench.leasing [--pg [URL]]`: where one claim's time goes, in-process."""
     import argparse
-    import secrets
 
-    from .database import (BenchDatabase, create_nodes, make_workdir, parent_env,
-                           remove_workdir, run_parent_cli, seed_feeds)
+    from .database import create_nodes, migrated_database, seed_feeds
 
     parser = argparse.ArgumentParser(prog="python -m bench.leasing", description=main.__doc__)
     parser.add_argument("--pg", nargs="?", const="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -409,12 +407,7 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--dump", metavar="FILE", help="also write the cProfile stats here")
     args = parser.parse_args(argv)
-    workdir = make_workdir()
-    database = BenchDatabase(args.pg, workdir)
-    try:
-        url = database.create()
-        secret_key = secrets.token_urlsafe(32)
-        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+    with migrated_database(args.pg) as (_, url, secret_key):
         creds = create_nodes(url, secret_key, 1, prefix="bench-claimer", capacity=1_000_000)[0]
         seed_feeds(url, secret_key, 1000)
         store = WorkStore(url, secret_key)
@@ -426,9 +419,6 @@ def main(argv=None) -> int:
         finally:
             store.close()
         print(profile_claims(url, secret_key, creds, args.requests, args.top, args.dump))
-    finally:
-        database.drop()
-        remove_workdir(workdir)
     return 0
 
 

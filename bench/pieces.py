@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import secrets
 import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from .database import (BenchDatabase, create_nodes, make_workdir, parent_env, remove_workdir,
-                       run_parent_cli)
+from .database import create_nodes, migrated_database
 from .probe import HEARTBEAT_BODY
 
 # What werss-child sends once it reports its sources and a WeChat login (child/agent.py).
@@ -141,12 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=3000, help="calls per round [3000]")
     parser.add_argument("--rounds", type=int, default=5, help="rounds [5]")
     args = parser.parse_args(argv)
-    workdir = make_workdir()
-    database = BenchDatabase(args.pg, workdir)
-    try:
-        url = database.create()
-        secret_key = secrets.token_urlsafe(32)
-        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+    with migrated_database(args.pg) as (database, url, secret_key):
         creds = create_nodes(url, secret_key, 1)[0]
         from parent import create_app
 
@@ -158,9 +151,6 @@ def main(argv=None) -> int:
         width = max(len(name) for name in results)
         for name, (low, middle) in results.items():
             print(f"  {name:<{width}}  {low:8.1f}  {middle:8.1f}")
-    finally:
-        database.drop()
-        remove_workdir(workdir)
     return 0
 
 

@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import secrets
 import time
 
 from sqlalchemy import event
@@ -23,7 +22,7 @@ from sqlalchemy import event
 from shared import signing
 from shared.paths import CASCADE_PREFIX, FEEDS, HEARTBEAT
 
-from .database import BenchDatabase, create_nodes, make_workdir, remove_workdir, seed_feeds
+from .database import create_nodes, migrated_database, seed_feeds
 from .probe import HEARTBEAT_BODY
 
 
@@ -121,20 +120,10 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
-    workdir = make_workdir()
-    database = BenchDatabase(args.pg, workdir)
-    try:
-        url = database.create()
-        from .database import parent_env, run_parent_cli
-
-        secret_key = secrets.token_urlsafe(32)
-        run_parent_cli(["db", "upgrade"], parent_env(url, secret_key))
+    with migrated_database(args.pg) as (_, url, secret_key):
         creds = create_nodes(url, secret_key, 1)[0]
         seed_feeds(url, secret_key, 1000)
         print(profile(url, secret_key, creds, args.requests, args.top))
-    finally:
-        database.drop()
-        remove_workdir(workdir)
     return 0
 
 
