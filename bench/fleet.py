@@ -27,8 +27,8 @@ children's start — first claims, backpressure — can be kept out of it), then
 dispatches a one-feed task every ``--dispatch-every`` seconds until the end and the simulator measures dispatch → a child
 holds the lease. Reported: requests, errors, p50/p99 per route (a parked claim's latency is
 its time parked, reported apart) over the run and, beside it, the p99 of what finished from
-the idle window on (the fleet once every child has started; the goals judge the run), dispatch → lease p50/p95, the parent's CPU (master and
-workers, % of one core) over the run and over the idle window, this simulator's CPU, the
+the idle window on (the fleet once every child has started; the goals judge the run),
+dispatch → lease p50/p95, the parent's CPU (master and workers, % of one core) over the run and over the idle window, this simulator's CPU, the
 parent workers' open-file limit and the most claim connections open at once.
 
     python -m bench.fleet --children 1000                          # SQLite, time ÷1
