@@ -24,12 +24,13 @@ Each simulated child is two asyncio tasks speaking real HTTP/1.1 with signed AK-
 The run has three parts: the ramp (children start), an **idle window** (``--idle`` s, no
 dispatches: the parent's idle CPU; ``--settle`` s after the ramp, 0 by default, so that the
 children's start — first claims, backpressure — can be kept out of it), then an admin
-dispatches a one-feed task every ``--dispatch-every`` seconds until the end and the simulator measures dispatch → a child
-holds the lease. Reported: requests, errors, p50/p99 per route (a parked claim's latency is
-its time parked, reported apart) over the run and, beside it, the p99 of what finished from
-the idle window on (the fleet once every child has started; the goals judge the run),
-dispatch → lease p50/p95, the parent's CPU (master and workers, % of one core) over the run and over the idle window, this simulator's CPU, the
-parent workers' open-file limit and the most claim connections open at once.
+dispatches a one-feed task every ``--dispatch-every`` seconds until the end and the
+simulator measures dispatch → a child holds the lease. Reported: requests, errors, p50/p99
+per route (a parked claim's latency is its time parked, reported apart) over the run and,
+beside it, the p99 of what finished from the idle window on (the fleet once every child
+has started; the goals judge the run), dispatch → lease p50/p95, the parent's CPU (master
+and workers, % of one core) over the run and over the idle window, this simulator's CPU,
+the parent workers' open-file limit and the most claim connections open at once.
 
     python -m bench.fleet --children 1000                          # SQLite, time ÷1
     python -m bench.fleet --children 10000 --pg                    # PostgreSQL
