@@ -62,7 +62,7 @@ import requests
 
 from child.client import PARK_WAIT
 from shared import paths, signing
-from shared.envelope import IDEMPOTENCY_HEADER, WORK_TOKEN_HEADER
+from shared.envelope import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, WORK_TOKEN_HEADER
 from shared.paths import CASCADE_PREFIX, LOGIN
 
 from .children import server_cpu_seconds
@@ -76,8 +76,10 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GOALS = {"p99_ms": 100.0, "dispatch_p95_s": 1.0, "idle_cpu_pct": 25.0}
 _TOKEN = WORK_TOKEN_HEADER.lower()
 # Routes a claim is counted under: sent without a token (the app answers), or parked and
-# then released to the app, or answered by the worker itself without the app.
+# then released to the app, or answered by the worker itself without the app: "no change"
+# after its wait, or "come back later" while the app is backed up (backpressure).
 PARKED_APP, PARKED_WORKER = "claim_parked_app", "claim_parked_worker"
+DEFERRED = "claim_deferred"
 # Each pull is counted under its own name, as bench/goals.py reads them.
 _PULLS = {paths.FEED_CHANGES: "feed_changes", paths.MESSAGE_TASK_CHANGES: "task_changes"}
 
@@ -95,6 +97,7 @@ class Stats:
         self.counting = True
         self.idle_window = (0.0, 0.0)  # monotonic from, to: requests finished then are counted
         self.idle_requests: dict[str, int] = {}
+        self.idle_errors: dict[str, int] = {}  # of idle_requests: errors (timeouts among them)
         # Requests that finished from the idle window on, to the end: the fleet after its start.
         self.after_start: dict[str, list[float]] = {}
 
@@ -107,6 +110,8 @@ class Stats:
             self.after_start.setdefault(route, []).append(seconds)
             if moment < self.idle_window[1]:
                 self.idle_requests[route] = self.idle_requests.get(route, 0) + 1
+                if not ok:
+                    self.idle_errors[route] = self.idle_errors.get(route, 0) + 1
         if not ok:
             self.errors[route] = self.errors.get(route, 0) + 1
             self.first_error = self.first_error or f"{route}: {detail}"[:300]
@@ -272,15 +277,15 @@ class Child:
     async def claim(self) -> float | None:
         """One claim as werss-child sends it; returns the pause before the next (None: at once)."""
         extra = {IDEMPOTENCY_HEADER: uuid.uuid4().hex}
-        route, timeout, classify = "claim", CLAIM_WAIT + 15.0, None
+        route, timeout = "claim", CLAIM_WAIT + 15.0
         if self.token:
             extra.update({WORK_TOKEN_HEADER: self.token, "Prefer": f"wait={PARK_WAIT}"})
-            route, timeout, classify = PARKED_APP, PARK_WAIT + 15.0, _parked_route
+            route, timeout = PARKED_APP, PARK_WAIT + 15.0
         started = time.monotonic()
         status, headers, content = await self.call(
             route, "POST", paths.CLAIM, body=b'{"max": 1, "wait": %d}' % CLAIM_WAIT,
             extra=extra, expect=(200, 204), connection=self.claims, timeout=timeout,
-            classify=classify)
+            classify=_claim_route(route))
         self.token = headers.get(_TOKEN) or None
         if self.token:
             self.stats.tokens_seen += 1
@@ -337,10 +342,19 @@ class Child:
                 await self.sync()
 
 
-def _parked_route(headers: dict) -> str:
-    # The worker's own answers (the wait ran out, or the rest of a herd after a change)
-    # say Preference-Applied; a claim it released to the app is answered without it.
-    return PARKED_WORKER if "preference-applied" in headers else PARKED_APP
+def _claim_route(sent: str) -> Callable[[dict], str]:
+    """Name the route a claim ``sent`` under (``claim`` or ``PARKED_APP``) is counted under.
+
+    Every answer of the app carries ``X-Request-ID``; the worker's own answers do not.
+    Of those, "no change" says ``Preference-Applied`` (the wait ran out, or the rest of a
+    herd after a change) and "come back later" (backpressure) does not.
+    """
+    def classify(headers: dict) -> str:
+        if REQUEST_ID_HEADER.lower() in headers:
+            return sent
+        return PARKED_WORKER if "preference-applied" in headers else DEFERRED
+
+    return classify
 
 
 def _seconds(value: str | None) -> float | None:
@@ -509,7 +523,9 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
       "feed_changes", "task_changes" (the sync's two pulls), "claim" (sent without a
       token), "claim_parked_app" and "claim_parked_worker" (sent with a token, then
       answered by the app or by the worker itself — its answers say Preference-Applied;
-      the latency includes the time parked), "complete";
+      the latency includes the time parked), "claim_deferred" (with or without a token,
+      answered "come back later" by the worker: no X-Request-ID, no Preference-Applied),
+      "complete";
     - ``requests``, ``errors`` (totals), ``first_error`` (str or None);
     - ``parent_parks`` (bool: some claim answer carried X-Work-Token), ``tokens_seen``,
       ``claim_reconnects`` (kept-alive claim connections the server had closed),
@@ -519,8 +535,9 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
       a child holding the allocation's lease (None without data);
     - ``parent_cpu_pct`` (master and workers, % of one core, whole run), ``parent_cpu_idle_pct``
       (same over the idle window), ``idle_window_s``, ``idle_requests_per_s`` ({route:
-      answers per second that came back in the idle window}), ``idle_app_claims_per_s``
-      (claims the app answered per second in the idle window), ``simulator_cpu_pct``;
+      requests per second that finished in the idle window}), ``idle_errors_per_s`` (of
+      them, errors: timeouts among them), ``idle_app_claims_per_s`` (claims the app
+      answered per second in the idle window, errors not counted), ``simulator_cpu_pct``;
     - ``load_average``: (1, 5, 15 min) at the start and ``load_average_end`` at the end;
     - ``goals``: {name: bool} against issue 14 — ``no_errors``, ``heartbeat_p99_lt_100ms``,
       ``pull_p99_lt_100ms``, ``dispatch_p95_lt_1s``, ``idle_cpu_lt_25pct``.
@@ -603,8 +620,12 @@ def run_fleet(children: int, pg_url: str | None = None, duration: float = 120.0,
             "idle_requests_per_s": {route: round(count / idle_seconds, 1) for route, count
                                     in sorted(stats.idle_requests.items())} if idle_seconds > 0
             else {},
-            "idle_app_claims_per_s": round(sum(stats.idle_requests.get(r, 0) for r in (
-                "claim", PARKED_APP)) / idle_seconds, 1) if idle_seconds > 0 else None,
+            "idle_errors_per_s": {route: round(count / idle_seconds, 1) for route, count
+                                  in sorted(stats.idle_errors.items())} if idle_seconds > 0
+            else {},
+            "idle_app_claims_per_s": round(sum(
+                stats.idle_requests.get(r, 0) - stats.idle_errors.get(r, 0)
+                for r in ("claim", PARKED_APP)) / idle_seconds, 1) if idle_seconds > 0 else None,
             "simulator_cpu_pct": round(client_cpu, 1),
             "load_average": [round(x, 2) for x in load_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -668,6 +689,8 @@ def _print(result: dict, ramp: float, dispatch_every: float, log) -> None:
         f"{result['simulator_cpu_pct']:.0f}% (near 100%: the client set the latencies)")
     log("requests/s in the idle window: " + (", ".join(
         f"{route} {rate:g}" for route, rate in result["idle_requests_per_s"].items()) or "-")
+        + "; of them errors: " + (", ".join(
+            f"{route} {rate:g}" for route, rate in result["idle_errors_per_s"].items()) or "none")
         + f"; claims the app answered: {result['idle_app_claims_per_s']}/s")
     log(f"claim connections open at most: {result['peak_claim_connections']:,} (reopened after "
         f"the server closed them: {result['claim_reconnects']:,}); a parent worker's open-file "
