@@ -29,6 +29,7 @@ import random
 import re
 import resource
 import selectors
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from shared import paths
 
-from .metrics import count_worker_claim_answer
+from .metrics import count_abandoned_request, count_worker_claim_answer
 
 REQUEST_READ_TIMEOUT = 15.0
 MAX_HEAD = 64 * 1024
@@ -61,6 +62,9 @@ APP_CLAIM_AT_LEAST_EVERY = 300.0
 # in DEFER_SECONDS instead.
 APP_BACKLOG_PER_THREAD = 4
 DEFER_SECONDS = (5, 25)
+# A request that waited this long for a thread is looked at first: if its client has gone
+# (given up and closed the connection), the app does not serve it (see client_gone).
+ABANDONED_AFTER = 1.0
 NATIVE_CLAIM_PATH = paths.CASCADE_PREFIX + paths.CLAIM
 _CLAIM_LINE = re.compile(rb"POST " + re.escape(NATIVE_CLAIM_PATH.encode()) + rb" HTTP/1\.([01])\r\n")
 _WORK_TOKEN = re.compile(rb"^x-work-token:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
@@ -82,6 +86,23 @@ def request_is_buffered(data: bytes) -> bool:
     match = _CONTENT_LENGTH.search(head)
     length = int(match.group(1)) if match else 0
     return len(data) - (end + 4) >= min(length, MAX_BUFFERED_BODY)
+
+
+def client_gone(sock) -> bool:
+    """Whether the peer closed (or reset) the connection and nothing more is there to read.
+
+    One non-blocking peek. The request itself is already read (the event loop buffered
+    it), so an end of stream here means the client gave up waiting: a child's request
+    times out, it closes, and asks again later. A client that half-closes after sending
+    (``shutdown(SHUT_WR)``, rare in HTTP/1.1) reads as gone too, which is why only a
+    request that waited ``ABANDONED_AFTER`` for a thread is looked at.
+    """
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -356,6 +377,21 @@ class BufferingThreadWorker(ThreadWorker):
             timeout = min(timeout, max(0.0, self._park_timers[0][0] - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
 
+    def handle(self, conn):
+        """Serve a request in a thread, unless its client gave up while it waited for one.
+
+        Once more requests come than the app can serve, each waits longer for a thread;
+        past the clients' timeouts, every request the app served was one nobody waited
+        for any more, and a fleet of children got nothing but timeouts (bench/README.md,
+        "A fleet the parent cannot keep up with"). A request whose client has gone is
+        dropped, so the app's time goes to the ones still waiting.
+        """
+        waited = time.monotonic() - getattr(conn, "enqueued_at", time.monotonic())
+        if waited >= ABANDONED_AFTER and not self.cfg.is_ssl and client_gone(conn.sock):
+            count_abandoned_request()
+            return False  # finish_request closes the connection
+        return super().handle(conn)
+
     def finish_request(self, conn, fs):
         self.in_app -= 1
         if self._deferring and self.in_app <= self.cfg.threads:
@@ -417,19 +453,13 @@ class BufferingThreadWorker(ThreadWorker):
         a parked claim, a deferred one is not authenticated: the answer tells nothing but
         the work generation, a counter.
         """
-        if (not self.max_parked or self._handing_out
-                or self.in_app < APP_BACKLOG_PER_THREAD * self.cfg.threads):
+        if not self._backed_up():
             return False
         claim = native_claim(bytes(conn.prebuffer))
         if claim is None:
             return False
         conn.prebuffer = bytearray()
-        if not self._deferring:
-            self.log.warning("app backed up (%d requests with %d threads): claims are told "
-                             "to come back in %d-%d s", self.in_app, self.cfg.threads,
-                             *DEFER_SECONDS)
-        self._deferring += 1
-        count_worker_claim_answer("deferred")
+        self._note_deferral("deferred")
         close = claim[1] or not self.alive or len(self.keepalived_conns) >= self.max_keepalived
         later = random.randint(*DEFER_SECONDS)
         token = (None if self.generation is None
@@ -570,10 +600,45 @@ class BufferingThreadWorker(ThreadWorker):
             # saves nothing, and thousands of them, one at a time, kept the app busy for
             # minutes after the start.
             alone = entry.by_due and self._could_share(conn, moment)
+            if entry.by_due and not alone and self._released and self._backed_up():
+                # Only its due second came, the app is backed up and one claim is already
+                # asking it: this one would wait in the backlog with the heartbeats, its
+                # child would give up on it, and the app would still answer it later.
+                self._to_release.popleft()
+                self._hold(conn, entry, moment, wall)
+                continue
             if len(self._released) >= (1 if alone else self._release_window):
                 return
             self._to_release.popleft()
             self._release(conn, counted=True)
+
+    def _backed_up(self) -> bool:
+        """Whether claims are told to come back later instead of joining the app's backlog."""
+        return (bool(self.max_parked) and not self._handing_out
+                and self.in_app >= APP_BACKLOG_PER_THREAD * self.cfg.threads)
+
+    def _note_deferral(self, reason: str) -> None:
+        if not self._deferring:
+            self.log.warning("app backed up (%d requests with %d threads): claims are told "
+                             "to come back in %d-%d s", self.in_app, self.cfg.threads,
+                             *DEFER_SECONDS)
+        self._deferring += 1
+        count_worker_claim_answer(reason)
+
+    def _hold(self, conn: TConn, entry: _Parked, moment: float, wall: float) -> None:
+        """Keep a due claim parked, due again in ``DEFER_SECONDS``, as ``_defer`` would answer it.
+
+        Without this, a fleet the app could not keep up with fed on itself: each claim
+        deferred at its start came due 5-25 s later on a connection the app had never
+        answered, went to the backlog, outwaited its child's read timeout there, and came
+        back on a new connection to be deferred and come due again, so that the app spent
+        most of its time on claims nobody was waiting for (bench/README.md, "A fleet the
+        parent cannot keep up with"). It waits on to its own end as ``_repark`` keeps a
+        claim, no round trip; the claim already with the app finds any due work.
+        """
+        self._note_deferral("held")
+        self._repark(conn, entry, entry.claim.generation,
+                     int(wall) + random.randint(*DEFER_SECONDS), moment, wall)
 
     def _repark(self, conn: TConn, entry: _Parked, generation: int, due: int,
                 moment: float, wall: float) -> None:

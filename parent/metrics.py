@@ -15,6 +15,7 @@ from sqlalchemy import func
 
 _METRICS: dict = {}
 _WORKER_CLAIMS: dict = {}  # reason -> labelled counter (count_worker_claim_answer)
+_ABANDONED: list = []  # the counter of count_abandoned_request, once built
 # Labels take only these values: an invented method or an unknown path must not add a series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -86,7 +87,8 @@ def _deliveries_gauge():
 def count_worker_claim_answer(reason: str) -> None:
     """One claim the gunicorn worker answered itself, off the app (parent/gunicorn_worker.py).
 
-    ``reason``: ``no_change`` (a parked claim's wait ended) or ``deferred`` (backpressure).
+    ``reason``: ``no_change`` (a parked claim's wait ended), ``deferred`` (backpressure) or
+    ``held`` (a parked claim came due under backpressure and was kept parked, not answered yet).
     """
     if not _WORKER_CLAIMS:
         from prometheus_client import Counter
@@ -95,8 +97,19 @@ def count_worker_claim_answer(reason: str) -> None:
                           "Claims the worker answered without the app", ["reason"],
                           registry=None)  # only under gunicorn: read by the multiprocess collector
         _WORKER_CLAIMS.update({reason: counter.labels(reason)
-                               for reason in ("no_change", "deferred")})
+                               for reason in ("no_change", "deferred", "held")})
     _WORKER_CLAIMS[reason].inc()
+
+
+def count_abandoned_request() -> None:
+    """One request the gunicorn worker dropped unserved: its client had gone while it waited."""
+    if not _ABANDONED:
+        from prometheus_client import Counter
+
+        _ABANDONED.append(Counter(
+            "werss_requests_abandoned", "Requests dropped unserved: the client had gone "
+            "while they waited for a thread", registry=None))
+    _ABANDONED[0].inc()
 
 
 def render_metrics() -> tuple[bytes, str]:

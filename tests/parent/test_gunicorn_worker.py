@@ -108,10 +108,15 @@ class _Conn:
     """A connection as the parking code sees one (hashable, attributes set by the worker)."""
 
 
-def _waiting_worker(conns, by_due=True):
-    """A worker whose parked claims on ``conns`` have all come due; _release is recorded."""
+def _waiting_worker(conns, by_due=True, in_app=0):
+    """A worker whose parked claims on ``conns`` have all come due; _release is recorded.
+
+    It has 4 threads and ``in_app`` requests with the app (16 or more: backed up).
+    """
+    import logging
     import time
     from collections import deque
+    from types import SimpleNamespace
 
     from parent.gunicorn_worker import BufferingThreadWorker, _Parked
 
@@ -119,6 +124,9 @@ def _waiting_worker(conns, by_due=True):
     moment, wall = time.monotonic(), int(time.time())
     worker.generation, worker._quiet, worker._released = 7, {}, set()
     worker._release_window, worker.parked, worker._to_release = 16, {}, deque()
+    worker.cfg, worker.log = SimpleNamespace(threads=4), logging.getLogger("test.worker")
+    worker.max_parked, worker.in_app, worker._handing_out, worker._deferring = 100, in_app, False, 0
+    worker._park_seq, worker._park_timers = len(conns), []
     worker.sent_to_app = []
     for index, conn in enumerate(conns):
         claim = ParkableClaim(f"7.{wall}".encode(), 7, wall, 50, False)
@@ -153,3 +161,130 @@ def test_due_claims_that_cannot_share_an_answer_are_not_held_back():
     worker = _waiting_worker(conns)
     worker._pump()
     assert worker.sent_to_app == conns[:16]
+
+
+def _held_until(worker, conn):
+    """The UNIX second a parked claim is now due, read from the token it will be answered with."""
+    generation, due = worker.parked[conn].claim.token.decode().split(".")
+    assert int(generation) == worker.parked[conn].claim.generation == 7
+    return int(due)
+
+
+def test_due_claims_wait_parked_while_the_app_is_backed_up_and_one_of_them_asks_it():
+    """A fleet the app cannot keep up with: claims that only came due, on connections the
+    app never answered, would wait in its backlog past their children's read timeouts (and
+    come back to be deferred and come due again). One asks the app; the others stay parked,
+    due again 5-25 s later, and are not released or answered meanwhile."""
+    import time
+
+    conns = [_Conn() for _ in range(20)]
+    worker = _waiting_worker(conns, in_app=16)
+    worker._pump()
+    assert worker.sent_to_app == conns[:1]
+    assert not worker._to_release
+    now = int(time.time())
+    for conn in conns[1:]:
+        entry = worker.parked[conn]
+        assert not entry.by_due and entry.eligible_since is None  # waiting, not releasable
+        assert now + 5 <= _held_until(worker, conn) <= now + 26
+    assert worker._deferring == 19
+    # Their timers: each is answered when its wait ends or released when its new due comes.
+    assert {conn for _, _, conn in worker._park_timers} == set(conns[1:])
+
+
+def test_due_claims_go_to_the_app_as_before_once_it_has_caught_up_or_hands_out_work():
+    conns = [_Conn() for _ in range(20)]
+    caught_up = _waiting_worker(conns, in_app=15)  # below 4 per thread: not backed up
+    caught_up._pump()
+    assert caught_up.sent_to_app == conns[:16]
+
+    conns = [_Conn() for _ in range(20)]
+    handing_out = _waiting_worker(conns, in_app=40)
+    handing_out._handing_out = True  # leases are being given out: that backlog is work done
+    handing_out._pump()
+    assert handing_out.sent_to_app == conns[:16]
+
+
+def test_claims_released_by_new_work_are_never_held_back():
+    conns = [_Conn() for _ in range(20)]
+    worker = _waiting_worker(conns, by_due=False, in_app=40)
+    worker._pump()
+    assert worker.sent_to_app == conns[:16]
+    assert all(worker.parked[conn].eligible_since is not None for conn in conns[16:])
+
+
+def test_a_client_that_closed_or_reset_is_gone_and_one_still_waiting_is_not():
+    import socket
+    import struct
+    import time
+
+    from parent.gunicorn_worker import client_gone
+
+    server, client = socket.socketpair()
+    assert not client_gone(server)  # waiting for its answer: nothing to read, no end
+    client.sendall(b"GET / HTTP/1.1\r\n\r\n")  # a pipelined request behind it: still there
+    assert not client_gone(server)
+    assert server.recv(100)  # (what the event loop would have read)
+    client.close()
+    assert client_gone(server)
+    server.close()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset, not a close
+    time.sleep(0.05)
+    assert client_gone(accepted)
+    accepted.close()
+    listener.close()
+
+
+class SimpleConn:
+    """A connection as ``handle`` sees one: its socket, and when it was handed to the pool."""
+
+    def __init__(self, sock, enqueued_at):
+        self.sock, self.enqueued_at = sock, enqueued_at
+
+
+def _handling_worker(monkeypatch):
+    """A worker whose thread-side ``handle`` records what it would have served."""
+    from types import SimpleNamespace
+
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from parent.gunicorn_worker import BufferingThreadWorker
+
+    served = []
+    monkeypatch.setattr(ThreadWorker, "handle", lambda self, conn: served.append(conn) or True)
+    worker = object.__new__(BufferingThreadWorker)
+    worker.cfg = SimpleNamespace(is_ssl=False)
+    return worker, served
+
+
+def test_a_request_whose_client_gave_up_while_it_waited_for_a_thread_is_not_served(monkeypatch):
+    """Past the clients' timeouts, an overloaded parent served only requests nobody waited
+    for any more; a request whose client has gone is dropped before the app sees it."""
+    import socket
+    import time
+
+    worker, served = _handling_worker(monkeypatch)
+    server, client = socket.socketpair()
+    gone = SimpleConn(server, enqueued_at=time.monotonic() - 31)
+    client.close()
+    assert worker.handle(gone) is False  # finish_request closes the connection
+    assert served == []
+
+    server, client = socket.socketpair()
+    waiting = SimpleConn(server, enqueued_at=time.monotonic() - 31)
+    assert worker.handle(waiting) is True
+    assert served == [waiting]
+    # A request that came to a thread at once is not looked at: a client that half-closed
+    # after sending (rare in HTTP/1.1) is still served while the parent keeps up.
+    server2, client2 = socket.socketpair()
+    client2.shutdown(socket.SHUT_WR)
+    prompt = SimpleConn(server2, enqueued_at=time.monotonic())
+    assert worker.handle(prompt) is True
+    assert served == [waiting, prompt]
+    for sock in (server, client, server2, client2):
+        sock.close()
