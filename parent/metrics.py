@@ -8,6 +8,7 @@ PROMETHEUS_MULTIPROC_DIR first, and the library reads it when first imported.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from flask import Flask, g, request
@@ -16,6 +17,7 @@ from sqlalchemy import func
 _METRICS: dict = {}
 _WORKER_CLAIMS: dict = {}  # reason -> labelled counter (count_worker_claim_answer)
 _ABANDONED: list = []  # the counter of count_abandoned_request, once built
+_ABANDONED_LOCK = threading.Lock()
 # Labels take only these values: an invented method or an unknown path must not add a series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -102,13 +104,18 @@ def count_worker_claim_answer(reason: str) -> None:
 
 
 def count_abandoned_request() -> None:
-    """One request the gunicorn worker dropped unserved: its client had gone while it waited."""
-    if not _ABANDONED:
-        from prometheus_client import Counter
+    """One request the gunicorn worker dropped unserved: its client had gone while it waited.
 
-        _ABANDONED.append(Counter(
-            "werss_requests_abandoned", "Requests dropped unserved: the client had gone "
-            "while they waited for a thread", registry=None))
+    Called from the worker's threads, so the counter is built under a lock, once.
+    """
+    if not _ABANDONED:
+        with _ABANDONED_LOCK:
+            if not _ABANDONED:
+                from prometheus_client import Counter
+
+                _ABANDONED.append(Counter(
+                    "werss_requests_abandoned", "Requests dropped unserved: the client had "
+                    "gone while they waited for a thread", registry=None))
     _ABANDONED[0].inc()
 
 

@@ -414,6 +414,31 @@ def test_a_backed_up_worker_tells_claims_to_come_back_later(parent, node):
     assert logged and counted and int(counted[0]) == sum(map(int, logged)) >= 1, (logged, counted)
 
 
+def test_a_request_whose_client_gave_up_in_the_backlog_is_not_served(parent):
+    """Overload: a request that waited for a thread until its client gave up and closed
+    is dropped unserved, not answered to nobody; the app serves what comes next."""
+    marker = f"gone{time.monotonic_ns()}"
+    parts = urlsplit(parent.base_url)
+    uploads = hold_every_thread(parent)
+    try:
+        gone = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        gone.sendall(f"GET /healthz?{marker} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(1.5)  # longer than gunicorn_worker.ABANDONED_AFTER, in line
+        gone.close()  # the client gives up, as a child's timed-out heartbeat does
+    finally:
+        for sock in uploads:
+            sock.close()
+    wait_for(lambda: requests.get(parent.url("/healthz"), timeout=10).status_code == 200,
+             timeout=30, interval=0.5)
+    metrics = requests.get(parent.url("/metrics"), timeout=10).text
+    dropped = re.findall(r"^werss_requests_abandoned_total (\d+)\.0$", metrics, re.M)
+    assert dropped and int(dropped[0]) >= 1, metrics[-2000:]
+    served = requests.get(parent.url(f"/healthz?{marker}x"), timeout=10)
+    assert served.status_code == 200
+    wait_for(lambda: f"{marker}x" in parent.log_text(), timeout=5, interval=0.05)  # logged
+    assert f"{marker} " not in parent.log_text(), "the app served a request nobody waited for"
+
+
 def test_a_worker_handing_out_work_does_not_tell_claims_to_come_back(parent, admin, node):
     """A backlog of claims that get leases is work being done: while the app hands out
     work, claims wait for a thread as every request does, and none is sent away."""
