@@ -2,7 +2,8 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (JSON, Boolean, Index, Integer, String, Text, UniqueConstraint,
+                        literal_column, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import Model, db
@@ -75,6 +76,21 @@ class Allocation(TimestampMixin, Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     results: Mapped[list | None] = mapped_column(JSON)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def status_literal(status: str):
+    """An allocation status written into the SQL, not bound: ``status == status_literal(...)``.
+
+    Use it where a query should use a partial index above (pending order, leased expiry).
+    psycopg prepares a statement run often, and PostgreSQL may then reuse one generic
+    plan, made without the parameters' values: with the status bound, that plan cannot
+    use an index defined for ``status = 'pending'`` (it would read and sort every pending
+    row), so PostgreSQL planned each claim afresh instead, ~0.5 ms of its CPU for a
+    0.02–0.2 ms read. (SQLite re-plans a statement when a bound value decides that.)
+    """
+    if status not in (ALLOC_PENDING, ALLOC_LEASED, ALLOC_COMPLETED, ALLOC_DEAD):
+        raise ValueError(f"not an allocation status: {status!r}")
+    return literal_column(f"'{status}'")
 
 
 class Lease(Model):

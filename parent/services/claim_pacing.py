@@ -21,7 +21,7 @@ from ..clock import now
 from ..config import settings
 from ..extensions import db
 from ..models import Allocation, MessageTask, Node
-from ..models.work import ALLOC_LEASED, ALLOC_PENDING
+from ..models.work import ALLOC_LEASED, ALLOC_PENDING, status_literal
 from .message_tasks import STATUS_ENABLED
 from .scheduling import next_slot
 
@@ -64,10 +64,11 @@ def retry_after_and_due(node: Node, generation: int | None = None) -> tuple[int,
 # The earliest pending allocation waiting for its moment, and the earliest lease to expire.
 _NEXT_MOMENTS = db.select(
     db.select(func.min(Allocation.not_before))
-    .where(Allocation.status == ALLOC_PENDING, Allocation.not_before > bindparam("moment"))
+    .where(Allocation.status == status_literal(ALLOC_PENDING),
+           Allocation.not_before > bindparam("moment"))
     .scalar_subquery(),
     db.select(func.min(Allocation.lease_expires_at))
-    .where(Allocation.status == ALLOC_LEASED)
+    .where(Allocation.status == status_literal(ALLOC_LEASED))
     .scalar_subquery(),
 )
 # An idle fleet's empty claims ask the same question many times a second, so each worker

@@ -34,7 +34,7 @@ from ..models import (
 )
 from ..models.work import (
     ALLOC_COMPLETED, ALLOC_DEAD, ALLOC_LEASED, ALLOC_PENDING, LEASE_ACTIVE, LEASE_COMPLETED,
-    LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED,
+    LEASE_EXPIRED, LEASE_FAILED, LEASE_RATE_LIMITED, LEASE_RELEASED, status_literal,
 )
 from ..models.base import new_uuid
 from . import claim_pacing, node_sources, work_signal
@@ -75,7 +75,8 @@ _TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely ab
 def requeue_expired(moment: datetime | None = None) -> int:
     """Return expired leases' allocations to pending (or dead after max attempts)."""
     moment = moment or now()
-    expired = and_(Allocation.status == ALLOC_LEASED, Allocation.lease_expires_at <= moment)
+    expired = and_(Allocation.status == status_literal(ALLOC_LEASED),
+                   Allocation.lease_expires_at <= moment)
     # Look first (the partial expiry index makes this cheap): most claims find nothing
     # expired, and then they write nothing.
     if db.session.execute(db.select(Allocation.id).where(expired).limit(1)).first() is None:
@@ -144,7 +145,7 @@ def _candidates_statement(rss_only: bool, wechat_only: bool, by_label: bool,
     if statement is not None:
         return statement
     conditions = [
-        Allocation.status == ALLOC_PENDING,
+        Allocation.status == status_literal(ALLOC_PENDING),
         or_(Allocation.not_before.is_(None), Allocation.not_before <= bindparam("moment")),
     ]
     if rss_only:
@@ -162,7 +163,7 @@ def _candidates_statement(rss_only: bool, wechat_only: bool, by_label: bool,
             db.select(
                 Allocation, TaskRun.slot,
                 db.select(func.count()).select_from(_HELD)
-                .where(_HELD.leased_to == bindparam("node_id"), _HELD.status == ALLOC_LEASED)
+                .where(_HELD.leased_to == bindparam("node_id"), _HELD.status == status_literal(ALLOC_LEASED))
                 .scalar_subquery(),
                 db.select(func.max(ChangeLogEntry.id)).scalar_subquery(),
             )
@@ -188,7 +189,8 @@ def _requeue_if_due(moment: datetime) -> None:
     if state["next_look"] is not None and moment < state["next_look"]:
         return
     earliest = db.session.execute(
-        db.select(func.min(Allocation.lease_expires_at)).where(Allocation.status == ALLOC_LEASED)
+        db.select(func.min(Allocation.lease_expires_at))
+        .where(Allocation.status == status_literal(ALLOC_LEASED))
     ).scalar()
     if earliest is not None and earliest <= moment:
         requeue_expired(moment)
