@@ -222,6 +222,16 @@ def _heartbeat_factory(base_url: str, fleet: list, mode: str):
     return make
 
 
+def _floor_factory(base_url: str):
+    """The subject's own floor: a route with every hook of the app but no auth and no SQL."""
+    url = base_url + "/livez"
+
+    def make(_index: int):
+        return "GET", url, {}, None
+
+    return make
+
+
 def _feeds_factory(base_url: str, fleet: list, etag: str | None):
     path = CASCADE_PREFIX + FEEDS
     url = base_url + path
@@ -289,6 +299,9 @@ def _scenarios(args, subject_url: str, fleet: list, etag: str) -> list[Scenario]
     warmup = max(1, args.warmup // args.threads)
     small = dict(count=args.requests, time_cap=args.time_cap, warmup_per_thread=warmup)
     return [
+        # How far the app's own hooks (request id, metrics, unit of work, the envelope) put
+        # it below the bare app before any node work: the ceiling for every node route.
+        Scenario("app_floor", "app floor (/livez)", _floor_factory(subject_url), 200, **small),
         Scenario("heartbeat_signed", "heartbeat signed",
                  _heartbeat_factory(subject_url, fleet, "signed"), 200, **small),
         Scenario("heartbeat_plain", "heartbeat plain",
