@@ -163,7 +163,8 @@ def _candidates_statement(rss_only: bool, wechat_only: bool, by_label: bool,
             db.select(
                 Allocation, TaskRun.slot,
                 db.select(func.count()).select_from(_HELD)
-                .where(_HELD.leased_to == bindparam("node_id"), _HELD.status == status_literal(ALLOC_LEASED))
+                .where(_HELD.leased_to == bindparam("node_id"),
+                       _HELD.status == status_literal(ALLOC_LEASED))
                 .scalar_subquery(),
                 db.select(func.max(ChangeLogEntry.id)).scalar_subquery(),
             )
