@@ -55,13 +55,17 @@ def measure(scenario: Scenario, threads: int) -> dict:
     return {"label": scenario.label, **result.to_dict()}
 
 
-def baseline_factory(base_url: str):
-    url = base_url + BASELINE_PATH
+def get_factory(url: str):
+    """Requests of one plain GET of ``url``: no credentials, no body."""
 
     def make(_index: int):
         return "GET", url, {}, None
 
     return make
+
+
+def baseline_factory(base_url: str):
+    return get_factory(base_url + BASELINE_PATH)
 
 
 def _baseline(key: str, label: str, base_url: str, count: int, time_cap: float) -> Scenario:

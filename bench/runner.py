@@ -36,8 +36,8 @@ from .children import ChildBenchError
 from .footprint import footprint_section, render as render_footprint
 from .leasing import WorkStore
 from .phases import (
-    LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, lease_throughput,
-    measure,
+    LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, get_factory,
+    lease_throughput, measure,
 )
 from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .pushes import push_section
@@ -222,16 +222,6 @@ def _heartbeat_factory(base_url: str, fleet: list, mode: str):
     return make
 
 
-def _floor_factory(base_url: str):
-    """The subject's own floor: a route with every hook of the app but no auth and no SQL."""
-    url = base_url + "/livez"
-
-    def make(_index: int):
-        return "GET", url, {}, None
-
-    return make
-
-
 def _feeds_factory(base_url: str, fleet: list, etag: str | None):
     path = CASCADE_PREFIX + FEEDS
     url = base_url + path
@@ -301,7 +291,8 @@ def _scenarios(args, subject_url: str, fleet: list, etag: str) -> list[Scenario]
     return [
         # How far the app's own hooks (request id, metrics, unit of work, the envelope) put
         # it below the bare app before any node work: the ceiling for every node route.
-        Scenario("app_floor", "app floor (/livez)", _floor_factory(subject_url), 200, **small),
+        Scenario("app_floor", "app floor (/livez)", get_factory(subject_url + "/livez"),
+                 200, **small),
         Scenario("heartbeat_signed", "heartbeat signed",
                  _heartbeat_factory(subject_url, fleet, "signed"), 200, **small),
         Scenario("heartbeat_plain", "heartbeat plain",
