@@ -23,7 +23,7 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
 
     :raises ConfigError: the configuration is invalid or has no secret key.
     """
-    from . import api, clock as clock_module, crypto, errors, logs, metrics, unit_of_work
+    from . import api, clock as clock_module, crypto, errors, logs, metrics, node_lane, unit_of_work
     from .extensions import db, migrate
 
     settings = load_settings(config, environ)
@@ -47,6 +47,8 @@ def create_app(config: dict | None = None, *, clock=None, environ=None) -> Flask
         MAX_FORM_MEMORY_SIZE=settings.cascade.max_body_bytes,
         WERSS_SETTINGS=settings,
     )
+    # In front of the app, behind ProxyFix: steady heartbeats skip Flask's request cycle.
+    node_lane.install(app)
     if settings.cascade.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -8,12 +8,13 @@ request would have consumed.
 from __future__ import annotations
 
 import email.utils
+from datetime import datetime
 import hmac
 from functools import wraps
 from typing import cast
 from urllib.parse import quote
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import Table, bindparam, exists, insert, select
 
 from shared import errors as codes
@@ -27,23 +28,28 @@ from . import unit_of_work
 from .errors import ApiError
 from .extensions import db
 from .models import Admin, AdminToken, Node, UsedNonce
+from .nonce_writer import nonce_writer
 
 # Built once: each request only binds the key (no expression building, one cached compile).
 _NODE_BY_KEY = select(Node).where(Node.api_key == bindparam("api_key"))
 # A Core INSERT of one row: the nonce needs no ORM object, unit-of-work flush or identity map.
-_NONCES = cast(Table, UsedNonce.__table__)
-_INSERT_NONCE = insert(_NONCES)
+NONCES = cast(Table, UsedNonce.__table__)
+INSERT_NONCE = insert(NONCES)
 # A signed request's one read: the node, and whether its nonce has been seen already.
 _NODE_AND_NONCE_BY_KEY = select(Node, exists().where(
-    _NONCES.c.node_id == Node.id, _NONCES.c.nonce == bindparam("nonce")).label("seen")
+    NONCES.c.node_id == Node.id, NONCES.c.nonce == bindparam("nonce")).label("seen")
 ).where(Node.api_key == bindparam("api_key"))
 # Compared against when the key is unknown, so an unknown key does the work a wrong secret does.
-_NO_SECRET = "CS" + "0" * 32
+NO_SECRET = "CS" + "0" * 32
 
 
 def raw_request_path() -> str:
     """Return the path exactly as the client sent it (what a signature covers)."""
-    environ = request.environ
+    return raw_path(request.environ)
+
+
+def raw_path(environ: dict) -> str:
+    """The path of a WSGI request exactly as the client sent it."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
         if "://" in raw.split("?", 1)[0]:  # absolute-form request target
@@ -96,10 +102,10 @@ def authenticate_node() -> Node:
     # One read and one constant-time check whatever is wrong (unknown key, wrong secret, bad
     # signature): none is cheaper to tell apart than a right one, and none writes.
     if isinstance(parsed, signing.PlainCredentials):
-        ok = hmac.compare_digest((secret or _NO_SECRET).encode("utf-8"),
-                                 parsed.api_secret.encode("utf-8"))
+        ok = credentials_match(parsed, secret, request.method, "", "", b"")
     else:
-        ok = _signature_valid(parsed, secret or _NO_SECRET)
+        ok = credentials_match(parsed, secret, request.method, raw_request_path(),
+                               request.query_string.decode("latin-1"), _signed_body())
     if not ok or node is None or secret is None:
         raise ApiError(codes.INVALID_CREDENTIALS)
     if isinstance(parsed, signing.SignedCredentials):
@@ -110,18 +116,26 @@ def authenticate_node() -> Node:
     return node
 
 
-def _signature_valid(parsed: signing.SignedCredentials, secret: str) -> bool:
+def credentials_match(parsed: signing.PlainCredentials | signing.SignedCredentials,
+                      secret: str | None, method: str, path: str, query: str,
+                      body: bytes) -> bool:
+    """One constant-time check of the credentials against the node's secret (None: no node,
+    checked against a made-up secret, so an unknown key costs what a wrong secret does)."""
+    if isinstance(parsed, signing.PlainCredentials):
+        return hmac.compare_digest((secret or NO_SECRET).encode("utf-8"),
+                                   parsed.api_secret.encode("utf-8"))
+    return signing.verify_signature(secret or NO_SECRET, parsed, method, path, query, body)
+
+
+def _signed_body() -> bytes:
+    """The body a signature covers, once the query is known to name each key once."""
     keys = [key for key, _ in request.args.items(multi=True)]
     if len(keys) != len(set(keys)):
         # The signature covers the sorted pairs, so reordering duplicates keeps it valid
         # while Flask reads the first value: a signed request names each key once.
         raise ApiError(codes.BAD_REQUEST, "A signed request may not repeat a query key.",
                        details={"repeated": sorted({k for k in keys if keys.count(k) > 1})[:10]})
-    body = request.get_data(cache=True)
-    return signing.verify_signature(
-        secret, parsed, request.method, raw_request_path(),
-        request.query_string.decode("latin-1"), body,
-    )
+    return request.get_data(cache=True)
 
 
 def _consume_nonce(node: Node, parsed: signing.SignedCredentials, seen: bool) -> None:
@@ -136,7 +150,7 @@ def _consume_nonce(node: Node, parsed: signing.SignedCredentials, seen: bool) ->
     parent instance it reached, and is refused with its work rolled back.
     """
     moment = now()
-    if signing.timestamp_skew(parsed.timestamp, moment.timestamp()) > signing.TIMESTAMP_WINDOW_SECONDS:
+    if not timestamp_fresh(parsed, moment):
         raise ApiError(
             codes.REQUEST_EXPIRED,
             details={
@@ -150,8 +164,14 @@ def _consume_nonce(node: Node, parsed: signing.SignedCredentials, seen: bool) ->
     if seen:
         raise ApiError(codes.REPLAYED_REQUEST)
     unit_of_work.insert_at_commit(
-        _INSERT_NONCE, {"node_id": node.id, "nonce": parsed.nonce, "seen_at": moment},
-        codes.REPLAYED_REQUEST)
+        INSERT_NONCE, {"node_id": node.id, "nonce": parsed.nonce, "seen_at": moment},
+        codes.REPLAYED_REQUEST, alone=nonce_writer(current_app).write)
+
+
+def timestamp_fresh(parsed: signing.SignedCredentials, moment: datetime) -> bool:
+    """Whether a signed request's timestamp lies within the window around ``moment``."""
+    return signing.timestamp_skew(parsed.timestamp, moment.timestamp()) \
+        <= signing.TIMESTAMP_WINDOW_SECONDS
 
 
 def node_required(view):

@@ -172,12 +172,13 @@ def _refuse_impossible_paths():
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/-]{1,128}\Z")
 
 
+def request_id_for(incoming: str) -> str:
+    """The request's id: the client's X-Request-ID if it is a safe one, else a new one."""
+    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
 def _assign_request_id():
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    if _REQUEST_ID_RE.match(incoming):
-        g.request_id = incoming
-    else:
-        g.request_id = uuid.uuid4().hex
+    g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER, ""))
 
 
 def _echo_request_id(response):

@@ -62,14 +62,19 @@ def _start_clock() -> None:
     g.log_started = time.perf_counter()
 
 
-def _log_access(response: Response) -> Response:
-    started = g.get("log_started")
+def log_access(method: str, path: str, status: int, remote_addr: str | None,
+               started: float | None, **fields) -> None:
+    """Write one access line (JSON mode); ``fields``: ids no request context carries."""
     access_log.info(
-        "%s %s %s", request.method, request.path, response.status_code,
-        extra={"method": request.method, "path": request.path, "status": response.status_code,
-               "remote_addr": request.remote_addr,
+        "%s %s %s", method, path, status,
+        extra={"method": method, "path": path, "status": status, "remote_addr": remote_addr,
                "duration_ms": round((time.perf_counter() - started) * 1000, 1)
-               if started is not None else None})
+               if started is not None else None, **fields})
+
+
+def _log_access(response: Response) -> Response:
+    log_access(request.method, request.path, response.status_code, request.remote_addr,
+               g.get("log_started"))
     return response
 
 

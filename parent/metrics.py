@@ -154,15 +154,18 @@ def _labelled(method: str, route: str, status: int) -> tuple:
     return found
 
 
-def _observe(response):
-    route = request.url_rule.rule if request.url_rule else "unmatched"
-    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-    status = response.status_code if 100 <= response.status_code <= 599 else 0
-    requests, latency = _labelled(method, route, status)
+def observe_request(method: str, route: str, status: int, started: float | None) -> None:
+    """Count one answered request (``started``: its time.perf_counter() at the start)."""
+    method = method if method in _KNOWN_METHODS else "OTHER"
+    requests, latency = _labelled(method, route, status if 100 <= status <= 599 else 0)
     requests.inc()
-    started = g.get("request_started")
     if started is not None:
         latency.observe(time.perf_counter() - started)
+
+
+def _observe(response):
+    observe_request(request.method, request.url_rule.rule if request.url_rule else "unmatched",
+                    response.status_code, g.get("request_started"))
     return response
 
 

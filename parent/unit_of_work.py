@@ -16,7 +16,7 @@ be written first (a signed request's nonce) is written by whichever commit comes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,24 +49,30 @@ def separately() -> Iterator[None]:
     db.session.commit()
 
 
-def insert_at_commit(statement: Any, parameters: dict, conflict: ErrorCode) -> None:
+def insert_at_commit(statement: Any, parameters: dict, conflict: ErrorCode,
+                     alone: Callable[..., bool] | None = None) -> None:
     """Run this INSERT as the last write of whatever commits this request's work.
 
     For a row that must be written with the work and only if the work is kept, but whose
     write need not come first: on SQLite a write takes the database-wide write lock until
     COMMIT, so an INSERT made at the start would hold it for the whole request. A
     collision on a unique key (the row is already there) answers ``conflict`` instead.
+    ``alone``: writes the row (``alone(**parameters)``, False on a collision) when it is
+    the request's only write, in place of the INSERT (a signed request's nonce:
+    parent/nonce_writer.py).
     """
-    db.session.info.setdefault(_AT_COMMIT, []).append((statement, parameters, conflict))
+    db.session.info.setdefault(_AT_COMMIT, []).append((statement, parameters, conflict, alone))
 
 
 def _insert_pending(session) -> None:
     pending = session.info.pop(_AT_COMMIT, None)
     if not pending:
         return
-    options = {write_queue.ALONE: True} if len(pending) == 1 and _nothing_else(session) else {}
-    for statement, parameters, conflict in pending:
-        _insert(session, statement, parameters, conflict, options)
+    if len(pending) == 1 and _nothing_else(session):
+        _insert_alone(session, *pending[0])
+        return
+    for statement, parameters, conflict, _ in pending:
+        _insert(session, statement, parameters, conflict, {})
 
 
 def _nothing_else(session) -> bool:
@@ -100,9 +106,17 @@ def _write_alone(session) -> bool:
     if not _nothing_else(session):
         session.info[_AT_COMMIT] = pending  # left for the commit, as it came
         return False
-    statement, parameters, conflict = pending[0]
-    _insert(session, statement, parameters, conflict, {write_queue.ALONE: True})
+    _insert_alone(session, *pending[0])
     return True
+
+
+def _insert_alone(session, statement: Any, parameters: dict, conflict: ErrorCode,
+                  alone: Callable[..., bool] | None) -> None:
+    """The request's only write: one statement that commits itself (no BEGIN, no COMMIT)."""
+    if alone is None:
+        _insert(session, statement, parameters, conflict, {write_queue.ALONE: True})
+    elif not alone(**parameters):
+        raise ApiError(conflict)
 
 
 def _read_only(session) -> bool:

@@ -112,26 +112,41 @@ def issue_credentials(node_id: str) -> tuple[Node, str, str]:
     return node, api_key, api_secret
 
 
+# What a heartbeat reports: payload key -> Node column (capabilities and callback_url too).
+_REPORTED = (("version", "agent_version"), ("hostname", "hostname"), ("running", "running"),
+             ("capacity", "reported_capacity"))
+REPORTED_COLUMNS = tuple(name for _, name in _REPORTED) + ("capabilities", "callback_url")
+
+
+def reported_fields(payload: dict) -> dict:
+    """Column -> value of what a loaded heartbeat payload reports (absent keys: nothing)."""
+    reported = {name: payload[key] for key, name in _REPORTED if payload.get(key) is not None}
+    if payload.get("capabilities") is not None:
+        reported["capabilities"] = _capabilities_to_json(payload["capabilities"])
+    if payload.get("callback_url") is not None:
+        reported["callback_url"] = payload["callback_url"] or None
+    return reported
+
+
 def record_heartbeat(node: Node, payload: dict) -> dict:
     """Store what a node reported; an UPDATE only when something in it changed.
 
     Presence itself was recorded by authentication, as for every node request.
     """
-    cfg = settings()
     moment = now()
-    reported = {name: payload[key] for key, name in (
-        ("version", "agent_version"), ("hostname", "hostname"), ("running", "running"),
-        ("capacity", "reported_capacity")) if payload.get(key) is not None}
-    if payload.get("capabilities") is not None:
-        capabilities = _capabilities_to_json(payload["capabilities"])
-        wechat_service.note_session_change(node, node.capabilities, capabilities)
-        reported["capabilities"] = capabilities
-    if payload.get("callback_url") is not None:
-        reported["callback_url"] = payload["callback_url"] or None
+    reported = reported_fields(payload)
+    if "capabilities" in reported:
+        wechat_service.note_session_change(node, node.capabilities, reported["capabilities"])
     for name, value in reported.items():
         if getattr(node, name) != value:  # an unchanged report writes nothing
             setattr(node, name, value)
     db.session.flush()
+    return heartbeat_answer(node, moment)
+
+
+def heartbeat_answer(node, moment: datetime) -> dict:
+    """The data of a heartbeat's answer (``node``: a Node, or a row with its id and cadence)."""
+    cfg = settings()
     return {
         "node_id": node.id,
         "status": STATUS_ONLINE,

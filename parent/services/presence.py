@@ -115,18 +115,24 @@ def _default_cadence() -> int:
     return settings().heartbeat_interval
 
 
-def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
-    """Record that ``node`` was just heard from (call once per authenticated request)."""
-    moment = moment or now()
-    held = buffer().get(node.id)
+def _next_sign(node: Node, held: _Seen | None, moment: datetime,
+               default_cadence: int) -> tuple[_Seen, datetime | None]:
+    """The sign of life ``moment`` makes, and when the node's previous one ran out."""
     last_seen = held.seen_at if held else node.last_heartbeat_at
     cadence = held.cadence if held else node.cadence_seconds
     if last_seen is not None:
         cadence = learn_cadence(cadence, (moment - last_seen).total_seconds())
-    offline_at = moment + timedelta(seconds=threshold_seconds(cadence or _default_cadence()))
+    offline_at = moment + timedelta(seconds=threshold_seconds(cadence or default_cadence))
     expires = held.offline_at if held else node.offline_at
     if expires is None and node.last_heartbeat_at is not None:
         expires = node.last_heartbeat_at + timedelta(seconds=settings().offline_after_seconds)
+    return _Seen(moment, offline_at, cadence), expires
+
+
+def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
+    """Record that ``node`` was just heard from (call once per authenticated request)."""
+    moment = moment or now()
+    seen, expires = _next_sign(node, buffer().get(node.id), moment, _default_cadence())
     if node.presence == STATUS_ONLINE and expires is not None and moment > expires:
         # It went offline and no sweep noticed before it came back: record both edges.
         log_sync(node.id, OP_NODE_OFFLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=expires)
@@ -134,12 +140,32 @@ def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
     if node.presence != STATUS_ONLINE:
         log_sync(node.id, OP_NODE_ONLINE, DIRECTION_EVENT, STATUS_SUCCESS, finished_at=moment)
         node.presence = STATUS_ONLINE
-        node.last_heartbeat_at, node.offline_at, node.cadence_seconds = moment, offline_at, cadence
+        node.last_heartbeat_at, node.offline_at = moment, seen.offline_at
+        node.cadence_seconds = seen.cadence
         buffer().drop(node.id)
         return
-    buffer().put(node.id, _Seen(moment, offline_at, cadence))
+    buffer().put(node.id, seen)
     if buffer().due(settings().presence_flush_interval):
         flush_presence()
+
+
+def steady_sign(node, moment: datetime) -> _Seen | None:
+    """The sign of life a native request of an online ``node`` makes at ``moment``, to be
+    kept with ``keep_sign``; None when note_sign_of_life would write (an edge, a flush due).
+
+    ``node``: anything with the Node columns presence reads (a Core row will do). For the
+    node fast lane (parent/node_lane.py), which must not write.
+    """
+    if node.presence != STATUS_ONLINE or buffer().due(settings().presence_flush_interval):
+        return None
+    seen, expires = _next_sign(node, buffer().get(node.id), moment,
+                               settings().heartbeat_interval)
+    return None if expires is not None and moment > expires else seen
+
+
+def keep_sign(node_id: str, seen: _Seen) -> None:
+    """Keep a sign of life ``steady_sign`` made, for the next batched write."""
+    buffer().put(node_id, seen)
 
 
 def flush_presence() -> int:
