@@ -172,7 +172,10 @@ def install(engine: Engine, database_path: str | None, timeout: float,
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(connection):
-        _release(connection.connection.info)
+        # An invalidated connection (the server dropped it) has no DBAPI connection to ask;
+        # the pool's close of it below lets go of the turn.
+        if not connection.invalidated:
+            _release(connection.connection.info)
 
     # A connection returned or closed without either (an error mid-transaction) lets go too.
     @event.listens_for(engine.pool, "checkin")

@@ -29,10 +29,24 @@ def test_a_connection_dropped_while_idle_is_replaced_only_when_it_sat_idle(
     if db_backend != "postgresql":
         pytest.skip("SQLite has no server that could drop a pooled connection")
     monkeypatch.setattr(parent, "PING_AFTER_IDLE_SECONDS", idle_after)
-    assert plain_caller.post("/heartbeat", json={}).status_code == 200
+    assert plain_caller.get("/whoami").status_code == 200
     assert _drop_the_apps_connections(db_url) >= 1
     # Idle past the threshold: pinged, found dead, replaced, answered. Within it: not pinged
     # (what a busy pool saves), so the request meets the dead connection and gets the 503
     # a child retries, and the pool is renewed for the next one.
-    assert plain_caller.post("/heartbeat", json={}).status_code == status
+    assert plain_caller.get("/whoami").status_code == status
+    assert plain_caller.get("/whoami").status_code == 200
+
+
+def test_a_steady_heartbeat_meeting_a_dropped_connection_is_answered_by_the_app(
+        db_backend, db_url, plain_caller, monkeypatch, caplog):
+    if db_backend != "postgresql":
+        pytest.skip("SQLite has no server that could drop a pooled connection")
+    monkeypatch.setattr(parent, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no ping: it meets it
+    assert plain_caller.post("/heartbeat", json={}).status_code == 200  # online: now steady
+    assert _drop_the_apps_connections(db_url) >= 1
+    # The fast lane's read meets the dead connection, the pool is renewed, and the app
+    # answers the heartbeat on a new one (parent/node_lane.py): the node sees no error.
     assert plain_caller.post("/heartbeat", json={}).status_code == 200
+    assert plain_caller.post("/heartbeat", json={}).status_code == 200
+    assert "fast lane failed" not in caplog.text
