@@ -169,7 +169,7 @@ def sql_budget(backend: str) -> dict[str, tuple[int, int, str]]:
     return {
         "heartbeat (signed)": (1, 1, "the node read, with the nonce's; the nonce INSERT"),
         "heartbeat (plain)": (1, 0, "the node read; no write"),
-        "feeds pull 304 (signed)": (2, 1, "the node (with the nonce's) and the cursor; "
+        "feeds pull 304 (signed)": (1, 1, "the node read, with the nonce's and the cursor; "
                                           "the nonce INSERT"),
     }
 

@@ -25,7 +25,9 @@ import io
 import json
 import logging
 import time
+from functools import lru_cache
 from typing import cast
+from urllib.parse import parse_qsl
 
 from marshmallow import ValidationError
 from sqlalchemy import Table, bindparam, exists, select
@@ -33,8 +35,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import errors as codes
 from shared import paths, signing
-from shared.envelope import REQUEST_ID_HEADER, error_body, success_body
-from shared.schemas import HeartbeatSchema
+from shared.envelope import CURSOR_HEADER, REQUEST_ID_HEADER, error_body, success_body
+from shared.schemas import ChangesQuerySchema, HeartbeatSchema, PageQuerySchema
 
 from .auth import NONCES, credentials_match, raw_path, timestamp_fresh
 from .clock import now
@@ -44,17 +46,27 @@ from .errors import request_id_for
 from .logs import log_access
 from .metrics import observe_request
 from .models import Node
+from .models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from .nonce_writer import nonce_writer
-from .services import nodes, presence
+from .services import nodes, presence, replication
 from .services.node_sources import ROUTES_NATIVE
+from .services.node_sync import ETAG_NAME, OPERATION
+from .services.unchanged_pulls import note_unchanged_pull
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PATH = paths.CASCADE_PREFIX + paths.HEARTBEAT
+# The pulls whose unchanged answer (304) the lane gives: path -> (entity, incremental).
+PULLS = {
+    paths.CASCADE_PREFIX + paths.FEEDS: (ENTITY_FEED, False),
+    paths.CASCADE_PREFIX + paths.MESSAGE_TASKS: (ENTITY_MESSAGE_TASK, False),
+    paths.CASCADE_PREFIX + paths.FEED_CHANGES: (ENTITY_FEED, True),
+    paths.CASCADE_PREFIX + paths.MESSAGE_TASK_CHANGES: (ENTITY_MESSAGE_TASK, True),
+}
 # A heartbeat body is a few hundred bytes; a larger one is the app's to read.
 MAX_BODY = 16 * 1024
-# Bodies seen -> what they report (column -> value), or None: not a valid heartbeat. A
-# fleet sends a few distinct bodies over and over; past this many, the memo starts over.
+# Bodies (and pull queries) seen -> what they hold, or None: not valid. A fleet sends a
+# few distinct ones over and over; past this many, a memo starts over.
 MEMO_MAX = 4096
 
 _NODES = cast(Table, Node.__table__)
@@ -62,17 +74,30 @@ _COLUMNS = [_NODES.c[name] for name in (
     "id", "secret_ciphertext", "is_active", "deleted_at", "presence", "last_heartbeat_at",
     "offline_at", "cadence_seconds", "route_family", "commands_waiting",
     *nodes.REPORTED_COLUMNS)]
-_BY_KEY = _NODES.c.api_key == bindparam("api_key")
-_READ_PLAIN = select(*_COLUMNS).where(_BY_KEY)
-_READ_SIGNED = select(*_COLUMNS, exists().where(
-    NONCES.c.node_id == _NODES.c.id, NONCES.c.nonce == bindparam("nonce")).label("seen")
-).where(_BY_KEY)
+_SEEN = exists().where(NONCES.c.node_id == _NODES.c.id,
+                       NONCES.c.nonce == bindparam("nonce")).label("seen")
 _HEARTBEAT = HeartbeatSchema()
+_CHANGES_QUERY = ChangesQuerySchema()
+_PAGE_QUERY = PageQuerySchema()
 _MESSAGE = "心跳成功"
+_REFUSED = object()  # _authenticate's word for credentials that do not match
+# An answer: (status, headers, data of a 200, node id); a 401's is _DENIED.
+_DENIED: tuple[int, list, None, None] = (401, [], None, None)
+
+
+@lru_cache(maxsize=None)
+def _read(signed: bool, entity: str | None):
+    """One read: the node by its key; whether the nonce was seen; the entity's cursor."""
+    columns: list = list(_COLUMNS)
+    if signed:
+        columns.append(_SEEN)
+    if entity is not None:
+        columns.append(replication.CURSOR.scalar_subquery().label("cursor"))
+    return select(*columns).where(_NODES.c.api_key == bindparam("api_key"))
 
 
 class NodeFastLane:
-    """WSGI middleware: steady heartbeats here, every other request to ``wsgi_app``."""
+    """WSGI middleware: steady heartbeats and unchanged pulls here, the rest to ``wsgi_app``."""
 
     def __init__(self, app, wsgi_app):
         self.app = app
@@ -80,43 +105,92 @@ class NodeFastLane:
         self.json_log = app.config["WERSS_SETTINGS"].log_format == "json"
         self._engine = None
         self._memo: dict[bytes, dict | None] = {}
+        self._queries: dict[tuple[bool, str], dict | None] = {}
 
     def __call__(self, environ, start_response):
-        if (environ.get("PATH_INFO") != HEARTBEAT_PATH
-                or environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("QUERY_STRING") or "HTTP_IDEMPOTENCY_KEY" in environ
-                or "HTTP_TRANSFER_ENCODING" in environ or "HTTP_AUTHORIZATION" not in environ):
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        heartbeat = path == HEARTBEAT_PATH and method == "POST" \
+            and not environ.get("QUERY_STRING")
+        pull = path in PULLS and method == "GET" and "HTTP_IF_NONE_MATCH" in environ \
+            and environ.get("CONTENT_LENGTH") in (None, "", "0")
+        if not (heartbeat or pull) or "HTTP_IDEMPOTENCY_KEY" in environ \
+                or "HTTP_TRANSFER_ENCODING" in environ or "HTTP_AUTHORIZATION" not in environ:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        body = _read_body(environ)
+        body = _read_body(environ) if heartbeat else b""
         answer = None
         if body is not None:
             try:
                 with self.app.app_context():
-                    answer = self._answer(environ, body)
+                    answer = (self._heartbeat(environ, body) if heartbeat
+                              else self._pull(environ, path))
             except Exception:  # noqa: BLE001 - a bug here must not cost the node its answer
                 log.exception("the node fast lane failed; the app answers instead")
         if answer is None:
             return self.wsgi_app(environ, start_response)
-        status, payload, node_id = answer
+        status, headers, payload, node_id = answer
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
-        if status == 200:
-            content = success_body(payload, _MESSAGE)
+        if status == 304:
+            data = b""
+            start_response("304 NOT MODIFIED", [*headers, (REQUEST_ID_HEADER, request_id)])
         else:
-            error = codes.INVALID_CREDENTIALS
-            content = error_body(error.status, error.code, error.message, None, request_id)
-        data = (json.dumps(content, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        start_response("200 OK" if status == 200 else "401 UNAUTHORIZED", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-            (REQUEST_ID_HEADER, request_id)])
-        observe_request("POST", HEARTBEAT_PATH, status, started)
+            if status == 200:
+                content = success_body(payload, _MESSAGE)
+            else:
+                error = codes.INVALID_CREDENTIALS
+                content = error_body(error.status, error.code, error.message, None, request_id)
+            data = (json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+                    + "\n").encode()
+            start_response("200 OK" if status == 200 else "401 UNAUTHORIZED", [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                (REQUEST_ID_HEADER, request_id)])
+        observe_request(method, path, status, started)
         if self.json_log:
-            log_access("POST", HEARTBEAT_PATH, status, environ.get("REMOTE_ADDR"), started,
+            log_access(method, path, status, environ.get("REMOTE_ADDR"), started,
                        request_id=request_id, node_id=node_id)
         return [data]
 
-    def _answer(self, environ, body: bytes) -> tuple[int, dict | None, str | None] | None:
-        """(status, data, node id) of a steady heartbeat or a refused secret, else None."""
+    def _heartbeat(self, environ, body: bytes):
+        """(status, headers, data, node id) of a steady heartbeat or a refused secret."""
+        found = self._authenticate(environ, "", body, None)
+        if found is None or found is _REFUSED:
+            return found and _DENIED
+        row, signed, moment = found
+        if row.commands_waiting:
+            return None
+        reported = self._reported(body)
+        if reported is None or any(getattr(row, name) != value
+                                   for name, value in reported.items()):
+            return None
+        if not self._consume(row, signed, moment):
+            return None
+        return 200, [], nodes.heartbeat_answer(row, moment), row.id
+
+    def _pull(self, environ, path: str):
+        """(status, headers, None, node id) of an unchanged pull or a refused secret."""
+        entity, incremental = PULLS[path]
+        query_string = environ.get("QUERY_STRING", "")
+        query = self._query(incremental, query_string)
+        if query is None:
+            return None
+        found = self._authenticate(environ, query_string, b"", entity)
+        if found is None or found is _REFUSED:
+            return found and _DENIED
+        row, signed, moment = found
+        etag = replication.etag_for(ETAG_NAME[entity], row.cursor)
+        if not replication.etag_matches(environ["HTTP_IF_NONE_MATCH"], etag) \
+                or (incremental and row.cursor != query["since"]):
+            return None
+        if not self._consume(row, signed, moment):
+            return None
+        note_unchanged_pull(row.id, OPERATION[entity], now(), moment)
+        headers = [("ETag", etag)] if incremental else [
+            ("ETag", etag), (CURSOR_HEADER, str(row.cursor)), ("Cache-Control", "no-cache")]
+        return 304, headers, None, row.id
+
+    def _authenticate(self, environ, query: str, body: bytes, entity: str | None):
+        """(node row, signed credentials or None, now) of a steady request of an active
+        native node whose credentials match; _REFUSED when they do not; None: the app's."""
         try:
             parsed = signing.parse_authorization(environ["HTTP_AUTHORIZATION"].strip())
         except signing.AuthorizationFormatError:
@@ -126,44 +200,45 @@ class NodeFastLane:
         signed = parsed if isinstance(parsed, signing.SignedCredentials) else None
         if signed is None and not settings().allow_plain_auth:
             return None
+        params = {"api_key": parsed.api_key}
+        if signed is not None:
+            params["nonce"] = signed.nonce
+        if entity is not None:
+            params.update(replication.cursor_params(entity))
         with (self._engine or self._bind()).connect() as connection:
             try:
-                row = connection.execute(*((_READ_SIGNED, {
-                    "api_key": parsed.api_key, "nonce": signed.nonce}) if signed
-                    else (_READ_PLAIN, {"api_key": parsed.api_key}))).first()
+                row = connection.execute(_read(signed is not None, entity), params).first()
             except SQLAlchemyError:
                 log.debug("fast lane read failed; the app answers", exc_info=True)
                 return None
         secret = (cipher().decrypt_cached(row.secret_ciphertext)
                   if row is not None and row.secret_ciphertext else None)
-        if not credentials_match(parsed, secret, "POST", raw_path(environ), "", body) \
-                or row is None or secret is None:
-            return 401, None, None
+        if not credentials_match(parsed, secret, environ["REQUEST_METHOD"], raw_path(environ),
+                                 query, body) or row is None or secret is None:
+            return _REFUSED
         moment = now()
-        sign = self._steady(row, body, moment) if signed is None or (
-            not row.seen and timestamp_fresh(signed, moment)) else None
-        if sign is None:
+        if signed is not None and (row.seen or not timestamp_fresh(signed, moment)):
             return None
+        if not row.is_active or row.deleted_at is not None \
+                or row.route_family != ROUTES_NATIVE:
+            return None
+        return row, signed, moment
+
+    def _consume(self, row, signed, moment) -> bool:
+        """Keep the sign of life and commit a signed request's nonce; False: the app's
+        (a presence edge or flush due, a copy of the nonce raced in, a failed write)."""
+        sign = presence.steady_sign(row, moment)
+        if sign is None:
+            return False
         if signed is not None:
             try:  # committed before the answer, in a group with this worker's others
                 if not nonce_writer(self.app).write(row.id, signed.nonce, moment):
-                    return None  # a copy raced it in: the app refuses this one
+                    return False  # a copy raced it in: the app refuses this one
             except SQLAlchemyError:
                 log.debug("fast lane nonce write failed; the app answers", exc_info=True)
-                return None
+                return False
         presence.keep_sign(row.id, sign)
-        return 200, nodes.heartbeat_answer(row, moment), row.id
-
-    def _steady(self, row, body: bytes, moment) -> presence._Seen | None:
-        """The sign of life to keep if this heartbeat changes nothing, else None."""
-        if not row.is_active or row.deleted_at is not None or row.commands_waiting \
-                or row.route_family != ROUTES_NATIVE:
-            return None
-        reported = self._reported(body)
-        if reported is None or any(getattr(row, name) != value
-                                   for name, value in reported.items()):
-            return None
-        return presence.steady_sign(row, moment)
+        return True
 
     def _reported(self, body: bytes) -> dict | None:
         """What the body reports (column -> value), as the app would load it; None: invalid."""
@@ -179,6 +254,31 @@ class NodeFastLane:
             self._memo = {}
         self._memo[body] = reported
         return reported
+
+    def _query(self, incremental: bool, query_string: str) -> dict | None:
+        """A pull's query as the app loads it; None: the app's (invalid, a repeated key,
+        or a page after the first, which is never a 304)."""
+        key = (incremental, query_string)
+        if key in self._queries:
+            return self._queries[key]
+        pairs = parse_qsl(query_string, keep_blank_values=True)
+        args = dict(pairs)
+        loaded: dict | None = None
+        if len(args) == len(pairs):
+            try:
+                if incremental:
+                    loaded = _CHANGES_QUERY.load(args)
+                elif "limit" not in args:
+                    loaded = {}
+                else:
+                    loaded = _PAGE_QUERY.load(args)
+                    loaded = loaded if loaded["after"] is None else None
+            except ValidationError:
+                loaded = None
+        if len(self._queries) >= MEMO_MAX:
+            self._queries = {}
+        self._queries[key] = loaded
+        return loaded
 
     def _bind(self):
         from .extensions import db

@@ -19,10 +19,10 @@ from . import replication
 from .feeds import all_feeds, feed_to_wire, feeds_by_ids
 from .message_tasks import enabled_tasks, enabled_tasks_by_ids, task_to_wire, task_values
 from .sync_logs import log_sync
-from .unchanged_pulls import log_unchanged_pull
+from .unchanged_pulls import note_unchanged_pull
 
-_OPERATION = {ENTITY_FEED: OP_SYNC_FEEDS, ENTITY_MESSAGE_TASK: OP_SYNC_TASKS}
-_ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
+OPERATION = {ENTITY_FEED: OP_SYNC_FEEDS, ENTITY_MESSAGE_TASK: OP_SYNC_TASKS}
+ETAG_NAME = {ENTITY_FEED: "feeds", ENTITY_MESSAGE_TASK: "message-tasks"}
 _CHANGES_WIRE = {ENTITY_FEED: FeedChangesSchema(), ENTITY_MESSAGE_TASK: MessageTaskChangesSchema()}
 
 
@@ -41,10 +41,10 @@ class PullResult:
 
 def _log_pull(node: Node, entity: str, status: str, count: int, started) -> None:
     if status == STATUS_NOT_MODIFIED:
-        log_unchanged_pull(node, _OPERATION[entity], now(), started)
+        note_unchanged_pull(node.id, OPERATION[entity], now(), started)
         return
     node.last_sync_at = now()
-    log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, status, data_count=count,
+    log_sync(node.id, OPERATION[entity], DIRECTION_PULL, status, data_count=count,
              started_at=started)
 
 
@@ -60,7 +60,7 @@ def pull_all(node: Node, entity: str, if_none_match: str | None,
     """
     started = now()
     cursor = replication.current_cursor(entity)
-    etag = replication.etag_for(_ETAG_NAME[entity], cursor)
+    etag = replication.etag_for(ETAG_NAME[entity], cursor)
     if replication.etag_matches(if_none_match, etag):
         _log_pull(node, entity, STATUS_NOT_MODIFIED, 0, started)
         return PullResult(None, etag, cursor, not_modified=True)

@@ -10,7 +10,8 @@ Signs of life are kept per worker in memory and written in one batched UPDATE at
 every ``presence_flush_interval`` seconds (and by housekeeping), so a steady heartbeat or
 pull writes nothing of its own. Only a change of presence (offline -> online) is written
 in the request's own transaction, with its sync-log event. Offline detection lags by at
-most the flush interval, well inside one heartbeat interval.
+most the flush interval, well inside one heartbeat interval. The unchanged pulls' log
+rows (services/unchanged_pulls.py) are written with the same flush.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..models import Node
 from ..models.node import STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
 from .sync_logs import log_sync
+from .unchanged_pulls import write_pending
 
 MARGIN = 2.5  # one missed request, and some
 LEARN_MIN_GAP = 5  # seconds: requests closer than this are one burst (a sync), not a cadence
@@ -63,7 +65,7 @@ def learn_cadence(cadence: int | None, gap: float) -> int | None:
 
 
 @dataclass
-class _Seen:
+class SignOfLife:
     seen_at: datetime
     offline_at: datetime
     cadence: int | None
@@ -74,14 +76,14 @@ class PresenceBuffer:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.pending: dict[str, _Seen] = {}
+        self.pending: dict[str, SignOfLife] = {}
         self.oldest: float | None = None  # time.monotonic() of the oldest pending entry
 
-    def get(self, node_id: str) -> _Seen | None:
+    def get(self, node_id: str) -> SignOfLife | None:
         with self.lock:
             return self.pending.get(node_id)
 
-    def put(self, node_id: str, seen: _Seen) -> None:
+    def put(self, node_id: str, seen: SignOfLife) -> None:
         with self.lock:
             if not self.pending:
                 self.oldest = time.monotonic()
@@ -95,7 +97,7 @@ class PresenceBuffer:
         with self.lock:
             return self.oldest is not None and time.monotonic() - self.oldest >= interval
 
-    def take(self) -> dict[str, _Seen]:
+    def take(self) -> dict[str, SignOfLife]:
         with self.lock:
             taken, self.pending, self.oldest = self.pending, {}, None
             return taken
@@ -115,8 +117,8 @@ def _default_cadence() -> int:
     return settings().heartbeat_interval
 
 
-def _next_sign(node: Node, held: _Seen | None, moment: datetime,
-               default_cadence: int) -> tuple[_Seen, datetime | None]:
+def _next_sign(node: Node, held: SignOfLife | None, moment: datetime,
+               default_cadence: int) -> tuple[SignOfLife, datetime | None]:
     """The sign of life ``moment`` makes, and when the node's previous one ran out."""
     last_seen = held.seen_at if held else node.last_heartbeat_at
     cadence = held.cadence if held else node.cadence_seconds
@@ -126,7 +128,7 @@ def _next_sign(node: Node, held: _Seen | None, moment: datetime,
     expires = held.offline_at if held else node.offline_at
     if expires is None and node.last_heartbeat_at is not None:
         expires = node.last_heartbeat_at + timedelta(seconds=settings().offline_after_seconds)
-    return _Seen(moment, offline_at, cadence), expires
+    return SignOfLife(moment, offline_at, cadence), expires
 
 
 def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
@@ -149,7 +151,7 @@ def note_sign_of_life(node: Node, moment: datetime | None = None) -> None:
         flush_presence()
 
 
-def steady_sign(node, moment: datetime) -> _Seen | None:
+def steady_sign(node, moment: datetime) -> SignOfLife | None:
     """The sign of life a native request of an online ``node`` makes at ``moment``, to be
     kept with ``keep_sign``; None when note_sign_of_life would write (an edge, a flush due).
 
@@ -163,18 +165,20 @@ def steady_sign(node, moment: datetime) -> _Seen | None:
     return None if expires is not None and moment > expires else seen
 
 
-def keep_sign(node_id: str, seen: _Seen) -> None:
+def keep_sign(node_id: str, seen: SignOfLife) -> None:
     """Keep a sign of life ``steady_sign`` made, for the next batched write."""
     buffer().put(node_id, seen)
 
 
 def flush_presence() -> int:
-    """Write this worker's pending signs of life in one batched UPDATE (in this transaction).
+    """Write this worker's pending signs of life in one batched UPDATE (in this transaction),
+    and the unchanged pulls it logged meanwhile (services/unchanged_pulls.py).
 
     Guarded by the time seen, so a worker with an older view never moves a node back. If
     the transaction then rolls back, these signs are lost; each node's next request
     records it again, and its offline threshold still runs from its previous one.
     """
+    write_pending()  # and the unchanged pulls' log rows kept with them
     taken = buffer().take()
     if not taken:
         return 0

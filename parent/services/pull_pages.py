@@ -19,9 +19,9 @@ from ..models.sync_log import DIRECTION_PULL, STATUS_SUCCESS
 from . import replication
 from .feeds import feed_to_wire
 from .message_tasks import STATUS_ENABLED, task_to_wire
-from .node_sync import _ETAG_NAME, _OPERATION
+from .node_sync import ETAG_NAME, OPERATION
 from .sync_logs import log_sync
-from .unchanged_pulls import log_unchanged_pull
+from .unchanged_pulls import note_unchanged_pull
 
 
 class PageResult:
@@ -48,11 +48,11 @@ def pull_page(node: Node, entity: str, if_none_match: str | None, after: str | N
     """
     started = now()
     cursor = replication.current_cursor(entity)
-    etag = replication.etag_for(_ETAG_NAME[entity], cursor)
+    etag = replication.etag_for(ETAG_NAME[entity], cursor)
     model, conditions, to_wire = _model_and_conditions(entity)
     first_page = after is None
     if first_page and replication.etag_matches(if_none_match, etag):
-        log_unchanged_pull(node, _OPERATION[entity], now(), started)
+        note_unchanged_pull(node.id, OPERATION[entity], now(), started)
         return PageResult(None, etag, cursor, not_modified=True)
     where = list(conditions) + ([model.id > after] if after is not None else [])
     rows = list(db.session.execute(
@@ -62,7 +62,7 @@ def pull_page(node: Node, entity: str, if_none_match: str | None, after: str | N
         total = db.session.execute(
             db.select(func.count()).select_from(model).where(*conditions)).scalar_one()
         node.last_sync_at = now()
-        log_sync(node.id, _OPERATION[entity], DIRECTION_PULL, STATUS_SUCCESS,
+        log_sync(node.id, OPERATION[entity], DIRECTION_PULL, STATUS_SUCCESS,
                  data_count=total, started_at=started)
     next_after = rows[-1].id if len(rows) == limit else None
     return PageResult(items, etag, cursor, next_after=next_after)
@@ -80,11 +80,11 @@ def changes_not_modified(node: Node, entity: str, since: int,
     started = now()
     cursor = replication.current_cursor(entity)
     if cursor != since or not replication.etag_matches(
-            if_none_match, replication.etag_for(_ETAG_NAME[entity], cursor)):
+            if_none_match, replication.etag_for(ETAG_NAME[entity], cursor)):
         return False
-    log_unchanged_pull(node, _OPERATION[entity], now(), started)
+    note_unchanged_pull(node.id, OPERATION[entity], now(), started)
     return True
 
 
 def changes_etag(entity: str, cursor: str | int) -> str:
-    return replication.etag_for(_ETAG_NAME[entity], int(cursor))
+    return replication.etag_for(ETAG_NAME[entity], int(cursor))

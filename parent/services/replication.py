@@ -26,7 +26,7 @@ _META = cast(Table, MetaValue.__table__)
 # cost more than the reads). How far the log was pruned; the cursor: the newest change id,
 # else the pruned-through marker, else 0, in one statement.
 _PRUNED = select(sql_cast(_META.c.value, BigInteger)).where(_META.c.key == bindparam("pruned_key"))
-_CURSOR = select(func.coalesce(
+CURSOR = select(func.coalesce(
     select(func.max(_LOG.c.id)).where(_LOG.c.entity == bindparam("entity")).scalar_subquery(),
     _PRUNED.scalar_subquery(),
     0))
@@ -67,8 +67,12 @@ def current_cursor(entity: str) -> int:
     Once every entry has been pruned, the pruned-through marker stands in for it, so
     the cursor (and the ETag built from it) never moves backwards.
     """
-    return int(db.session.execute(_CURSOR, {
-        "entity": entity, "pruned_key": _PRUNED_THROUGH_KEY.format(entity=entity)}).scalar_one())
+    return int(db.session.execute(CURSOR, cursor_params(entity)).scalar_one())
+
+
+def cursor_params(entity: str) -> dict:
+    """The values ``CURSOR`` (also as a subquery of another read) is bound with."""
+    return {"entity": entity, "pruned_key": _PRUNED_THROUGH_KEY.format(entity=entity)}
 
 
 def etag_for(entity: str, cursor: int) -> str:

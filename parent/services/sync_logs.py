@@ -9,6 +9,7 @@ from ..paging import fetch_page
 from ..clock import now
 from ..extensions import db, rowcount
 from ..models import SyncLog
+from .unchanged_pulls import write_pending
 
 
 def log_sync(
@@ -21,7 +22,12 @@ def log_sync(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
 ) -> SyncLog:
-    """Add one sync-log entry to the current transaction."""
+    """Add one sync-log entry to the current transaction.
+
+    Unchanged pulls this worker kept (services/unchanged_pulls.py) are written first, so
+    the log's ids stay in the order things happened.
+    """
+    write_pending()
     finished = finished_at or now()
     entry = SyncLog(
         node_id=node_id, operation=operation, direction=direction, status=status,
@@ -34,6 +40,7 @@ def log_sync(
 
 def list_sync_logs(filters: dict) -> tuple[list[SyncLog], int]:
     """One page of the sync log, newest first (window in ``filters``), and the total."""
+    write_pending()  # this worker's kept unchanged pulls, so a reader sees them
     conditions = []
     for name in ("node_id", "operation", "status"):
         if filters.get(name):

@@ -1,50 +1,101 @@
-"""Unchanged (304) pulls are logged in aggregate: one sync-log row per node, table and window.
+"""Unchanged (304) pulls are logged in aggregate, and written later, in a batch.
 
 A fleet polling with If-None-Match would otherwise write a sync-log row and update the
 node on every poll, making each 304 a write transaction as costly as a change. The first
 unchanged pull of a window is logged (and sets ``last_sync_at``); the others in the same
-window, in the same worker, write nothing. Each worker keeps its own marks, so with W
+window, in the same worker, log nothing. Each worker keeps its own marks, so with W
 workers a window holds at most W such rows per node and table.
+
+Even that first row is not written by the pull: it is kept in this worker's memory and
+written with presence's batched flush (services/presence.py), in one multi-row INSERT
+and one UPDATE of ``last_sync_at``, within ``presence_flush_interval`` seconds. A sync-log
+row written by the app first writes the kept ones, so the log's order (by id) stays the
+order of the pulls within a worker; an admin reading nodes or the log flushes first. A
+steady fleet's syncs therefore write nothing but a signed request's nonce. If the
+worker dies before its flush, those rows (a record that nothing changed) are lost, as its
+unwritten signs of life are.
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from typing import cast
 
 from flask import current_app
+from sqlalchemy import Table, bindparam, insert, or_
 
-from ..models import Node
+from ..extensions import db
+from ..models import Node, SyncLog
 from ..models.sync_log import DIRECTION_PULL, STATUS_NOT_MODIFIED
-from .sync_logs import log_sync
 
 WINDOW = timedelta(seconds=60)
-_MAX_MARKS = 100_000  # forget everything rather than grow without bound
+_MAX_MARKS = 100_000  # forget every mark rather than grow without bound
+
+_NODES = cast(Table, Node.__table__)
+_LOGS = cast(Table, SyncLog.__table__)
+_INSERT = insert(_LOGS)
+_SYNCED = (_NODES.update()
+           .where(_NODES.c.id == bindparam("b_id"),
+                  or_(_NODES.c.last_sync_at.is_(None),
+                      _NODES.c.last_sync_at < bindparam("b_at")))
+           .values(last_sync_at=bindparam("b_at")))
 
 
-class _Marks:
+class _Pending:
     def __init__(self):
         self.lock = threading.Lock()
-        self.logged: dict[tuple[str, str], datetime] = {}
+        self.logged: dict[tuple[str, str], datetime] = {}  # (node, operation) -> window start
+        self.rows: list[dict] = []  # sync-log rows not yet written
 
 
-def _marks() -> _Marks:
-    return current_app.extensions.setdefault("werss.unchanged_pulls", _Marks())
+def _pending() -> _Pending:
+    extensions = current_app.extensions
+    held = extensions.get("werss.unchanged_pulls")
+    if held is None:
+        held = extensions.setdefault("werss.unchanged_pulls", _Pending())
+    return held
 
 
-def log_unchanged_pull(node: Node, operation: str, moment: datetime,
-                       started: datetime) -> bool:
-    """Log a 304 pull unless this worker logged one for this node and table within WINDOW."""
-    marks = _marks()
-    key = (node.id, operation)
-    with marks.lock:
-        last = marks.logged.get(key)
+def note_unchanged_pull(node_id: str, operation: str, moment: datetime,
+                        started: datetime) -> bool:
+    """Keep a 304 pull's log row unless this worker kept one for this node and table
+    within WINDOW; it is written by the next ``write_pending``. Writes nothing itself."""
+    pending = _pending()
+    key = (node_id, operation)
+    with pending.lock:
+        last = pending.logged.get(key)
         if last is not None and last <= moment < last + WINDOW:
             return False
-        if len(marks.logged) >= _MAX_MARKS:
-            marks.logged.clear()
-        marks.logged[key] = moment
-    node.last_sync_at = moment
-    log_sync(node.id, operation, DIRECTION_PULL, STATUS_NOT_MODIFIED, data_count=0,
-             started_at=started)
+        if len(pending.logged) >= _MAX_MARKS:
+            pending.logged.clear()
+        pending.logged[key] = moment
+        pending.rows.append({
+            "node_id": node_id, "operation": operation, "direction": DIRECTION_PULL,
+            "status": STATUS_NOT_MODIFIED, "data_count": 0, "error_message": None,
+            "started_at": started, "finished_at": moment})
     return True
+
+
+def write_pending() -> int:
+    """Write the kept rows, and each node's ``last_sync_at``, in this transaction.
+
+    The UPDATE is guarded by time, so it never moves ``last_sync_at`` back past a pull
+    another worker logged later. If the transaction rolls back, these rows are lost.
+    """
+    pending = _pending()
+    if not pending.rows:  # read without the lock: a row added meanwhile waits for the next
+        return 0
+    with pending.lock:
+        rows, pending.rows = pending.rows, []
+    if not rows:
+        return 0
+    db.session.execute(_INSERT, rows)
+    synced: dict[str, datetime] = {}
+    for row in rows:
+        node_id, at = row["node_id"], row["finished_at"]
+        synced[node_id] = max(synced.get(node_id, at), at)
+    # In id order, as presence's UPDATE: two workers lock rows in the same order.
+    db.session.execute(_SYNCED, [{"b_id": node_id, "b_at": at}
+                                 for node_id, at in sorted(synced.items())])
+    return len(rows)

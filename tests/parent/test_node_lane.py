@@ -239,10 +239,154 @@ def test_a_fault_in_the_lane_leaves_the_answer_to_the_app(app, client, node, clo
 
     caller = _steady(client, node, clock, "signed")
 
-    def broken(self, row, body, moment):
+    def broken(self, body):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(NodeFastLane, "_steady", broken)
+    monkeypatch.setattr(NodeFastLane, "_reported", broken)
     assert caller.post("/heartbeat", json=BODY).status_code == 200
     assert served_by_app == [PATH, PATH]
     assert "the node fast lane failed" in caplog.text
+
+
+# Unchanged pulls: full (whole or page one) and incremental, answered 304 by the lane.
+
+FEEDS = "/api/v1/cascade/feeds"
+PULLS = {  # what a child sends: route, query
+    "feeds": ("/feeds", {}),
+    "feeds page one": ("/feeds", {"limit": 100}),
+    "feed changes": ("/feeds/changes", None),  # since: the cursor, filled in below
+    "task changes": ("/message-tasks/changes", None),
+    "tasks": ("/message-tasks", {}),
+}
+
+
+def _add_feed(admin, index):
+    response = admin.post("/api/v1/feeds", json={
+        "mp_name": f"feed {index}", "source_type": "rss",
+        "source_url": f"http://127.0.0.1:1/{index}.xml"})
+    assert response.status_code == 201, response.get_json()
+
+
+def _current(caller, route, query):
+    """(query, ETag) a child holds after pulling ``route`` once (through the app)."""
+    if query is None:  # incremental: from 0, then from the cursor it was given
+        first = caller.get(route, params={"since": 0, "limit": 500})
+        query = {"since": first.get_json()["data"]["cursor"], "limit": 500}
+        return query, first.headers["ETag"]
+    response = caller.get(route, params=query)
+    assert response.status_code == 200
+    return query, response.headers["ETag"]
+
+
+@pytest.mark.parametrize("pull", sorted(PULLS))
+@pytest.mark.parametrize("mode", ["plain", "signed"])
+def test_an_unchanged_pull_is_answered_by_the_lane_as_the_app_answers_it(
+        app, admin, client, node, clock, served_by_app, monkeypatch, mode, pull):
+    from parent.node_lane import NodeFastLane
+
+    _add_feed(admin, 1)
+    caller = _steady(client, node, clock, mode)
+    route, query = PULLS[pull]
+    query, etag = _current(caller, route, query)
+    with monkeypatch.context() as patched:  # the app's own 304, to compare with
+        patched.setattr(NodeFastLane, "_query", lambda *_: None)
+        by_app = caller.get(route, params=query, headers={"If-None-Match": etag})
+    clock.advance(5)
+    served = len(served_by_app)
+    by_lane = caller.get(route, params=query, headers={"If-None-Match": etag,
+                                                       "X-Request-ID": "child-7:sync/9"})
+    assert len(served_by_app) == served, "the unchanged pull never reached the app"
+    assert by_lane.status_code == by_app.status_code == 304
+    assert by_lane.get_data() == by_app.get_data() == b""
+    assert by_lane.headers["X-Request-ID"] == "child-7:sync/9"
+    del by_lane.headers["X-Request-ID"], by_app.headers["X-Request-ID"]
+    assert sorted(by_lane.headers.items()) == sorted(by_app.headers.items())
+    assert by_lane.headers["ETag"] == etag
+
+
+def test_a_pull_the_lane_answered_is_in_the_sync_log_and_the_nodes_last_sync(
+        app, admin, client, node, clock, served_by_app):
+    _add_feed(admin, 1)
+    caller = _steady(client, node, clock, "signed")
+    query, etag = _current(caller, "/feeds/changes", None)
+    clock.advance(60)
+    served = len(served_by_app)
+    assert caller.get("/feeds/changes", params=query,
+                      headers={"If-None-Match": etag}).status_code == 304
+    assert len(served_by_app) == served, "the lane answered"
+    assert _node(app, node.node_id).last_sync_at < clock(), "kept until a flush"
+    logs = admin.get("/api/v1/cascade/sync-logs",
+                     query_string={"node_id": node.node_id, "operation": "sync_feeds"})
+    statuses = [item["status"] for item in logs.get_json()["data"]["items"]]
+    assert statuses == ["not_modified", "success"]  # newest first: a reader flushes
+    assert _node(app, node.node_id).last_sync_at == clock()
+    with app.app_context():
+        assert db.session.query(UsedNonce).filter_by(node_id=node.node_id).count() == 3  # 304's too
+
+
+def test_kept_pulls_are_written_before_a_later_log_row_so_the_log_keeps_their_order(
+        app, admin, client, node, clock):
+    _add_feed(admin, 1)
+    caller = _steady(client, node, clock, "plain")
+    query, etag = _current(caller, "/feeds/changes", None)
+    clock.advance(60)
+    assert caller.get("/feeds/changes", params=query,
+                      headers={"If-None-Match": etag}).status_code == 304  # kept
+    clock.advance(60)
+    _add_feed(admin, 2)
+    changed = caller.get("/feeds/changes", params=query, headers={"If-None-Match": etag})
+    assert changed.status_code == 200  # its log row is written now, after the kept one
+    with app.app_context():
+        rows = db.session.query(SyncLog).filter_by(
+            node_id=node.node_id, operation="sync_feeds").order_by(SyncLog.id).all()
+    assert [row.status for row in rows] == ["success", "not_modified", "success"]
+    assert [row.finished_at for row in rows] == sorted(row.finished_at for row in rows)
+
+
+def test_a_changed_list_or_another_cursor_is_the_apps(admin, client, node, clock,
+                                                     served_by_app):
+    _add_feed(admin, 1)
+    caller = _steady(client, node, clock, "signed")
+    query, etag = _current(caller, "/feeds/changes", None)
+    behind = caller.get("/feeds/changes", params={**query, "since": 0},
+                        headers={"If-None-Match": etag})
+    assert behind.status_code == 200 and len(behind.get_json()["data"]["items"]) == 1
+    _add_feed(admin, 2)
+    changed = caller.get("/feeds/changes", params=query, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    full_etag = caller.get("/feeds").headers["ETag"]
+    page_two = caller.get("/feeds", params={"limit": 1, "after": "0"},
+                          headers={"If-None-Match": full_etag})
+    assert page_two.status_code == 200
+    repeated = caller.get("/feeds", headers={"If-None-Match": full_etag},
+                          params=[("limit", "1"), ("limit", "2")])
+    assert_error(repeated, 400, "bad_request")  # a signed query names each key once
+    bad = caller.get("/feeds/changes", params={"since": "x"}, headers={"If-None-Match": etag})
+    assert_error(bad, 422, "validation_failed")
+    pulls = [path for path in served_by_app if path.startswith(FEEDS)]
+    assert pulls == [FEEDS + "/changes"] * 3 + [FEEDS] * 3 + [FEEDS + "/changes"]
+
+
+def test_an_unchanged_pull_with_a_wrong_secret_is_refused_by_the_lane(
+        admin, client, node, clock, served_by_app):
+    caller = _steady(client, node, clock, "signed")
+    etag = caller.get("/feeds").headers["ETag"]
+    served = len(served_by_app)
+    wrong = NodeCaller(client, NodeCredentials(node.node_id, node.api_key, "x" * 34),
+                       clock=clock, mode="signed")
+    assert_error(wrong.get("/feeds", headers={"If-None-Match": etag}), 401,
+                 "invalid_credentials")
+    assert len(served_by_app) == served
+
+
+def test_an_unchanged_pull_of_a_disabled_node_or_on_the_werss_prefix_is_the_apps(
+        admin, client, node, clock, served_by_app):
+    caller = _steady(client, node, clock, "plain")
+    etag = caller.get("/feeds").headers["ETag"]
+    werss = NodeCaller(client, node, clock=clock, mode="plain", prefix="/api/v1/wx/cascade")
+    assert werss.get("/feeds", headers={"If-None-Match": etag}).status_code == 304
+    assert served_by_app[-1] == "/api/v1/wx/cascade/feeds"
+    assert admin.put(f"/api/v1/cascade/nodes/{node.node_id}",
+                     json={"is_active": False}).status_code == 200
+    assert_error(caller.get("/feeds", headers={"If-None-Match": etag}), 403, "node_disabled")
+    assert served_by_app[-1] == FEEDS
