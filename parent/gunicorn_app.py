@@ -16,6 +16,25 @@ def _post_worker_init(worker):
     start_background_maintenance(worker.wsgi)
 
 
+def _worker_exit(server, worker):
+    """Write what the worker kept in memory (signs of life, unchanged pulls) as it stops."""
+    app = getattr(worker.app, "callable", None)  # the Flask app (worker.wsgi is wrapped)
+    if not hasattr(app, "app_context"):  # it never loaded the app
+        return
+    from .extensions import db
+    from .services.presence import flush_presence
+
+    with app.app_context():
+        try:
+            flush_presence()
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - a stopping worker must still stop
+            db.session.rollback()
+            server.log.exception("writing kept signs of life on exit failed")
+        finally:
+            db.session.remove()
+
+
 def _child_exit(server, worker):
     from prometheus_client import multiprocess
 
@@ -64,6 +83,7 @@ def gunicorn_options(bind: str, workers: int, threads: int, log_config: dict | N
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         **(log_config or {}),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -19,11 +20,12 @@ from ..models import Allocation, IdempotencyRecord, Lease, TaskReport, TaskRun, 
 from ..models.work import ALLOC_COMPLETED, ALLOC_DEAD
 from ..models.replication import ENTITY_FEED, ENTITY_MESSAGE_TASK
 from . import admins, leasing, nodes, replication, scheduling, sync_logs
-from . import notices, send_budgets
+from . import notices, presence, send_budgets
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_RETENTION = timedelta(hours=48)
 NONCE_RETENTION = timedelta(seconds=2 * 300 + 60)
+FLUSH_TICK = 1.0  # seconds between the background thread's looks at what is due
 
 
 def run_maintenance() -> dict:
@@ -109,15 +111,25 @@ def prune_finished_work(retention_days: int) -> int:
 
 
 def start_background_maintenance(app) -> threading.Thread:
-    """Run maintenance every ``maintenance_interval`` seconds in a daemon thread."""
+    """Run maintenance every ``maintenance_interval`` seconds in a daemon thread, and in
+    between write this worker's signs of life and unchanged pulls once they are due
+    (presence.flush_if_due), so they reach the database even when no request comes."""
     stop = threading.Event()
 
     def loop():
         interval = app.config["WERSS_SETTINGS"].cascade.maintenance_interval
-        while not stop.wait(interval):
+        next_run = time.monotonic() + interval
+        while not stop.wait(FLUSH_TICK):
             with app.app_context():
                 try:
-                    run_maintenance()
+                    if time.monotonic() >= next_run:
+                        next_run = time.monotonic() + interval
+                        run_maintenance()
+                    else:
+                        presence.flush_if_due()
+                except Exception:  # noqa: BLE001 - the thread must outlive a failed flush
+                    db.session.rollback()
+                    log.exception("flushing signs of life failed")
                 finally:
                     db.session.remove()
 

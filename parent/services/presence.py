@@ -7,8 +7,9 @@ gets 750 s and does not flap, while our own child (a request at least every 60 s
 the configured 180 s.
 
 Signs of life are kept per worker in memory and written in one batched UPDATE at most
-every ``presence_flush_interval`` seconds (and by housekeeping), so a steady heartbeat or
-pull writes nothing of its own. Only a change of presence (offline -> online) is written
+every ``presence_flush_interval`` seconds (by the request that finds them due, else by the
+worker's background thread within a second of that, and by housekeeping), so a steady
+heartbeat or pull writes nothing of its own. Only a change of presence (offline -> online) is written
 in the request's own transaction, with its sync-log event. Offline detection lags by at
 most the flush interval, well inside one heartbeat interval. The unchanged pulls' log
 rows (services/unchanged_pulls.py) are written with the same flush.
@@ -35,7 +36,7 @@ from ..models import Node
 from ..models.node import STATUS_OFFLINE, STATUS_ONLINE
 from ..models.sync_log import DIRECTION_EVENT, OP_NODE_OFFLINE, OP_NODE_ONLINE, STATUS_SUCCESS
 from .sync_logs import log_sync
-from .unchanged_pulls import write_pending
+from . import unchanged_pulls
 
 MARGIN = 2.5  # one missed request, and some
 LEARN_MIN_GAP = 5  # seconds: requests closer than this are one burst (a sync), not a cadence
@@ -170,6 +171,17 @@ def keep_sign(node_id: str, seen: SignOfLife) -> None:
     buffer().put(node_id, seen)
 
 
+def flush_if_due() -> int:
+    """Flush (and commit) when a sign of life or a kept pull has waited its interval; for the
+    worker's background thread, so an idle worker's last requests are written too."""
+    interval = settings().presence_flush_interval
+    if not (buffer().due(interval) or unchanged_pulls.due(interval)):
+        return 0
+    flushed = flush_presence()
+    db.session.commit()
+    return flushed
+
+
 def flush_presence() -> int:
     """Write this worker's pending signs of life in one batched UPDATE (in this transaction),
     and the unchanged pulls it logged meanwhile (services/unchanged_pulls.py).
@@ -178,7 +190,7 @@ def flush_presence() -> int:
     the transaction then rolls back, these signs are lost; each node's next request
     records it again, and its offline threshold still runs from its previous one.
     """
-    write_pending()  # and the unchanged pulls' log rows kept with them
+    unchanged_pulls.write_pending()  # and the unchanged pulls' log rows kept meanwhile
     taken = buffer().take()
     if not taken:
         return 0

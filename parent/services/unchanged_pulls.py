@@ -19,6 +19,7 @@ unwritten signs of life are.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -47,6 +48,7 @@ class _Pending:
         self.lock = threading.Lock()
         self.logged: dict[tuple[str, str], datetime] = {}  # (node, operation) -> window start
         self.rows: list[dict] = []  # sync-log rows not yet written
+        self.oldest: float | None = None  # time.monotonic() when the oldest was kept
 
 
 def _pending() -> _Pending:
@@ -70,11 +72,19 @@ def note_unchanged_pull(node_id: str, operation: str, moment: datetime,
         if len(pending.logged) >= _MAX_MARKS:
             pending.logged.clear()
         pending.logged[key] = moment
+        if not pending.rows:
+            pending.oldest = time.monotonic()
         pending.rows.append({
             "node_id": node_id, "operation": operation, "direction": DIRECTION_PULL,
             "status": STATUS_NOT_MODIFIED, "data_count": 0, "error_message": None,
             "started_at": started, "finished_at": moment})
     return True
+
+
+def due(interval: float) -> bool:
+    """Whether a kept row has waited ``interval`` seconds (checked without a lock)."""
+    oldest = _pending().oldest
+    return oldest is not None and time.monotonic() - oldest >= interval
 
 
 def write_pending() -> int:
@@ -87,7 +97,7 @@ def write_pending() -> int:
     if not pending.rows:  # read without the lock: a row added meanwhile waits for the next
         return 0
     with pending.lock:
-        rows, pending.rows = pending.rows, []
+        rows, pending.rows, pending.oldest = pending.rows, [], None
     if not rows:
         return 0
     db.session.execute(_INSERT, rows)

@@ -274,6 +274,11 @@ def test_the_guides_manual_sync_snippet_works_with_its_import_line_changed(live_
     assert "'cached_feeds': 1" in result.stdout
     node = admin.get(f"/api/v1/cascade/nodes/{creds.node_id}").json()["data"]
     assert node["last_heartbeat_at"] is not None
-    pulls = admin.get("/api/v1/cascade/sync-logs", params={
-        "node_id": creds.node_id, "operation": "sync_feeds"}).json()["data"]["items"]
-    assert len(pulls) == 2
+
+    def pulls():
+        return admin.get("/api/v1/cascade/sync-logs", params={
+            "node_id": creds.node_id, "operation": "sync_feeds"}).json()["data"]["items"]
+
+    # An unchanged pull's row is written by its worker within presence_flush_interval (5 s).
+    wait_for(lambda: len(pulls()) >= 2, timeout=15, what="both pulls in the sync log")
+    assert len(pulls()) == 2
