@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import Table, and_, bindparam, or_
+from sqlalchemy import Table, and_, bindparam, or_, select
 
 from shared.paths import WX_CASCADE_PREFIX
 
@@ -191,10 +191,17 @@ def flush_presence() -> int:
     records it again, and its offline threshold still runs from its previous one.
     """
     unchanged_pulls.write_pending()  # and the unchanged pulls' log rows kept meanwhile
+    synced = unchanged_pulls.take_synced()
     taken = buffer().take()
+    table = cast(Table, Node.__table__)  # a mapped class's table (typed as FromClause)
+    if taken and synced and db.session.get_bind().dialect.name == "postgresql":
+        # Two UPDATEs would lock rows in two passes, and two workers flushing at once could
+        # each hold a row the other's second pass waits for: lock them all first, in order.
+        db.session.execute(select(table.c.id).where(table.c.id.in_(sorted({*taken, *synced})))
+                           .order_by(table.c.id).with_for_update())
+    unchanged_pulls.write_synced(synced)
     if not taken:
         return 0
-    table = cast(Table, Node.__table__)  # a mapped class's table (typed as FromClause)
     statement = (
         table.update()
         .where(table.c.id == bindparam("b_id"),

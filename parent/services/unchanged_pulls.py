@@ -7,10 +7,11 @@ window, in the same worker, log nothing. Each worker keeps its own marks, so wit
 workers a window holds at most W such rows per node and table.
 
 Even that first row is not written by the pull: it is kept in this worker's memory and
-written with presence's batched flush (services/presence.py), in one multi-row INSERT
-and one UPDATE of ``last_sync_at``, within ``presence_flush_interval`` seconds. A sync-log
-row written by the app first writes the kept ones, so the log's order (by id) stays the
-order of the pulls within a worker; an admin reading nodes or the log flushes first. A
+written with presence's batched flush (services/presence.py), in one multi-row INSERT,
+and ``last_sync_at`` in the same pass over node rows as the signs of life, within
+``presence_flush_interval`` seconds. A sync-log row written by the app first inserts the
+kept rows, so the log's order (by id) stays the order of the pulls within a worker; an
+admin reading nodes or the log flushes first. A
 steady fleet's syncs therefore write nothing but a signed request's nonce. If the
 worker dies before its flush, those rows (a record that nothing changed) are lost, as its
 unwritten signs of life are.
@@ -48,6 +49,7 @@ class _Pending:
         self.lock = threading.Lock()
         self.logged: dict[tuple[str, str], datetime] = {}  # (node, operation) -> window start
         self.rows: list[dict] = []  # sync-log rows not yet written
+        self.synced: dict[str, datetime] = {}  # node -> last_sync_at not yet written
         self.oldest: float | None = None  # time.monotonic() when the oldest was kept
 
 
@@ -72,8 +74,9 @@ def note_unchanged_pull(node_id: str, operation: str, moment: datetime,
         if len(pending.logged) >= _MAX_MARKS:
             pending.logged.clear()
         pending.logged[key] = moment
-        if not pending.rows:
+        if not pending.rows and not pending.synced:
             pending.oldest = time.monotonic()
+        pending.synced[node_id] = max(pending.synced.get(node_id, moment), moment)
         pending.rows.append({
             "node_id": node_id, "operation": operation, "direction": DIRECTION_PULL,
             "status": STATUS_NOT_MODIFIED, "data_count": 0, "error_message": None,
@@ -88,24 +91,37 @@ def due(interval: float) -> bool:
 
 
 def write_pending() -> int:
-    """Write the kept rows, and each node's ``last_sync_at``, in this transaction.
+    """Insert the kept sync-log rows in this transaction (an INSERT: no node row locked).
 
-    The UPDATE is guarded by time, so it never moves ``last_sync_at`` back past a pull
-    another worker logged later. If the transaction rolls back, these rows are lost.
+    If the transaction rolls back, these rows are lost.
     """
     pending = _pending()
     if not pending.rows:  # read without the lock: a row added meanwhile waits for the next
         return 0
     with pending.lock:
-        rows, pending.rows, pending.oldest = pending.rows, [], None
-    if not rows:
-        return 0
-    db.session.execute(_INSERT, rows)
-    synced: dict[str, datetime] = {}
-    for row in rows:
-        node_id, at = row["node_id"], row["finished_at"]
-        synced[node_id] = max(synced.get(node_id, at), at)
-    # In id order, as presence's UPDATE: two workers lock rows in the same order.
-    db.session.execute(_SYNCED, [{"b_id": node_id, "b_at": at}
-                                 for node_id, at in sorted(synced.items())])
+        rows, pending.rows = pending.rows, []
+        if not pending.synced:
+            pending.oldest = None
+    if rows:
+        db.session.execute(_INSERT, rows)
     return len(rows)
+
+
+def take_synced() -> dict[str, datetime]:
+    """The kept ``last_sync_at`` per node, for presence's flush to write (and forget)."""
+    pending = _pending()
+    if not pending.synced:
+        return {}
+    with pending.lock:
+        synced, pending.synced = pending.synced, {}
+        if not pending.rows:
+            pending.oldest = None
+    return synced
+
+
+def write_synced(synced: dict[str, datetime]) -> None:
+    """Write ``take_synced``'s times, in id order; guarded by time, so a worker never moves
+    a node's ``last_sync_at`` back past a pull another worker logged later."""
+    if synced:
+        db.session.execute(_SYNCED, [{"b_id": node_id, "b_at": at}
+                                     for node_id, at in sorted(synced.items())])

@@ -319,7 +319,8 @@ def test_a_pull_the_lane_answered_is_in_the_sync_log_and_the_nodes_last_sync(
                      query_string={"node_id": node.node_id, "operation": "sync_feeds"})
     statuses = [item["status"] for item in logs.get_json()["data"]["items"]]
     assert statuses == ["not_modified", "success"]  # newest first: a reader flushes
-    assert _node(app, node.node_id).last_sync_at == clock()
+    shown = admin.get(f"/api/v1/cascade/nodes/{node.node_id}").get_json()["data"]
+    assert shown["last_sync_at"] == clock().strftime("%Y-%m-%dT%H:%M:%SZ")  # and so does this
     with app.app_context():
         assert db.session.query(UsedNonce).filter_by(node_id=node.node_id).count() == 3  # 304's too
 

@@ -1,5 +1,7 @@
 """Presence: online after a heartbeat, offline after offline_after, each change logged."""
 
+import pytest
+
 from datetime import timedelta
 
 from parent.extensions import db
@@ -91,3 +93,72 @@ def test_sync_logs_are_pruned_after_retention(app, client, admin, plain_caller, 
         "username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}).get_json()["data"]["access_token"]
     ops = [i["operation"] for i in admin.get("/api/v1/cascade/sync-logs").get_json()["data"]["items"]]
     assert "sync_feeds" not in ops and "sync_tasks" in ops
+
+
+def test_two_workers_flushing_crossed_nodes_at_once_do_not_deadlock(
+        db_backend, db_url, app, admin, clock):
+    """Each worker keeps one node's sign of life and the other's unchanged pull. A flush
+    writes both kinds; were they two passes over node rows, each worker's first pass would
+    hold the row the other's second pass waits for (PostgreSQL: `deadlock detected`)."""
+    if db_backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row locks to cross")
+    import threading
+
+    from sqlalchemy import event
+
+    from parent import create_app
+    from parent.services import presence, unchanged_pulls
+    from parent.models.sync_log import OP_SYNC_FEEDS
+    from tests.conftest import base_config, create_node_with_credentials
+
+    first, second = (create_node_with_credentials(admin, name).node_id for name in ("a", "b"))
+    other = create_app(base_config(db_url), clock=clock, environ={})
+    moment = clock()
+    sign = presence.SignOfLife(moment, moment + timedelta(seconds=180), 60)
+    for worker, signed, pulled in ((app, first, second), (other, second, first)):
+        with worker.app_context():
+            presence.buffer().put(signed, sign)
+            unchanged_pulls.note_unchanged_pull(pulled, OP_SYNC_FEEDS, moment, moment)
+    # Both finish their first UPDATE of nodes before either goes on (unless one is held
+    # by the other's lock, which is the point: then it waits for the barrier in vain).
+    barrier = threading.Barrier(2)
+    firsts = set()
+
+    def meet(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE nodes") and threading.get_ident() not in firsts:
+            firsts.add(threading.get_ident())
+            try:
+                barrier.wait(timeout=3)
+            except threading.BrokenBarrierError:
+                pass
+
+    failures = []
+
+    def flush(worker):
+        try:
+            with worker.app_context():
+                presence.flush_presence()
+                db.session.commit()
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            failures.append(exc)
+
+    engines = []
+    for worker in (app, other):
+        with worker.app_context():
+            engines.append(db.engine)
+            event.listen(db.engine, "before_cursor_execute", meet)
+    threads = [threading.Thread(target=flush, args=(worker,)) for worker in (app, other)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", meet)
+        with other.app_context():
+            db.engine.dispose()
+    assert failures == []
+    nodes = {n["id"]: n for n in admin.get("/api/v1/cascade/nodes").get_json()["data"]["items"]}
+    assert all(nodes[node_id]["last_sync_at"] and nodes[node_id]["last_heartbeat_at"]
+               for node_id in (first, second))
