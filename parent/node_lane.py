@@ -1,22 +1,26 @@
-"""The node fast lane: a steady heartbeat answered without Flask's request cycle or the ORM.
+"""The node fast lane: steady heartbeats and unchanged pulls answered without Flask's
+request cycle or the ORM.
 
-Most of an idle fleet's requests are heartbeats that change nothing: the node is online,
-reports what it reported last time, has no command waiting and sends no Idempotency-Key.
-For those the full path (request context, hooks, ORM session, unit of work) cost more
-than the work itself (bench/README.md, "The node fast lane"). This WSGI layer sits in
-front of the Flask app and answers such a heartbeat with one Core read of the node (and
-of whether a signed request's nonce was seen), the same credential check, the nonce
-committed before the answer (parent/nonce_writer.py, as the app writes it), and the sign
-of life kept in memory for presence's batched write, exactly as the full path does them
+Most of an idle fleet's requests are heartbeats that change nothing (the node is online,
+reports what it reported last time, has no command waiting and sends no Idempotency-Key)
+and syncs that find nothing new (a pull whose If-None-Match is current). For those the
+full path (request context, hooks, ORM session, unit of work) cost more than the work
+itself (bench/README.md, "The node fast lane"). This WSGI layer sits in front of the
+Flask app and answers them with one Core read of the node (with whether a signed
+request's nonce was seen and, for a pull, the table's cursor), the same credential check,
+the nonce committed before the answer (parent/nonce_writer.py, as the app writes it), the
+sign of life kept in memory for presence's batched write and, for a pull, its log row
+kept for the same write (services/unchanged_pulls.py), exactly as the full path does them
 (the functions are shared).
 
 It answers a wrong secret or an unknown key (401) itself too, so a wrong secret costs no
 more than a right one. Anything else goes to the app, which answers it as before, body
 and all: a presence edge, a flush of presence due, a report that changes a column, a
-command waiting, a disabled node, a stale timestamp or a seen nonce, a malformed request,
-a query string, an Idempotency-Key, plain credentials where they are off, any error
-before the nonce is written. The answer carries the same envelope, request id, metrics
-and (JSON mode) access line as the app's.
+command waiting, a list that changed or an older cursor, a page after the first, a
+disabled node, a stale timestamp or a seen nonce, a malformed request, a heartbeat with a
+query string, an Idempotency-Key, plain credentials where they are off, any error before
+the nonce is written. The answer carries the same status line, headers, envelope,
+request id, metrics and (JSON mode) access line as the app's.
 """
 
 from __future__ import annotations
