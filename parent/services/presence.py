@@ -8,11 +8,12 @@ the configured 180 s.
 
 Signs of life are kept per worker in memory and written in one batched UPDATE at most
 every ``presence_flush_interval`` seconds (by the request that finds them due, else by the
-worker's background thread within a second of that, and by housekeeping), so a steady
-heartbeat or pull writes nothing of its own. Only a change of presence (offline -> online) is written
-in the request's own transaction, with its sync-log event. Offline detection lags by at
-most the flush interval, well inside one heartbeat interval. The unchanged pulls' log
-rows (services/unchanged_pulls.py) are written with the same flush.
+worker's background thread within a second of that, by housekeeping, and as the worker
+stops), so a steady heartbeat or pull writes nothing of its own. Only a change of presence
+(offline -> online) is written in the request's own transaction, with its sync-log event.
+Offline detection lags by at most the flush interval, well inside one heartbeat interval.
+The unchanged pulls' log rows (services/unchanged_pulls.py) are written with the same
+flush.
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ written with presence's batched flush (services/presence.py), in one multi-row I
 and ``last_sync_at`` in the same pass over node rows as the signs of life, within
 ``presence_flush_interval`` seconds. A sync-log row written by the app first inserts the
 kept rows, so the log's order (by id) stays the order of the pulls within a worker; an
-admin reading nodes or the log flushes first. A
-steady fleet's syncs therefore write nothing but a signed request's nonce. If the
-worker dies before its flush, those rows (a record that nothing changed) are lost, as its
-unwritten signs of life are.
+admin reading nodes or the log flushes first. A steady fleet's syncs therefore write
+nothing but a signed request's nonce. If the worker dies before its flush, those rows (a
+record that nothing changed) are lost, as its unwritten signs of life are.
 """
 
 from __future__ import annotations
