@@ -157,8 +157,10 @@ class NodeFastLane:
     def _heartbeat(self, environ, body: bytes):
         """(status, headers, data, node id) of a steady heartbeat or a refused secret."""
         found = self._authenticate(environ, "", body, None)
-        if found is None or found is _REFUSED:
-            return found and _DENIED
+        if found is _REFUSED:
+            return _DENIED
+        if found is None:
+            return None
         row, signed, moment = found
         if row.commands_waiting:
             return None
@@ -178,8 +180,10 @@ class NodeFastLane:
         if query is None:
             return None
         found = self._authenticate(environ, query_string, b"", entity)
-        if found is None or found is _REFUSED:
-            return found and _DENIED
+        if found is _REFUSED:
+            return _DENIED
+        if found is None:
+            return None
         row, signed, moment = found
         etag = replication.etag_for(ETAG_NAME[entity], row.cursor)
         if not replication.etag_matches(environ["HTTP_IF_NONE_MATCH"], etag) \
