@@ -8,7 +8,8 @@ full path (request context, hooks, ORM session, unit of work) cost more than the
 itself (bench/README.md, "The node fast lane"). This WSGI layer sits in front of the
 Flask app and answers them with one Core read of the node (with whether a signed
 request's nonce was seen and, for a pull, the table's cursor), the same credential check,
-the nonce committed before the answer (parent/nonce_writer.py, as the app writes it), the
+the nonce committed before the answer (parent/nonce_writer.py, as the app writes it; on
+the same checked-out connection when this request writes its group), the
 sign of life kept in memory for presence's batched write and, for a pull, its log row
 kept for the same write (services/unchanged_pulls.py), exactly as the full path does them
 (the functions are shared).
@@ -34,7 +35,7 @@ from typing import cast
 from urllib.parse import parse_qsl
 
 from marshmallow import ValidationError
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import Connection, Table, bindparam, exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import errors as codes
@@ -124,10 +125,10 @@ class NodeFastLane:
         body = _read_body(environ) if heartbeat else b""
         answer = None
         if body is not None:
-            try:
-                with self.app.app_context():
-                    answer = (self._heartbeat(environ, body) if heartbeat
-                              else self._pull(environ, path))
+            try:  # one connection for the read and, if this thread writes it, the nonce
+                with self.app.app_context(), (self._engine or self._bind()).connect() as db:
+                    answer = (self._heartbeat(environ, body, db) if heartbeat
+                              else self._pull(environ, path, db))
             except Exception:  # noqa: BLE001 - a bug here must not cost the node its answer
                 log.exception("the node fast lane failed; the app answers instead")
         if answer is None:
@@ -154,9 +155,9 @@ class NodeFastLane:
                        request_id=request_id, node_id=node_id)
         return [data]
 
-    def _heartbeat(self, environ, body: bytes):
+    def _heartbeat(self, environ, body: bytes, db: Connection):
         """(status, headers, data, node id) of a steady heartbeat or a refused secret."""
-        found = self._authenticate(environ, "", body, None)
+        found = self._authenticate(environ, "", body, None, db)
         if found is _REFUSED:
             return _DENIED
         if found is None:
@@ -168,18 +169,18 @@ class NodeFastLane:
         if reported is None or any(getattr(row, name) != value
                                    for name, value in reported.items()):
             return None
-        if not self._consume(row, signed, moment):
+        if not self._consume(row, signed, moment, db):
             return None
         return 200, [], nodes.heartbeat_answer(row, moment), row.id
 
-    def _pull(self, environ, path: str):
+    def _pull(self, environ, path: str, db: Connection):
         """(status, headers, None, node id) of an unchanged pull or a refused secret."""
         entity, incremental = PULLS[path]
         query_string = environ.get("QUERY_STRING", "")
         query = self._query(incremental, query_string)
         if query is None:
             return None
-        found = self._authenticate(environ, query_string, b"", entity)
+        found = self._authenticate(environ, query_string, b"", entity, db)
         if found is _REFUSED:
             return _DENIED
         if found is None:
@@ -189,14 +190,15 @@ class NodeFastLane:
         if not replication.etag_matches(environ["HTTP_IF_NONE_MATCH"], etag) \
                 or (incremental and row.cursor != query["since"]):
             return None
-        if not self._consume(row, signed, moment):
+        if not self._consume(row, signed, moment, db):
             return None
         note_unchanged_pull(row.id, OPERATION[entity], now(), moment)
         headers = [("ETag", etag)] if incremental else [
             ("ETag", etag), (CURSOR_HEADER, str(row.cursor)), ("Cache-Control", "no-cache")]
         return 304, headers, None, row.id
 
-    def _authenticate(self, environ, query: str, body: bytes, entity: str | None):
+    def _authenticate(self, environ, query: str, body: bytes, entity: str | None,
+                      db: Connection):
         """(node row, signed credentials or None, now) of a steady request of an active
         native node whose credentials match; _REFUSED when they do not; None: the app's."""
         try:
@@ -213,12 +215,11 @@ class NodeFastLane:
             params["nonce"] = signed.nonce
         if entity is not None:
             params.update(replication.cursor_params(entity))
-        with (self._engine or self._bind()).connect() as connection:
-            try:
-                row = connection.execute(_read(signed is not None, entity), params).first()
-            except SQLAlchemyError:
-                log.debug("fast lane read failed; the app answers", exc_info=True)
-                return None
+        try:
+            row = db.execute(_read(signed is not None, entity), params).first()
+        except SQLAlchemyError:
+            log.debug("fast lane read failed; the app answers", exc_info=True)
+            return None
         secret = (cipher().decrypt_cached(row.secret_ciphertext)
                   if row is not None and row.secret_ciphertext else None)
         if not credentials_match(parsed, secret, environ["REQUEST_METHOD"], raw_path(environ),
@@ -232,7 +233,7 @@ class NodeFastLane:
             return None
         return row, signed, moment
 
-    def _consume(self, row, signed, moment) -> bool:
+    def _consume(self, row, signed, moment, db: Connection) -> bool:
         """Keep the sign of life and commit a signed request's nonce; False: the app's
         (a presence edge or flush due, a copy of the nonce raced in, a failed write)."""
         sign = presence.steady_sign(row, moment)
@@ -240,7 +241,7 @@ class NodeFastLane:
             return False
         if signed is not None:
             try:  # committed before the answer, in a group with this worker's others
-                if not nonce_writer(self.app).write(row.id, signed.nonce, moment):
+                if not nonce_writer(self.app).write(row.id, signed.nonce, moment, db):
                     return False  # a copy raced it in: the app refuses this one
             except SQLAlchemyError:
                 log.debug("fast lane nonce write failed; the app answers", exc_info=True)

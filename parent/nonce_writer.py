@@ -22,7 +22,7 @@ import threading
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Connection, Table, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from . import write_queue
@@ -52,8 +52,13 @@ class NonceWriter:
         self._gathering: _Group | None = None  # the group the next request joins
         self._writing = False
 
-    def write(self, node_id: str, nonce: str, seen_at: datetime) -> bool:
-        """Commit the nonce; False: it was there already (a replay, or a copy that raced)."""
+    def write(self, node_id: str, nonce: str, seen_at: datetime,
+              connection: Connection | None = None) -> bool:
+        """Commit the nonce; False: it was there already (a replay, or a copy that raced).
+
+        ``connection``: the caller's, holding no transaction, for the group if this request
+        writes it (one checkout per request instead of two); else one is checked out.
+        """
         with self._turn:
             group = self._gathering
             if group is None:
@@ -69,7 +74,11 @@ class NonceWriter:
                 self._turn.wait()
         if group.written is None and group.error is None:
             try:
-                group.written = self._write(group.rows)
+                if connection is None:
+                    with self.engine.connect() as own:
+                        group.written = self._write(group.rows, own)
+                else:
+                    group.written = self._write(group.rows, connection)
             except BaseException as exc:  # every request of the group learns of it
                 group.error = exc
             with self._turn:
@@ -79,17 +88,16 @@ class NonceWriter:
             raise group.error
         return (node_id, nonce) in cast(set, group.written)
 
-    def _write(self, rows: list[dict]) -> set[tuple[str, str]]:
+    def _write(self, rows: list[dict], connection: Connection) -> set[tuple[str, str]]:
         written: set[tuple[str, str]] = set()
-        with self.engine.connect() as connection:
-            for start in range(0, len(rows), MAX_ROWS):
-                chunk = rows[start:start + MAX_ROWS]
-                parameters = {f"{name}_{i}": row[name]
-                              for i, row in enumerate(chunk) for name in _COLUMNS}
-                # Alone: it takes the write turn and commits itself (parent/write_queue.py).
-                result = connection.execute(_statement(len(chunk)), parameters,
-                                            execution_options={write_queue.ALONE: True})
-                written.update((row.node_id, row.nonce) for row in result)
+        for start in range(0, len(rows), MAX_ROWS):
+            chunk = rows[start:start + MAX_ROWS]
+            parameters = {f"{name}_{i}": row[name]
+                          for i, row in enumerate(chunk) for name in _COLUMNS}
+            # Alone: it takes the write turn and commits itself (parent/write_queue.py).
+            result = connection.execute(_statement(len(chunk)), parameters,
+                                        execution_options={write_queue.ALONE: True})
+            written.update((row.node_id, row.nonce) for row in result)
         return written
 
 

@@ -30,11 +30,11 @@ class _HeldFirstWrite:
         original = NonceWriter._write
         held = self
 
-        def write(writer, rows):
+        def write(writer, rows, connection):
             if not held.entered.is_set():
                 held.entered.set()
                 assert held.release.wait(10)
-            return original(writer, rows)
+            return original(writer, rows, connection)
 
         monkeypatch.setattr(NonceWriter, "_write", write)
 
@@ -117,13 +117,13 @@ def test_a_failed_statement_fails_every_request_of_its_group_and_not_the_next(ap
     entered, release, failing = threading.Event(), threading.Event(), [True]
     original = NonceWriter._write
 
-    def write(self, rows):
+    def write(self, rows, connection):
         if not entered.is_set():  # the first group: held while the next one gathers
             entered.set()
             assert release.wait(10)
         elif failing[0]:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return original(self, rows)
+        return original(self, rows, connection)
 
     monkeypatch.setattr(NonceWriter, "_write", write)
     first, first_result, _ = _in_threads([lambda: writer.write("n1", "lead", MOMENT)])
