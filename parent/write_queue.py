@@ -161,7 +161,7 @@ def install(engine: Engine, database_path: str | None, timeout: float,
 
     @event.listens_for(engine, "after_cursor_execute")
     def _after_write(connection, _cursor, _statement, _parameters, context, _executemany):
-        if context.execution_options.get(ALONE):
+        if context is not None and context.execution_options.get(ALONE):
             _release(connection.connection.info)  # it committed itself: the turn is over
 
     @event.listens_for(engine, "commit")

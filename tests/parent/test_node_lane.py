@@ -248,6 +248,35 @@ def test_a_fault_in_the_lane_leaves_the_answer_to_the_app(app, client, node, clo
     assert "the node fast lane failed" in caplog.text
 
 
+@pytest.mark.parametrize("signed, entity", [(False, None), (True, None), (True, "feed")])
+def test_the_lanes_driver_read_gives_what_core_gives(app, client, node, clock, signed, entity):
+    """The lane reads on the DBAPI cursor: every column as Core types it, or its checks
+    (a report unchanged, presence, the cursor) would drift from the app's."""
+    from parent.node_lane import NodeFastLane, _read
+    from parent.services import replication
+
+    caller = _steady(client, node, clock, "signed")
+    assert caller.post("/heartbeat", json=BODY).status_code == 200
+    lane = NodeFastLane(app, app.wsgi_app)
+    with app.app_context():
+        nonce = db.session.query(UsedNonce.nonce).filter_by(node_id=node.node_id).first()[0]
+        params = {"api_key": node.api_key, **({"nonce": nonce} if signed else {}),
+                  **(replication.cursor_params(entity) if entity else {})}
+        with db.engine.connect() as connection:
+            by_core = connection.execute(_read(signed, entity), dict(params)).first()
+            by_driver = lane._driver_read(signed, entity, connection).first(connection,
+                                                                             dict(params))
+            missing = lane._driver_read(signed, entity, connection).first(
+                connection, {**params, "api_key": "AK-nobody"})
+    assert by_core is not None and missing is None
+    assert by_driver._fields == tuple(by_core._fields)
+    for name in by_core._fields:
+        core_value, driver_value = getattr(by_core, name), getattr(by_driver, name)
+        assert (driver_value, type(driver_value)) == (core_value, type(core_value)), name
+    assert by_driver.last_heartbeat_at is not None and by_driver.capabilities
+    assert not signed or by_driver.seen is True
+
+
 # Unchanged pulls: full (whole or page one) and incremental, answered 304 by the lane.
 
 FEEDS = "/api/v1/cascade/feeds"
