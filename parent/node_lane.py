@@ -6,10 +6,11 @@ reports what it reported last time, has no command waiting and sends no Idempote
 and syncs that find nothing new (a pull whose If-None-Match is current). For those the
 full path (request context, hooks, ORM session, unit of work) cost more than the work
 itself (bench/README.md, "The node fast lane"). This WSGI layer sits in front of the
-Flask app and answers them with one Core read of the node (with whether a signed
-request's nonce was seen and, for a pull, the table's cursor), the same credential check,
-the nonce committed before the answer (parent/nonce_writer.py, as the app writes it; on
-the same checked-out connection when this request writes its group), the
+Flask app and answers them with one read of the node (with whether a signed request's
+nonce was seen and, for a pull, the table's cursor) on the driver's cursor
+(parent/driver_sql.py), the same credential check, the nonce committed before the answer
+(parent/nonce_writer.py, as the app writes it; on the same checked-out connection when
+this request writes its group), the
 sign of life kept in memory for presence's batched write and, for a pull, its log row
 kept for the same write (services/unchanged_pulls.py), exactly as the full path does them
 (the functions are shared).
@@ -30,14 +31,13 @@ import io
 import json
 import logging
 import time
-from collections import namedtuple
 from functools import lru_cache
 from typing import cast
 from urllib.parse import parse_qsl
 
 from marshmallow import ValidationError
 from sqlalchemy import Connection, Table, bindparam, exists, select
-from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import errors as codes
 from shared import paths, signing
@@ -48,6 +48,7 @@ from .auth import NONCES, credentials_match, raw_path, timestamp_fresh
 from .clock import now
 from .config import settings
 from .crypto import cipher
+from .driver_sql import DriverStatement
 from .errors import request_id_for
 from .logs import log_access
 from .metrics import observe_request
@@ -102,68 +103,6 @@ def _read(signed: bool, entity: str | None):
     return select(*columns).where(_NODES.c.api_key == bindparam("api_key"))
 
 
-class _DriverRead:
-    """``_read`` compiled once for the engine's dialect and run on the DBAPI cursor.
-
-    Core's work per statement (cache key, execution context, result metadata) cost more
-    than the read: 82 of its 82 + 11 us on SQLite, 263 of 263 + 111 on PostgreSQL here
-    (bench/README.md, "One connection and the driver's cursor"). The SQL is Core's own
-    compilation, bound and typed by the columns' own processors, and it is announced to
-    the engine's ``before_cursor_execute``/``after_cursor_execute`` listeners as Core does
-    (with no execution context), so what counts statements (the write-budget tests, the
-    bench) still sees it. A plain SELECT: it takes no write turn and opens no transaction.
-    """
-
-    def __init__(self, statement, dialect):
-        self.statement = statement
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        if "POSTCOMPILE" in self.sql:  # an expanding parameter would need Core's rendering
-            raise ValueError("the fast lane's read must compile to fixed SQL")
-        binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                 for name, bind in compiled.binds.items()}
-        self.binds = {name: process for name, process in binds.items() if process}
-        # The values Core binds itself (a literal in the cursor's subquery), processed once.
-        self.fixed = {name: binds[name](bind.effective_value) if binds[name]
-                      else bind.effective_value
-                      for name, bind in compiled.binds.items() if not bind.required}
-        self.order = compiled.positiontup if compiled.positional else None
-        columns = list(statement.selected_columns)
-        self.processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                           for column in columns]
-        self.row = namedtuple("NodeRead", [column.key for column in columns])  # type: ignore[misc]
-
-    def first(self, connection: Connection, params: dict):
-        """The row (attributes named as the columns), or None; raises SQLAlchemyError."""
-        values = {**params, **self.fixed}
-        for name, process in self.binds.items():
-            if name in params:
-                values[name] = process(params[name])
-        parameters = tuple(values[name] for name in self.order) if self.order else values
-        dbapi_connection = connection.connection.dbapi_connection
-        if dbapi_connection is None:
-            raise ResourceClosedError("the connection was invalidated")
-        dispatch = connection.dispatch
-        cursor = dbapi_connection.cursor()
-        try:
-            dispatch.before_cursor_execute(connection, cursor, self.sql, parameters, None,
-                                           False)
-            cursor.execute(self.sql, parameters)
-            dispatch.after_cursor_execute(connection, cursor, self.sql, parameters, None,
-                                          False)
-            row = cursor.fetchone()
-        except connection.dialect.loaded_dbapi.Error:
-            # Core runs it again and handles what failed as it always does: a dropped
-            # connection renews the pool, and the error is raised as SQLAlchemy's.
-            return connection.execute(self.statement, params).first()
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        return self.row(*(process(value) if process else value
-                          for process, value in zip(self.processors, row)))
-
-
 class NodeFastLane:
     """WSGI middleware: steady heartbeats and unchanged pulls here, the rest to ``wsgi_app``."""
 
@@ -172,7 +111,7 @@ class NodeFastLane:
         self.wsgi_app = wsgi_app
         self.json_log = app.config["WERSS_SETTINGS"].log_format == "json"
         self._engine = None
-        self._reads: dict[tuple[bool, str | None], _DriverRead] = {}
+        self._reads: dict[tuple[bool, str | None], DriverStatement] = {}
         self._memo: dict[bytes, dict | None] = {}
         self._queries: dict[tuple[bool, str], dict | None] = {}
 
@@ -353,11 +292,13 @@ class NodeFastLane:
         self._queries[key] = loaded
         return loaded
 
-    def _driver_read(self, signed: bool, entity: str | None, db: Connection) -> _DriverRead:
+    def _driver_read(self, signed: bool, entity: str | None,
+                     db: Connection) -> DriverStatement:
+        """``_read`` on the driver's cursor (parent/driver_sql.py), compiled once."""
         read = self._reads.get((signed, entity))
         if read is None:
-            read = self._reads.setdefault((signed, entity),
-                                          _DriverRead(_read(signed, entity), db.dialect))
+            read = self._reads.setdefault((signed, entity), DriverStatement(
+                _read(signed, entity), db.dialect, "NodeRead"))
         return read
 
     def _bind(self):

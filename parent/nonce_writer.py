@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, bindparam, text
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 
 from . import write_queue
+from .driver_sql import DriverStatement
 from .models import UsedNonce
 
 _NONCES = cast(Table, UsedNonce.__table__)
@@ -51,6 +52,7 @@ class NonceWriter:
         self._turn = threading.Condition()
         self._gathering: _Group | None = None  # the group the next request joins
         self._writing = False
+        self._statements: dict[int, DriverStatement] = {}  # by rows in the statement
 
     def write(self, node_id: str, nonce: str, seen_at: datetime,
               connection: Connection | None = None) -> bool:
@@ -94,15 +96,23 @@ class NonceWriter:
             chunk = rows[start:start + MAX_ROWS]
             parameters = {f"{name}_{i}": row[name]
                           for i, row in enumerate(chunk) for name in _COLUMNS}
-            # Alone: it takes the write turn and commits itself (parent/write_queue.py).
-            result = connection.execute(_statement(len(chunk)), parameters,
-                                        execution_options={write_queue.ALONE: True})
-            written.update((row.node_id, row.nonce) for row in result)
+            # On the driver's cursor, alone: it takes the write turn and commits itself
+            # (parent/driver_sql.py, parent/write_queue.py).
+            returned = self._driver(len(chunk)).all(connection, parameters)
+            written.update((row.node_id, row.nonce) for row in returned)
         return written
+
+    def _driver(self, count: int) -> DriverStatement:
+        statement = self._statements.get(count)
+        if statement is None:
+            statement = self._statements.setdefault(count, DriverStatement(
+                _statement(count), self.engine.dialect, "WrittenNonce",
+                execution_options={write_queue.ALONE: True}))
+        return statement
 
 
 @functools.lru_cache(maxsize=MAX_ROWS)
-def _statement(count: int) -> TextClause:
+def _statement(count: int) -> TextualSelect:
     """``INSERT ... VALUES`` ``count`` rows ``ON CONFLICT DO NOTHING RETURNING`` the keys.
 
     Text, one per group size: SQLAlchemy does not cache the compiled form of a dialect's
@@ -115,7 +125,7 @@ def _statement(count: int) -> TextClause:
         f"INSERT INTO {_NONCES.name} ({', '.join(_COLUMNS)}) VALUES {values} "
         f"ON CONFLICT DO NOTHING RETURNING {_COLUMNS[0]}, {_COLUMNS[1]}"
     ).bindparams(*(bindparam(f"seen_at_{i}", type_=_NONCES.c.seen_at.type)
-                   for i in range(count)))
+                   for i in range(count))).columns(_NONCES.c.node_id, _NONCES.c.nonce)
 
 
 def nonce_writer(app) -> NonceWriter:

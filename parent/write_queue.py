@@ -82,6 +82,13 @@ def _takes_rows(context: Any) -> bool:
     return getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
 
 
+def _alone(context: Any) -> bool:
+    """Whether the statement commits itself: run with ``ALONE``, or on the driver's cursor
+    (parent/driver_sql.py, announced with no execution context), which the node lane does
+    only on a connection that holds no transaction."""
+    return context is None or bool(context.execution_options.get(ALONE))
+
+
 def sqlite_in_transaction(dbapi_connection: Any) -> bool:
     return dbapi_connection.in_transaction
 
@@ -157,11 +164,11 @@ def install(engine: Engine, database_path: str | None, timeout: float,
     @event.listens_for(engine, "before_cursor_execute")
     def _before_write(connection, _cursor, statement, _parameters, context, _executemany):
         if not reads_only(statement) or _takes_rows(context):
-            queue.enter(connection, begin=not context.execution_options.get(ALONE))
+            queue.enter(connection, begin=not _alone(context))
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _after_write(connection, _cursor, _statement, _parameters, context, _executemany):
-        if context is not None and context.execution_options.get(ALONE):
+    def _after_write(connection, _cursor, statement, _parameters, context, _executemany):
+        if _alone(context) and not reads_only(statement):
             _release(connection.connection.info)  # it committed itself: the turn is over
 
     @event.listens_for(engine, "commit")

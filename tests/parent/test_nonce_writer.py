@@ -158,3 +158,30 @@ def test_a_signed_request_whose_nonce_loses_the_race_is_refused(client, node, cl
 
     monkeypatch.setattr(NonceWriter, "write", copy_first)
     assert_error(caller.get("/whoami"), 401, "replayed_request")
+
+
+def test_a_nonce_whose_driver_write_fails_is_written_by_core_and_committed(app, db_url,
+                                                                          clock):
+    """The group's INSERT runs on the driver's cursor (parent/driver_sql.py). If the driver
+    raises, Core runs it again, alone: committed at once, not left in a transaction that
+    the connection's return would roll back (and a replay let in)."""
+    writer = nonce_writer(app)
+    with app.app_context():
+        statement = writer._driver(1)
+    statement.sql = "INSERT INTO no_such_table VALUES (1)"  # what the driver now meets
+    assert writer.write("n1", "retried", MOMENT) is True
+    other = create_app(base_config(db_url), clock=clock, environ={})  # a second process
+    try:
+        assert nonce_writer(other).write("n1", "retried", MOMENT) is False
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+    assert ("n1", "retried") in _stored(app)
+
+
+def test_a_group_on_the_drivers_cursor_is_counted_as_one_insert_and_commits_itself(app):
+    with counted(app) as seen:
+        assert nonce_writer(app).write("n1", "counted", MOMENT) is True
+    assert seen["statements"] == ["INSERT used_nonces"]
+    assert seen["commits"] == 0  # no transaction was opened: the statement committed itself
+    assert ("n1", "counted") in _stored(app)
