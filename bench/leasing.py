@@ -49,24 +49,34 @@ def whoami_factory(base_url: str, fleet: list):
 
 
 class LeaseLedger:
-    """Every lease the clients were granted, as (node index, lease id, allocation id, feed id)."""
+    """Every lease the clients were told of, as (lease id, allocation id, feed id).
+
+    Which node holds each lease is read back from the database afterwards (``nodes``), so
+    one ledger serves both drivers: wrk does not say which request an answer belongs to.
+    """
 
     def __init__(self, threads_per_node: int):
         self.threads_per_node = threads_per_node
-        self.granted: list[tuple[int, str, str, str]] = []
+        self.granted: list[tuple[str, str, str]] = []
+        self.nodes: dict[str, int] = {}  # lease id: index of its node in the fleet
         self.malformed = 0
         self._lock = threading.Lock()
 
-    def node_of(self, thread_index: int) -> int:
-        return thread_index // self.threads_per_node
+    def node_of(self, index: int) -> int:
+        """The node a client (Python: thread index; wrk: request index) claims as."""
+        return index // self.threads_per_node
 
-    def record(self, thread_index: int, status: int, content: bytes) -> None:
-        if status != 200:
-            return
+    def record(self, _thread_index: int, status: int, content: bytes) -> None:
+        """The Python driver's on_response."""
+        if status == 200:
+            self.record_answer(content)
+
+    def record_answer(self, content: bytes) -> None:
+        """One 200 answer to a claim: keep the leases it grants."""
         try:
             leases = json.loads(content)["data"]["leases"]
-            entries = [(self.node_of(thread_index), lease["lease_id"], lease["allocation_id"],
-                        lease["feeds"][0]["id"]) for lease in leases]
+            entries = [(lease["lease_id"], lease["allocation_id"], lease["feeds"][0]["id"])
+                       for lease in leases]
         except (ValueError, KeyError, IndexError, TypeError):
             with self._lock:
                 self.malformed += 1
@@ -76,16 +86,16 @@ class LeaseLedger:
 
     def duplicates(self) -> int:
         """Allocations the clients saw granted more than once."""
-        allocation_ids = [entry[2] for entry in self.granted]
+        allocation_ids = [entry[1] for entry in self.granted]
         return len(allocation_ids) - len(set(allocation_ids))
 
 
 def claim_factory(base_url: str, fleet: list, ledger: LeaseLedger):
-    """Client thread i claims as node i // threads_per_node (10 nodes × 5 threads)."""
+    """Client i claims as node i // threads_per_node (10 nodes × 5 threads), modulo the fleet."""
     url = base_url + CLAIM_PATH
 
     def make(index: int):
-        creds = fleet[ledger.node_of(index)]
+        creds = fleet[ledger.node_of(index) % len(fleet)]
         return "POST", url, _signed_headers(creds, "POST", CLAIM_PATH, CLAIM_BODY, True), CLAIM_BODY
 
     return make
@@ -96,7 +106,8 @@ def complete_factory(base_url: str, fleet: list, ledger: LeaseLedger):
     queue = deque(ledger.granted)
 
     def make(_index: int):
-        node, lease_id, _, feed_id = queue.popleft()  # one ticket per granted lease
+        lease_id, _, feed_id = queue.popleft()  # one ticket per granted lease
+        node = ledger.nodes[lease_id]
         path = CASCADE_PREFIX + LEASE_COMPLETE.format(lease_id=lease_id)
         body = json.dumps({"results": [{"mp_id": feed_id, "success": True, "article_count": 0,
                                         "new_count": 0, "pushed_count": 0}]}).encode()
@@ -229,6 +240,22 @@ class WorkStore:
                 return None
             with db.engine.connect() as connection:
                 return connection.exec_driver_sql("SHOW autovacuum").scalar()
+
+    def lease_nodes(self, lease_ids: list[str]) -> dict[str, str]:
+        """Lease id: the id of the node that holds it."""
+        from parent.extensions import db
+        from parent.models import Lease
+
+        found: dict[str, str] = {}
+        with self.app.app_context():
+            try:
+                for start in range(0, len(lease_ids), 500):
+                    found.update(db.session.execute(
+                        db.select(Lease.id, Lease.node_id)
+                        .where(Lease.id.in_(lease_ids[start:start + 500]))).tuples().all())
+            finally:
+                db.session.remove()
+        return found
 
     def check_leases(self, task_id: str) -> dict:
         """Ask the database how many leases each allocation of the task ever had."""

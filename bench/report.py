@@ -140,7 +140,11 @@ def render_leasing(section: dict) -> list[str]:
         f"base = the bare app with the same {section['clients']} clients, just before and after",
         f"double-lease check ({'OK' if check['ok'] else 'FAILED'}): the database holds "
         f"{check['leases']:,} leases for the {check['leases_granted_to_clients']:,} the clients "
-        f"were granted; {check['allocations_leased_twice']} allocations leased more than once; "
+        f"were told of"
+        + (f" ({check['leases_granted_unread']} in flight when wrk stopped, never read; at most "
+           f"{check['leases_granted_unread_allowed']} allowed)"
+           if check.get("leases_granted_unread_allowed") else "")
+        + f"; {check['allocations_leased_twice']} allocations leased more than once; "
         f"{check['client_seen_duplicates']} duplicates seen by clients; allocations now "
         f"{statuses}; {check['completes_ok']:,} completes answered 200",
         "",

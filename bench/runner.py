@@ -37,17 +37,16 @@ from .footprint import footprint_section, render as render_footprint
 from .leasing import WorkStore
 from .phases import (
     LEASE_CAPACITY, Scenario, baseline_factory, child_section, claim_queue, get_factory,
-    lease_throughput, measure,
+    lease_throughput, measure, measure_wrk,
 )
 from .probe import HEARTBEAT_BODY, probe_hot_paths
 from .pushes import push_section
 from .servers import ServerStartError, baseline_server, subject_server
-from .wrk import WrkError, run_wrk, wrk_path
+from .wrk import WrkError, wrk_path
 from .wechat import render_wechat, wechat_section
 
 PG_ENV = "WERSS_BENCH_DATABASE_URL"
 EXIT_ERRORS = 1
-PHASE_PAUSE = 2.0  # seconds between wrk phases
 EXIT_SETUP = 2
 SECTIONS = ("http", "leasing", "queue", "children", "slowloris", "pushes", "footprint",
             "wechat", "channels", "fleet")
@@ -359,16 +358,7 @@ def run(args: argparse.Namespace) -> int:
             def http_measure(scenario: Scenario) -> dict:
                 if args.driver == "python":
                     return measure(scenario, args.threads)
-                print(f"bench: {scenario.label} (wrk, {args.connections} connections, "
-                      f"{args.duration:g} s) ...", end=" ", flush=True)
-                varies = scenario.factory(0)[2] != scenario.factory(1)[2]
-                # Let the previous phase's queued requests drain before this one starts.
-                time.sleep(PHASE_PAUSE)
-                result = run_wrk(scenario, connections=args.connections,
-                                 duration=args.duration, varies=varies)
-                print(f"{result['rps']:,.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
-                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors", flush=True)
-                return result
+                return measure_wrk(scenario, args.connections, args.duration)
 
             runs = {"baseline_0": http_measure(baseline_scenario(0))}
             for index, scenario in enumerate(_scenarios(args, subject.base_url, fleet, etag), 1):

@@ -1,6 +1,8 @@
 -- Replay pre-built requests (one per line of <prefix><thread>.txt: "Name: value<TAB>..."),
 -- count answers with the expected status, and print one WRKJSON line at the end.
--- Arguments after "--": file prefix, expected status, method, body file.
+-- Arguments after "--": file prefix, expected status, method, body file, and optionally a
+-- second prefix: each answer with the expected status is then written to <prefix><thread>.txt,
+-- one line per answer (the bench reads leases back from a claim's answers).
 local threads = {}
 local counter = 0
 
@@ -24,6 +26,7 @@ function init(args)
     table.insert(reqs, wrk.format(method, nil, headers, body))
   end
   n, ok, bad, first_bad, expected = 0, 0, 0, "", expected_status
+  if args[5] and args[5] ~= "" then record = io.open(args[5] .. tid .. ".txt", "wb") end
 end
 
 function request()
@@ -34,6 +37,10 @@ end
 function response(status, headers, body)
   if status == expected then
     ok = ok + 1
+    if record then
+      record:write((string.gsub(body, "\n", " ")), "\n")
+      record:flush()
+    end
   else
     bad = bad + 1
     if first_bad == "" then first_bad = tostring(status) end

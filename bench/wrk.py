@@ -41,10 +41,13 @@ def _header_line(headers: dict) -> str:
 
 
 def run_wrk(scenario, *, connections: int, duration: float, wrk_threads: int = 2,
-            varies: bool = True) -> dict:
+            varies: bool = True, on_answer=None) -> dict:
     """Run one scenario under wrk; return the same fields as the Python driver's results.
 
     ``varies``: the factory gives a different request each time (signed); else one is built.
+    ``on_answer``: called with the body (bytes) of every answer that had the expected
+    status, after the run. Requests still in flight when wrk stops are never read: the
+    server may have acted on them, and no answer reports it.
     """
     binary = wrk_path()
     if not binary:
@@ -68,8 +71,16 @@ def run_wrk(scenario, *, connections: int, duration: float, wrk_threads: int = 2
                    "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA), url, "--",
                    str(workdir / "req-"), str(scenario.expected_status), method,
                    str(workdir / "body")]
+        if on_answer is not None:
+            command.append(str(workdir / "answers-"))
         completed = subprocess.run(command, capture_output=True, text=True,
                                    timeout=duration + 60)
+        if on_answer is not None and completed.returncode == 0:
+            for tid in range(wrk_threads):
+                answers = workdir / f"answers-{tid}.txt"
+                if answers.exists():
+                    for line in answers.read_bytes().splitlines():
+                        on_answer(line)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     line = next((line for line in completed.stdout.splitlines() if line.startswith("WRKJSON ")),
