@@ -28,6 +28,7 @@ from shared.timeutil import isoformat_z
 from ..config import settings
 from ..clock import now
 from ..errors import ApiError
+from .. import write_queue
 from ..extensions import db, rowcount
 from ..models import (
     Allocation, Article, ChangeLogEntry, Feed, Lease, MessageTask, Node, TaskRun,
@@ -233,8 +234,11 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     # Most claims of an idle fleet find nothing. Look first with a plain read: it opens no
     # transaction and, on SQLite, waits for no write turn, so an empty claim writes nothing
     # but its nonce. Work that appears after the look moves the work generation, which was
-    # read before it (the next claim goes to the app).
-    if db.session.execute(_candidates_statement(*shape, lock=False), values).first() is None:
+    # read before it (the next claim goes to the app). A claim whose write transaction is
+    # already open (one with an Idempotency-Key, as children send: request_response.py)
+    # would save nothing by looking: it goes straight to the locked read.
+    if not write_queue.ends_a_transaction(db.session.connection()) and db.session.execute(
+            _candidates_statement(*shape, lock=False), values).first() is None:
         return _Claimed([])
     # One statement reads the candidates, what the node already holds (capacity), the
     # runs' slots and the change-log cursor that keys the task cache (see _task_cache).

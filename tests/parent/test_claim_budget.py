@@ -4,7 +4,8 @@ A claim first looks whether there is anything to take (a plain read: an empty cl
 idle fleet sends, opens no transaction and commits nothing). A claim that finds work then
 runs one SELECT of allocations (candidates, the node's held count, the runs' slots and the
 change-log cursor together), one guarded UPDATE ... RETURNING for every allocation it takes,
-one INSERT of the leases and one read of their feeds. It looks for
+one INSERT of the leases and one read of their feeds. A claim with an Idempotency-Key (every
+child's) has opened its write transaction before the claim runs, so it skips the look. It looks for
 expired leases only when one can have expired, and a task's wire values come from the
 process's copy while the change log says they are unchanged.
 """
@@ -12,6 +13,7 @@ process's copy while the change log says they are unchanged.
 import pytest
 
 from parent.extensions import db
+from shared.envelope import IDEMPOTENCY_HEADER
 from parent.models import Allocation
 from tests.conftest import create_node_with_credentials
 from tests.support.sql_counting import counted
@@ -43,8 +45,9 @@ def make_work(admin, feeds: int, name: str = "collect") -> str:
     return task_id
 
 
-def claim(caller, max_count: int = 1) -> list[dict]:
-    response = caller.post("/claim", json={"max": max_count, "wait": 0})
+def claim(caller, max_count: int = 1, key: str | None = None) -> list[dict]:
+    headers = {IDEMPOTENCY_HEADER: key} if key else None
+    response = caller.post("/claim", json={"max": max_count, "wait": 0}, headers=headers)
     assert response.status_code == 200, response.get_json()
     return response.get_json()["data"]["leases"]
 
@@ -59,6 +62,31 @@ def test_a_claim_runs_one_select_one_update_one_insert_and_its_feeds(app, admin,
     assert len(leases) == max_count
     assert work_statements(seen) == CLAIM_STATEMENTS
     assert seen["commits"] == 1
+
+
+def test_a_claim_with_an_idempotency_key_reads_its_candidates_once(app, admin, node_caller,
+                                                                   clock):
+    make_work(admin, 3)
+    claim(node_caller)  # the first claim of a process looks at expiry, schedule and task
+    # A child's claim carries a key: its write transaction is open before the claim runs
+    # (the key's lock), so looking first would only add a read.
+    with counted(app) as seen:
+        leases = claim(node_caller, key="claim-1")
+    assert len(leases) == 1
+    assert work_statements(seen) == CLAIM_STATEMENTS[1:]
+    assert seen["commits"] == 1
+    # Its retry is answered from the record; the last allocation is still there to take.
+    clock.advance(1)
+    assert claim(node_caller, key="claim-1") == leases
+    assert len(claim(node_caller, key="claim-2")) == 1
+    # With nothing left, a keyed claim is still told so (204), and takes nothing.
+    clock.advance(1)
+    with counted(app) as seen:
+        empty = node_caller.post("/claim", json={"max": 1, "wait": 0},
+                                 headers={IDEMPOTENCY_HEADER: "claim-3"})
+    assert empty.status_code == 204
+    assert work_statements(seen).count("SELECT allocations") == 1
+    assert not [s for s in work_statements(seen) if not s.startswith("SELECT")]
 
 
 def test_each_allocation_of_a_claim_records_the_lease_it_was_given(app, admin, node_caller):
