@@ -67,7 +67,8 @@ def pending_task(node: Node) -> dict | None:
         .order_by(Lease.created_at, Allocation.id).limit(1)
     ).all()
     if held:
-        return task_package(leasing.lease_payloads([tuple(row) for row in held])[0])
+        return task_package(leasing.lease_payloads(
+            [leasing.Granted.of(allocation, lease) for allocation, lease in held])[0])
     savepoint = db.session.begin_nested()
     try:
         # No scheduling in here: the savepoint is rolled back, and a run created inside it

@@ -16,9 +16,7 @@ from typing import cast
 from flask import current_app
 
 from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, or_
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import ReturningUpdate
-from sqlalchemy.orm.attributes import set_committed_value
 
 from shared import errors as codes
 from shared.lease_schemas import LeaseSchema, LeaseTaskSchema
@@ -52,6 +50,11 @@ _EXPIRY_KEY = "werss.lease_expiry"
 LEASE_WIRE = LeaseSchema()
 _LEASE_TASK_FIELDS = tuple(LeaseTaskSchema().fields)
 _LEASES = cast(Table, Lease.__table__)  # a mapped class's table (typed as FromClause)
+# The claim's own statements are Core's, on the tables: the ORM's work per statement (entity
+# loading, bulk-update compile state) was about a third of a claiming worker's CPU.
+_ALLOCATIONS = cast(Table, Allocation.__table__)
+_RUNS = cast(Table, TaskRun.__table__)
+_CHANGES = cast(Table, ChangeLogEntry.__table__)
 # The columns a lease's feeds carry: read as plain rows, not as Feed entities.
 _FEED_COLUMNS = tuple(Feed.__table__.c[name] for name in FeedSchema().fields)
 # Every lease of a run carries the same task: each process keeps the tasks' wire values
@@ -60,7 +63,7 @@ TASK_CACHE_SECONDS = 60
 _TASK_CACHE_KEY = "werss.lease_tasks"
 # The node's leased rows, counted inside the claim's own SELECT of allocations (made once:
 # building an alias costs more than the count).
-_HELD = aliased(Allocation, name="held")
+_HELD = _ALLOCATIONS.alias("held")
 
 # The claim's other statements, built once too (only bound per claim).
 _INSERT_LEASES = _LEASES.insert()
@@ -70,6 +73,24 @@ _TASKS_BY_ID = db.select(MessageTask).where(MessageTask.id.in_(bindparam("ids", 
 _SLOTS_BY_RUN = db.select(TaskRun.id, TaskRun.slot).where(
     TaskRun.id.in_(bindparam("ids", expanding=True)))
 _TAKE_STATEMENTS: dict[int, ReturningUpdate[tuple[str, int]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """A lease as a claim grants it: what its payload names (lease_payloads)."""
+
+    lease_id: str
+    attempt: int
+    allocation_id: str
+    run_id: str
+    task_id: str
+    feed_ids: list
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, allocation: Allocation, lease: Lease) -> "Granted":
+        return cls(lease.id, lease.attempt, allocation.id, allocation.run_id,
+                   allocation.task_id, allocation.feed_ids, allocation.lease_expires_at)
 _TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely above a few
 
 
@@ -145,35 +166,36 @@ def _candidates_statement(rss_only: bool, wechat_only: bool, by_label: bool,
     statement = _STATEMENTS.get(key)
     if statement is not None:
         return statement
+    a = _ALLOCATIONS.c
     conditions = [
-        Allocation.status == status_literal(ALLOC_PENDING),
-        or_(Allocation.not_before.is_(None), Allocation.not_before <= bindparam("moment")),
+        a.status == status_literal(ALLOC_PENDING),
+        or_(a.not_before.is_(None), a.not_before <= bindparam("moment")),
     ]
     if rss_only:
-        conditions.append(Allocation.needs_wechat.is_(False))
+        conditions.append(a.needs_wechat.is_(False))
     if wechat_only:
         # Allocations are never mixed (scheduling chunks per source): WeChat work only.
-        conditions.append(Allocation.needs_wechat.is_(True))
+        conditions.append(a.needs_wechat.is_(True))
     if by_label:
-        conditions.append(Allocation.label_key.in_(bindparam("subsets", expanding=True)))
+        conditions.append(a.label_key.in_(bindparam("subsets", expanding=True)))
     if not lock:
         # The probe: is there anything to take? A plain read, outside any transaction.
-        statement = db.select(Allocation.id).where(*conditions).limit(1)
+        statement = db.select(a.id).where(*conditions).limit(1)
     else:
         statement = (
             db.select(
-                Allocation, TaskRun.slot,
+                a.id, a.run_id, a.task_id, a.feed_ids, a.labels, _RUNS.c.slot,
                 db.select(func.count()).select_from(_HELD)
-                .where(_HELD.leased_to == bindparam("node_id"),
-                       _HELD.status == status_literal(ALLOC_LEASED))
-                .scalar_subquery(),
-                db.select(func.max(ChangeLogEntry.id)).scalar_subquery(),
+                .where(_HELD.c.leased_to == bindparam("node_id"),
+                       _HELD.c.status == status_literal(ALLOC_LEASED))
+                .scalar_subquery().label("held"),
+                db.select(func.max(_CHANGES.c.id)).scalar_subquery().label("cursor"),
             )
-            .outerjoin(TaskRun, TaskRun.id == Allocation.run_id)
+            .select_from(_ALLOCATIONS.outerjoin(_RUNS, _RUNS.c.id == a.run_id))
             .where(*conditions)
-            .order_by(Allocation.priority, Allocation.created_at, Allocation.id)
+            .order_by(a.priority, a.created_at, a.id)
             .limit(bindparam("limit"))
-            .with_for_update(of=Allocation, skip_locked=True)
+            .with_for_update(of=_ALLOCATIONS, skip_locked=True)
         )
     _STATEMENTS[key] = statement
     return statement
@@ -202,15 +224,14 @@ def _requeue_if_due(moment: datetime) -> None:
     state["next_look"] = horizon if earliest is None else min(earliest, horizon)
 
 
-def claim_once(node: Node, max_count: int,
-               schedule: bool = True) -> list[tuple[Allocation, Lease]]:
+def claim_once(node: Node, max_count: int, schedule: bool = True) -> list[Granted]:
     """Lease up to ``max_count`` allocations to the node (in this transaction)."""
     return _claim(node, max_count, schedule).leases
 
 
 @dataclass
 class _Claimed:
-    leases: list[tuple[Allocation, Lease]]
+    leases: list[Granted]
     slots: dict[str, datetime] = field(default_factory=dict)
     cursor: int | None = None  # the change-log cursor, read in the same snapshot
 
@@ -252,17 +273,17 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     ).all()
     if not rows:
         return _Claimed([])
-    room = capacity - rows[0][2]
-    cursor = rows[0][3]
-    candidates = [row[0] for row in rows]
+    room = capacity - rows[0].held
+    cursor = rows[0].cursor
+    candidates = rows
     if subsets is None:
         own = set(node.labels or [])
-        candidates = [a for a in candidates if set(a.labels or []) <= own]
+        candidates = [row for row in candidates if set(row.labels or []) <= own]
     candidates = candidates[:max(0, room)]
     if not candidates:
         return _Claimed([])
 
-    lease_ids = {allocation.id: new_uuid() for allocation in candidates}
+    lease_ids = {row.id: new_uuid() for row in candidates}
     expires_at = moment + timedelta(seconds=cfg.lease_ttl)
     # One guarded UPDATE for all the candidates; RETURNING says which were won, and with
     # which attempt, so nothing is read back.
@@ -271,24 +292,16 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
         parameters[f"id_{index}"], parameters[f"lease_{index}"] = allocation_id, lease_id
     won = dict(db.session.execute(
         _take_statement(len(lease_ids)), parameters).tuples().all())
-    claimed: list[tuple[Allocation, Lease]] = []
-    for allocation in candidates:
-        if allocation.id not in won:
-            continue  # another claimer took it between our read and our write
-        values = dict(status=ALLOC_LEASED, current_lease_id=lease_ids[allocation.id],
-                      leased_to=node.id, attempt=won[allocation.id],
-                      lease_expires_at=expires_at, updated_at=moment)
-        for key, value in values.items():
-            set_committed_value(allocation, key, value)
-        claimed.append((allocation, Lease(
-            id=lease_ids[allocation.id], allocation_id=allocation.id, node_id=node.id,
-            attempt=won[allocation.id], status=LEASE_ACTIVE, created_at=moment)))
+    claimed = [Granted(lease_ids[row.id], won[row.id], row.id, row.run_id, row.task_id,
+                       row.feed_ids, expires_at)
+               for row in candidates if row.id in won]  # else another claimer took it
     if claimed:
-        # Core, not the unit of work: the new leases are only read back by id.
         db.session.execute(_INSERT_LEASES, [
-            {column.key: getattr(lease, column.key) for column in _LEASES.columns}
-            for _, lease in claimed])
-    return _Claimed(claimed, {row[0].run_id: row[1] for row in rows}, cursor)
+            {"id": granted.lease_id, "allocation_id": granted.allocation_id,
+             "node_id": node.id, "attempt": granted.attempt, "status": LEASE_ACTIVE,
+             "created_at": moment, "ended_at": None, "error": None}
+            for granted in claimed])
+    return _Claimed(claimed, {row.run_id: row.slot for row in rows}, cursor)
 
 
 def _take_statement(count: int) -> ReturningUpdate[tuple[str, int]]:
@@ -300,16 +313,16 @@ def _take_statement(count: int) -> ReturningUpdate[tuple[str, int]]:
     if statement is not None:
         return statement
     ids: list[BindParameter[str]] = [bindparam(f"id_{index}") for index in range(count)]
+    a = _ALLOCATIONS.c
     statement = (
-        db.update(Allocation)
-        .where(Allocation.id.in_(ids), Allocation.status == ALLOC_PENDING)
+        db.update(_ALLOCATIONS)
+        .where(a.id.in_(ids), a.status == ALLOC_PENDING)
         .values(status=ALLOC_LEASED,
-                current_lease_id=case(*((Allocation.id == ids[index], bindparam(f"lease_{index}"))
+                current_lease_id=case(*((a.id == ids[index], bindparam(f"lease_{index}"))
                                         for index in range(count))),
-                leased_to=bindparam("node_id"), attempt=Allocation.attempt + 1,
+                leased_to=bindparam("node_id"), attempt=a.attempt + 1,
                 lease_expires_at=bindparam("expires_at"), updated_at=bindparam("moment"))
-        .returning(Allocation.id, Allocation.attempt)
-        .execution_options(synchronize_session=False)
+        .returning(a.id, a.attempt)
     )
     if count <= _TAKE_CACHED_UP_TO:
         _TAKE_STATEMENTS[count] = statement
@@ -345,8 +358,7 @@ def _current_cursor() -> int | None:
     return db.session.execute(db.select(func.max(ChangeLogEntry.id))).scalar()
 
 
-def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
-                   slots: dict[str, datetime] | None = None,
+def lease_payloads(claimed: list[Granted], *, slots: dict[str, datetime] | None = None,
                    cursor: int | None = None) -> list[dict]:
     """The leases as nodes receive them: dumped by the contract's LeaseSchema.
 
@@ -356,33 +368,33 @@ def lease_payloads(claimed: list[tuple[Allocation, Lease]], *,
     if not claimed:
         return []
     tasks = _task_cache(cursor if cursor is not None else _current_cursor())
-    task_ids = {allocation.task_id for allocation, _ in claimed} - tasks.keys()
+    task_ids = {granted.task_id for granted in claimed} - tasks.keys()
     if task_ids:
         loaded = {t.id: task_values(t) for t in db.session.execute(
             _TASKS_BY_ID, {"ids": list(task_ids)}).scalars()}
         tasks.update({task_id: loaded.get(task_id) for task_id in task_ids})
-    feed_ids = {f for allocation, _ in claimed for f in allocation.feed_ids}
+    feed_ids = {f for granted in claimed for f in granted.feed_ids}
     feeds = {row["id"]: row for row in db.session.execute(
         _FEEDS_BY_ID, {"ids": list(feed_ids)}).mappings()} if feed_ids else {}
     slots = dict(slots or {})
-    run_ids = {allocation.run_id for allocation, _ in claimed} - slots.keys()
+    run_ids = {granted.run_id for granted in claimed} - slots.keys()
     if run_ids:
         slots.update(db.session.execute(_SLOTS_BY_RUN, {"ids": list(run_ids)}).tuples().all())
     payloads = []
-    for allocation, lease in claimed:
+    for granted in claimed:
         # A task deleted since it was queued: the lease still names it, every field null.
-        values = tasks.get(allocation.task_id) or dict.fromkeys(_LEASE_TASK_FIELDS)
+        values = tasks.get(granted.task_id) or dict.fromkeys(_LEASE_TASK_FIELDS)
         payloads.append({
-            "lease_id": lease.id,
-            "allocation_id": allocation.id,
-            "attempt": lease.attempt,
-            "expires_at": allocation.lease_expires_at,
-            "slot": slots.get(allocation.run_id),
-            "run_id": allocation.run_id,
+            "lease_id": granted.lease_id,
+            "allocation_id": granted.allocation_id,
+            "attempt": granted.attempt,
+            "expires_at": granted.expires_at,
+            "slot": slots.get(granted.run_id),
+            "run_id": granted.run_id,
             # send_limit says whether its pushes need send permits (services/send_budgets.py).
-            "task": {**values, "id": allocation.task_id,
+            "task": {**values, "id": granted.task_id,
                      "send_limit": send_limit_wire(values["channel"])},
-            "feeds": [feeds[f] for f in allocation.feed_ids if f in feeds],
+            "feeds": [feeds[f] for f in granted.feed_ids if f in feeds],
         })
     return LEASE_WIRE.dump(payloads, many=True)
 
