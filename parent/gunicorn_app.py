@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 ACCESS_LOG_FORMAT = '%(h)s pid=%(p)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, building only the atoms that ACCESS_LOG_FORMAT names.
+
+    gunicorn builds every atom for every request (a strftime, and one entry per request
+    header, response header and WSGI environ key, about 60) for a line that uses seven:
+    4.6 % of a worker's Python time under an idle fleet (bench/README.md). The line is the
+    same; another format gets gunicorn's own atoms.
+    """
+
+    def atoms(self, resp, req, environ, request_time):
+        if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
+            return super().atoms(resp, req, environ, request_time)
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        atoms = {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "p": f"<{os.getpid()}>",
+            "r": f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
+            "s": status,
+            "B": getattr(resp, "sent", None),
+            "M": request_time.seconds * 1000 + int(request_time.microseconds / 1000),
+        }
+        for name, value in resp.headers:
+            if name.lower() == "x-request-id":
+                atoms["{x-request-id}o"] = value
+        return atoms
 
 
 def _post_worker_init(worker):
@@ -82,6 +113,7 @@ def gunicorn_options(bind: str, workers: int, threads: int, log_config: dict | N
         "keepalive": 5,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
+        "logger_class": AccessLogger,
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
