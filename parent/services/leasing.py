@@ -73,6 +73,7 @@ _TASKS_BY_ID = db.select(MessageTask).where(MessageTask.id.in_(bindparam("ids", 
 _SLOTS_BY_RUN = db.select(TaskRun.id, TaskRun.slot).where(
     TaskRun.id.in_(bindparam("ids", expanding=True)))
 _TAKE_STATEMENTS: dict[int, ReturningUpdate[tuple[str, int]]] = {}
+_TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely above a few
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,6 @@ class Granted:
     def of(cls, allocation: Allocation, lease: Lease) -> "Granted":
         return cls(lease.id, lease.attempt, allocation.id, allocation.run_id,
                    allocation.task_id, allocation.feed_ids, allocation.lease_expires_at)
-_TAKE_CACHED_UP_TO = 64  # candidates in one claim: a node's capacity, rarely above a few
 
 
 def requeue_expired(moment: datetime | None = None) -> int:
