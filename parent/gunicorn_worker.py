@@ -33,19 +33,14 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import partial
 
-from gunicorn.http import wsgi
-from gunicorn.http.parser import RequestParser
 from gunicorn.util import http_date
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from shared import paths
 
 from .metrics import count_abandoned_request, count_worker_claim_answer
-from .node_lane import DECLINED, LANE_ONLY, LANE_REQUEST_LINE, NodeFastLane
-from .write_queue import waiting_at_most
 
 REQUEST_READ_TIMEOUT = 15.0
 MAX_HEAD = 64 * 1024
@@ -121,30 +116,24 @@ class ParkableClaim:
     close: bool = False  # the client (or a proxy) wants the connection closed after it
 
 
-def one_whole_request(data: bytes, line: re.Pattern) -> tuple[bytes, bool] | None:
-    """``(head, close)`` if ``data`` is exactly one whole request whose request line
-    ``line`` matches (HTTP/1.0 or 1.1, a Content-Length body or none), else None.
+def native_claim(data: bytes) -> tuple[bytes, bool] | None:
+    """``(head, close)`` if ``data`` is exactly one whole native ``POST`` claim, else None.
 
     Nothing may be pipelined behind it; ``close``: the client (or a proxy) wants the
     connection closed after the answer.
     """
     end = data.find(b"\r\n\r\n")
-    if end < 0 or not line.match(data):
+    line = _CLAIM_LINE.match(data)
+    if end < 0 or not line:
         return None
     head = data[:end + 2]
     if _CHUNKED.search(head) or _EXPECT.search(head):
         return None
-    http_1_0 = data[:data.find(b"\r\n")].endswith(b" HTTP/1.0")
-    close = bool(_CLOSE.search(head)) or (http_1_0 and not _KEEP_ALIVE.search(head))
+    close = bool(_CLOSE.search(head)) or (line.group(1) == b"0" and not _KEEP_ALIVE.search(head))
     lengths = _LENGTH_LINE.findall(head)
     if len(lengths) > 1 or len(data) != end + 4 + (int(lengths[0]) if lengths else 0):
         return None
     return head, close
-
-
-def native_claim(data: bytes) -> tuple[bytes, bool] | None:
-    """``(head, close)`` if ``data`` is exactly one whole native ``POST`` claim, else None."""
-    return one_whole_request(data, _CLAIM_LINE)
 
 
 def parkable_claim(data: bytes) -> ParkableClaim | None:
@@ -212,8 +201,6 @@ def no_change_answer(token: bytes, wait: int, close: bool = False) -> bytes:
 class BufferingThreadWorker(ThreadWorker):
     """A gthread worker whose event loop reads each request before a thread serves it."""
 
-    alive: bool  # gunicorn's Worker sets it (untyped there)
-
     def init_process(self):
         self.buffering: dict[TConn, float] = {}
         # Parking state, touched only by the event loop's thread (others defer to it).
@@ -232,13 +219,11 @@ class BufferingThreadWorker(ThreadWorker):
         self._answers: dict[object, tuple[int, str | None, str | None]] = {}
         self._watcher = None
         self.in_app = 0  # requests handed to the thread pool and not finished yet
-        self._lane_app = None  # the app's WSGI chain in front of Flask (see _answer_in_loop)
         self._deferring = 0  # claims deferred since the app last caught up (see _defer)
         self._handing_out = False  # the app's last answer to a native claim was a 200
         super().init_process()
 
     def run(self):
-        self._start_answering_in_loop()
         self._start_parking()
         try:
             super().run()
@@ -267,17 +252,6 @@ class BufferingThreadWorker(ThreadWorker):
         self._watcher = GenerationWatcher(
             database_url, lambda gen: self.method_queue.defer(self._observe_generation, gen))
         self._watcher.start()
-
-    def _start_answering_in_loop(self) -> None:
-        app = self.wsgi  # type: ignore[has-type]  # set by gunicorn before run()
-        config = getattr(app, "config", None)
-        if not config or "WERSS_SETTINGS" not in config \
-                or getattr(self.cfg, "protocol", "http") != "http":
-            return
-        chain = app.wsgi_app  # the lane, or ProxyFix in front of it (trusted_proxies)
-        if isinstance(chain, NodeFastLane) or isinstance(getattr(chain, "app", None),
-                                                          NodeFastLane):
-            self._lane_app = chain
 
     def _parking_app(self, app):
         """Tell the app claims may park, and note each native claim's answer for the loop."""
@@ -357,8 +331,7 @@ class BufferingThreadWorker(ThreadWorker):
         conn.prebuffer += data
         if request_is_buffered(conn.prebuffer):
             self._stop_buffering(conn)
-            if not self._park(conn) and not self._defer(conn) \
-                    and not self._answer_in_loop(conn):
+            if not self._park(conn) and not self._defer(conn):
                 self._hand_to_thread(conn)
 
     def _hand_to_thread(self, conn: TConn) -> None:
@@ -500,11 +473,7 @@ class BufferingThreadWorker(ThreadWorker):
             sent = conn.sock.send(response)
         except OSError:
             sent = -1
-        self._keep_or_close(conn, close or sent != len(response))
-
-    def _keep_or_close(self, conn: TConn, close: bool) -> None:
-        """After an answer the loop sent itself: close, or wait for the next request."""
-        if close:
+        if close or sent != len(response):
             self.nr_conns -= 1
             conn.close()
             return
@@ -512,73 +481,6 @@ class BufferingThreadWorker(ThreadWorker):
         self.keepalived_conns.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ,
                              partial(self.on_client_socket_readable, conn))
-
-    def _answer_in_loop(self, conn: TConn) -> bool:
-        """Answer a steady node request here, without a thread, if nothing else is in the app.
-
-        An idle fleet's heartbeats and unchanged pulls mostly come one at a time. Each
-        handed to a thread paid for waking the thread, passing it the interpreter lock and
-        being woken back (bench/README.md, "Node requests answered in the event loop"):
-        more than the node lane's own work. So while no request is with the thread pool,
-        a request the lane (parent/node_lane.py) may answer is offered to it here, with
-        ``LANE_ONLY``: it answers, exactly as on a thread, or declines before writing
-        anything and the request goes to a thread as before (a presence edge, a list that
-        changed, anything but a steady request). A write that would wait for SQLite's
-        write turn is not waited for here (``write_queue.waiting_at_most(0)``): the lane
-        declines and a thread waits instead. While the app has work, every request goes
-        to the threads, so a busy parent keeps writing its nonces in groups.
-
-        The request is parsed by gunicorn's own parser from the bytes the loop read, and
-        answered and logged as ``handle_request`` does it. On PostgreSQL the loop waits
-        for the lane's read and its nonce's commit as a thread would (a round trip each);
-        a database that stops answering holds the loop as it would hold the threads, and
-        past gunicorn's worker timeout the arbiter restarts the worker.
-        """
-        if self._lane_app is None or self.in_app or not self.alive:
-            return False
-        data = bytes(conn.prebuffer)
-        if one_whole_request(data, LANE_REQUEST_LINE) is None:
-            return False
-        started = datetime.now()
-        try:
-            request = next(RequestParser(self.cfg, iter((data,)), conn.client))
-            response, environ = wsgi.create(request, conn.sock, conn.client, conn.server,
-                                            self.cfg)
-        except Exception:  # noqa: BLE001 - malformed: a thread's parser answers it
-            return False
-        environ["wsgi.multithread"] = True
-        environ[LANE_ONLY] = True
-        try:
-            with waiting_at_most(0):
-                body = self._lane_app(environ, response.start_response)
-        except Exception:  # noqa: BLE001 - the lane catches its own; a thread answers it
-            self.log.exception("answering a node request in the event loop failed")
-            return False
-        if body is DECLINED:
-            return False
-        conn.prebuffer = bytearray()
-        self.cfg.pre_request(self, request)
-        self.nr += 1
-        if self.nr >= self.max_requests:
-            if self.alive:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
-            response.force_close()
-        if not self.alive or not self.cfg.keepalive \
-                or len(self.keepalived_conns) >= self.max_keepalived:
-            response.force_close()
-        sent = True
-        try:
-            for chunk in body:
-                response.write(chunk)  # a few hundred bytes: the socket buffer takes them
-            response.close()
-        except OSError:  # gone, or not reading what it was sent: nothing more to say
-            sent = False
-        finally:
-            self.log.access(response, request, environ, datetime.now() - started)
-            self.cfg.post_request(self, request, environ, response)
-        self._keep_or_close(conn, not sent or response.should_close())
-        return True
 
     def _unpark(self, conn: TConn) -> _Parked:
         entry = self.parked.pop(conn)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import time
 from functools import lru_cache
 from typing import cast
@@ -88,15 +87,6 @@ _HEARTBEAT = HeartbeatSchema()
 _CHANGES_QUERY = ChangesQuerySchema()
 _PAGE_QUERY = PageQuerySchema()
 _MESSAGE = "心跳成功"
-# environ key: answer only if the lane can, else return DECLINED without calling
-# start_response (the gunicorn worker's event loop then hands the request to a thread).
-LANE_ONLY = "werss.lane_only"
-DECLINED: list = []  # compared by identity
-# The request lines of what the lane may answer (one whole HTTP/1.x request head).
-LANE_REQUEST_LINE = re.compile(
-    rb"(?:POST " + re.escape(HEARTBEAT_PATH.encode())
-    + rb"|GET (?:" + b"|".join(re.escape(path.encode()) for path in PULLS)
-    + rb")(?:\?[^ \r\n]*)?) HTTP/1\.[01]\r\n")
 _REFUSED = object()  # _authenticate's word for credentials that do not match
 # An answer: (status, headers, data of a 200, node id); a 401's is _DENIED.
 _DENIED: tuple[int, list, None, None] = (401, [], None, None)
@@ -133,7 +123,7 @@ class NodeFastLane:
             and environ.get("CONTENT_LENGTH") in (None, "", "0")
         if not (heartbeat or pull) or "HTTP_IDEMPOTENCY_KEY" in environ \
                 or "HTTP_TRANSFER_ENCODING" in environ or "HTTP_AUTHORIZATION" not in environ:
-            return self._pass(environ, start_response)
+            return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         body = _read_body(environ) if heartbeat else b""
         answer = None
@@ -145,7 +135,7 @@ class NodeFastLane:
             except Exception:  # noqa: BLE001 - a bug here must not cost the node its answer
                 log.exception("the node fast lane failed; the app answers instead")
         if answer is None:
-            return self._pass(environ, start_response)
+            return self.wsgi_app(environ, start_response)
         status, headers, payload, node_id = answer
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
         if status == 304:
@@ -167,12 +157,6 @@ class NodeFastLane:
             log_access(method, path, status, environ.get("REMOTE_ADDR"), started,
                        request_id=request_id, node_id=node_id)
         return [data]
-
-    def _pass(self, environ, start_response):
-        """The app's answer; DECLINED when the caller asked for the lane's alone."""
-        if environ.get(LANE_ONLY):
-            return DECLINED
-        return self.wsgi_app(environ, start_response)
 
     def _heartbeat(self, environ, body: bytes, db: Connection):
         """(status, headers, data, node id) of a steady heartbeat or a refused secret."""

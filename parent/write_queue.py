@@ -38,11 +38,9 @@ import fcntl
 import functools
 import os
 import re
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -64,26 +62,6 @@ _HOLDS_UNTIL_COMMIT = re.compile(
 
 class WriteLockTimeout(Exception):
     """The parent's other writers held the write lock for longer than the timeout."""
-
-
-_WAITING = threading.local()  # .limit: this thread's cap on a wait for the turn (seconds)
-
-
-@contextmanager
-def waiting_at_most(seconds: float) -> Iterator[None]:
-    """Cap how long this thread waits for the write turn inside the block.
-
-    For a thread that must not wait behind other writers (the gunicorn worker's event loop
-    answering a node request itself: parent/gunicorn_worker.py): past the cap the write
-    fails as a timed-out one does (``OperationalError``), and the caller hands the request
-    to a thread that may wait the full timeout.
-    """
-    before = getattr(_WAITING, "limit", None)
-    _WAITING.limit = seconds
-    try:
-        yield
-    finally:
-        _WAITING.limit = before
 
 
 @functools.lru_cache(maxsize=4096)  # the same few compiled statements, request after request
@@ -147,13 +125,11 @@ class _Queue:
             fd = info.get(_FD)
             if fd is None:
                 fd = info[_FD] = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            limit = getattr(_WAITING, "limit", None)
-            timeout = self.timeout if limit is None else min(limit, self.timeout)
             try:
-                _acquire(fd, timeout)
+                _acquire(fd, self.timeout)
             except WriteLockTimeout:
                 raise OperationalError(BEGIN_WRITE, {}, WriteLockTimeout(
-                    f"database is locked (other writers held it over {timeout:g} s)"),
+                    f"database is locked (other writers held it over {self.timeout:.0f} s)"),
                 ) from None
             info[_HELD] = True
         dbapi_connection = fairy.dbapi_connection
