@@ -53,6 +53,10 @@ class Allocation(TimestampMixin, Model):
         Index("ix_allocations_leased_expiry", "lease_expires_at",
               postgresql_where=text("status = 'leased'"), sqlite_where=text("status = 'leased'")),
         Index("ix_allocations_leased_to_status", "leased_to", "status"),
+        # What a node holds (a claim's capacity count, releases, send budgets): only leased
+        # rows, so the count reads the node's own and never every lease in the fleet.
+        Index("ix_allocations_held_by", "leased_to",
+              postgresql_where=text("status = 'leased'"), sqlite_where=text("status = 'leased'")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)

@@ -701,3 +701,70 @@ def test_a_generic_plan_of_the_claim_read_can_walk_the_pending_index(db_backend,
             db.session.rollback()
     assert "Index Scan using ix_allocations_pending_order on allocations " in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_a_claim_counts_only_its_own_nodes_leases(db_backend, app, admin, work):
+    """A claim counts what its node holds (capacity). It must read the node's own leased
+    rows, not every lease in the fleet: planned on statistics taken while nothing was
+    leased (a new database, a bench start), PostgreSQL used to count them through the
+    leased-expiry index, reading all 2,000 other nodes' leases on every claim."""
+    import json
+    import re
+
+    from sqlalchemy import event, text as sql
+
+    from parent.models.base import new_uuid
+    from parent.services import leasing
+
+    ours, others = new_uuid(), [new_uuid() for _ in range(50)]
+    with app.app_context():
+        ids = [new_uuid() for _ in range(2004)]
+        db.session.execute(db.insert(Allocation), [
+            {"id": allocation_id, "run_id": "r", "task_id": work["task_id"], "feed_ids": [],
+             "status": "pending", "priority": 0, "labels": [], "label_key": "",
+             "needs_wechat": False, "attempt": 0, "max_attempts": 3}
+            for allocation_id in ids])
+        db.session.commit()
+        db.session.execute(sql("ANALYZE allocations" if db_backend == "postgresql"
+                               else "ANALYZE"))  # statistics of a queue with nothing leased
+        db.session.commit()
+        lease_until = datetime(2099, 1, 1, tzinfo=timezone.utc)
+        for index, allocation_id in enumerate(ids[1:]):  # the first is left to claim
+            db.session.execute(db.update(Allocation).where(Allocation.id == allocation_id).values(
+                status="leased", lease_expires_at=lease_until,
+                leased_to=ours if index < 3 else others[index % 50]))
+        db.session.commit()
+        sent = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            sent.append((statement, parameters))
+        event.listen(db.engine, "before_cursor_execute", capture)
+        try:
+            result = db.session.execute(
+                leasing._candidates_statement(False, False, False, lock=True),
+                {"moment": datetime(2098, 1, 1, tzinfo=timezone.utc), "node_id": ours,
+                 "limit": 5}).all()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", capture)
+        (statement, parameters), = sent
+        connection = db.session.connection()
+        if db_backend == "postgresql":
+            (plan,), = connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).all()
+            plan = plan if isinstance(plan, list) else json.loads(plan)
+
+            def scans(node):
+                if node.get("Alias") == "held":
+                    yield node
+                for child in node.get("Plans", []):
+                    yield from scans(child)
+            held, = scans(plan[0]["Plan"])
+            assert held["Actual Rows"] == 3, held
+            assert held.get("Rows Removed by Filter", 0) == 0, held
+        else:
+            plan = "\n".join(str(row[-1]) for row in connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+            # SQLite searches by the node too (either index of leased_to serves it).
+            assert re.search(r"SEARCH held USING COVERING INDEX \w+ \(leased_to=\?", plan), plan
+        db.session.rollback()
+    assert [(row.id, row.held) for row in result] == [(ids[0], 3)]
