@@ -39,11 +39,34 @@ def outer_statement(sql: str) -> str:
         sql = stripped
 
 
+_CTE_LIST = re.compile(r"^\s*WITH\s+(?:RECURSIVE\s+)?(?:\w+\s+AS\s+_\s*,?\s*)+", re.IGNORECASE)
+_CTE_WRITE = re.compile(r"\bAS\s*\(\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+\"?(\w+)",
+                        re.IGNORECASE)
+
+
+def without_ctes(sql: str) -> tuple[str, list[str]]:
+    """A ``WITH ...`` statement's main statement, and its CTEs' writes as 'VERB table'.
+
+    ``WITH taken AS (UPDATE allocations ...) INSERT INTO leases ...`` gives the INSERT and
+    ["UPDATE allocations"]: one statement that writes two tables (a claim on PostgreSQL).
+    """
+    writes = [f"{verb.split()[0].upper()} {table}" for verb, table in _CTE_WRITE.findall(sql)]
+    return _CTE_LIST.sub("", outer_statement(sql), count=1), writes
+
+
 def describe_statement(sql: str) -> str:
-    """Summarise one statement as 'VERB table' (or the bare verb for BEGIN/PRAGMA/...)."""
+    """Summarise one statement as 'VERB table' (or the bare verb for BEGIN/PRAGMA/...).
+
+    A statement with data-modifying CTEs names them too: 'INSERT leases (WITH UPDATE
+    allocations)'.
+    """
     if sql.endswith("-- pool_pre_ping"):
         return "PING (pool_pre_ping)"
     verb = sql.strip().split(None, 1)[0].upper() if sql.strip() else "?"
+    if verb == "WITH":
+        main, writes = without_ctes(sql)
+        described = describe_statement(main)
+        return f"{described} (WITH {', '.join(writes)})" if writes else described
     pattern = _TABLE_PATTERNS.get(verb)
     match = pattern.search(outer_statement(sql)) if pattern else None
     if verb == "BEGIN":

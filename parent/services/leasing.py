@@ -16,7 +16,7 @@ from typing import cast
 from flask import current_app
 
 from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, or_
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from shared import errors as codes
 from shared.lease_schemas import LeaseSchema, LeaseTaskSchema
@@ -290,11 +290,16 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     parameters: dict = {"node_id": node.id, "expires_at": expires_at, "moment": moment}
     for index, (allocation_id, lease_id) in enumerate(lease_ids.items()):
         parameters[f"id_{index}"], parameters[f"lease_{index}"] = allocation_id, lease_id
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One statement takes them and records their leases (a data-modifying CTE).
+        won = dict(db.session.execute(
+            _take_and_record_statement(len(lease_ids)),
+            {**parameters, "active": LEASE_ACTIVE}).tuples().all())
+        return _Claimed(_granted(candidates, won, lease_ids, expires_at),
+                        {row.run_id: row.slot for row in rows}, cursor)
     won = dict(db.session.execute(
         _take_statement(len(lease_ids)), parameters).tuples().all())
-    claimed = [Granted(lease_ids[row.id], won[row.id], row.id, row.run_id, row.task_id,
-                       row.feed_ids, expires_at)
-               for row in candidates if row.id in won]  # else another claimer took it
+    claimed = _granted(candidates, won, lease_ids, expires_at)
     if claimed:
         db.session.execute(_INSERT_LEASES, [
             {"id": granted.lease_id, "allocation_id": granted.allocation_id,
@@ -304,12 +309,50 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     return _Claimed(claimed, {row.run_id: row.slot for row in rows}, cursor)
 
 
-def _take_statement(count: int) -> ReturningUpdate[tuple[str, int]]:
+def _granted(candidates: list, won: dict[str, int], lease_ids: dict[str, str],
+             expires_at: datetime) -> list[Granted]:
+    """The candidates the take won (allocation id: attempt), as granted leases."""
+    return [Granted(lease_ids[row.id], won[row.id], row.id, row.run_id, row.task_id,
+                    row.feed_ids, expires_at)
+            for row in candidates if row.id in won]  # else another claimer took it
+
+
+_TAKE_AND_RECORD: dict[int, ReturningInsert[tuple[str, int]]] = {}
+
+
+def _take_and_record_statement(count: int) -> ReturningInsert[tuple[str, int]]:
+    """PostgreSQL: the take's UPDATE and the leases' INSERT as one statement.
+
+    ``WITH taken AS (UPDATE allocations ... RETURNING ...) INSERT INTO leases SELECT ...
+    FROM taken RETURNING allocation_id, attempt``: one round trip and one statement's work
+    in the app instead of two, with the same guarded UPDATE deciding what was won.
+    """
+    statement = _TAKE_AND_RECORD.get(count)
+    if statement is not None:
+        return statement
+    taken = _take_statement(count, returning_lease=True).cte("taken")
+    statement = (
+        _LEASES.insert()
+        .from_select(
+            ["id", "allocation_id", "node_id", "attempt", "status", "created_at"],
+            db.select(taken.c.current_lease_id, taken.c.id,
+                      bindparam("node_id", type_=_LEASES.c.node_id.type), taken.c.attempt,
+                      bindparam("active", type_=_LEASES.c.status.type),
+                      bindparam("moment", type_=_LEASES.c.created_at.type)))
+        .returning(_LEASES.c.allocation_id, _LEASES.c.attempt)
+    )
+    if count <= _TAKE_CACHED_UP_TO:
+        _TAKE_AND_RECORD[count] = statement
+    return statement
+
+
+def _take_statement(count: int,
+                    returning_lease: bool = False) -> ReturningUpdate[tuple[str, int]]:
     """The guarded UPDATE that leases ``count`` candidates: ids and lease ids bound by index.
 
     Built once per count (up to _TAKE_CACHED_UP_TO), so a claim only binds it.
     """
-    statement = _TAKE_STATEMENTS.get(count)
+    statement = None if returning_lease else _TAKE_STATEMENTS.get(count)
     if statement is not None:
         return statement
     ids: list[BindParameter[str]] = [bindparam(f"id_{index}") for index in range(count)]
@@ -322,8 +365,10 @@ def _take_statement(count: int) -> ReturningUpdate[tuple[str, int]]:
                                         for index in range(count))),
                 leased_to=bindparam("node_id"), attempt=a.attempt + 1,
                 lease_expires_at=bindparam("expires_at"), updated_at=bindparam("moment"))
-        .returning(a.id, a.attempt)
+        .returning(a.id, a.attempt, *([a.current_lease_id] if returning_lease else []))
     )
+    if returning_lease:
+        return statement
     if count <= _TAKE_CACHED_UP_TO:
         _TAKE_STATEMENTS[count] = statement
     return statement

@@ -5,11 +5,21 @@ import re
 
 from sqlalchemy import event
 
-from bench.probe import outer_statement
+from bench.probe import outer_statement, without_ctes
 from parent.extensions import db
 from parent.write_queue import ends_a_transaction
 
 _TABLE = re.compile(r"(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def _described(statement: str) -> str:
+    """'VERB table'; a statement with data-modifying CTEs names them: 'INSERT leases (WITH
+    UPDATE allocations)'."""
+    if statement.split()[0].upper() == "WITH":
+        main, writes = without_ctes(statement)
+        return f"{_described(main)} (WITH {', '.join(writes)})" if writes else _described(main)
+    table = _TABLE.search(outer_statement(statement))
+    return f"{statement.split()[0].upper()} {table.group(1) if table else ''}".strip()
 
 
 @contextlib.contextmanager
@@ -22,9 +32,7 @@ def counted(app):
     seen = {"statements": [], "commits": 0}
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
-        table = _TABLE.search(outer_statement(statement))
-        seen["statements"].append(
-            f"{statement.split()[0].upper()} {table.group(1) if table else ''}".strip())
+        seen["statements"].append(_described(statement))
 
     def on_commit(conn):
         if ends_a_transaction(conn):
