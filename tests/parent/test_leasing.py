@@ -632,6 +632,47 @@ def test_a_retry_arriving_while_the_original_runs_gets_the_same_answer(app, admi
     assert answers[0][1] == answers[1][1]
 
 
+def test_a_claim_retried_while_the_original_runs_takes_nothing_more(app, admin, node, clock,
+                                                                    monkeypatch):
+    """The same claim's key twice at once: one lease granted, two identical answers."""
+    import threading
+
+    from parent.services import leasing
+
+    make_feeds(admin, 3)
+    dispatch(admin, make_task(admin, cron_exp="0 0 1 1 *"))
+    original = leasing.lease_payloads
+    first_inside = threading.Event()
+
+    def slow(*args, **kwargs):
+        payloads = original(*args, **kwargs)
+        if not first_inside.is_set():
+            first_inside.set()
+            threading.Event().wait(1.0)  # hold the first claim inside its transaction
+        return payloads
+
+    monkeypatch.setattr(leasing, "lease_payloads", slow)
+    answers = []
+
+    def send():
+        caller = NodeCaller(app.test_client(), node, clock=clock)
+        response = caller.post("/claim", json={"max": 1, "wait": 0},
+                               headers={"Idempotency-Key": "claim-once"})
+        answers.append((response.status_code, response.get_json()))
+
+    first = threading.Thread(target=send)
+    first.start()
+    first_inside.wait(10)
+    second = threading.Thread(target=send)
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert answers[0][1] == answers[1][1]
+    leased = [row for row in allocation_rows(app).values() if row[0] == "leased"]
+    assert len(leased) == 1, leased
+
+
 def test_a_pending_tasks_preview_does_not_lose_a_due_run(app, admin, node_caller, clock):
     make_feeds(admin, 1)
     make_task(admin, cron_exp="* * * * *")
