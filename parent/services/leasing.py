@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -309,7 +310,7 @@ def _claim(node: Node, max_count: int, schedule: bool = True) -> _Claimed:
     return _Claimed(claimed, {row.run_id: row.slot for row in rows}, cursor)
 
 
-def _granted(candidates: list, won: dict[str, int], lease_ids: dict[str, str],
+def _granted(candidates: Sequence, won: dict[str, int], lease_ids: dict[str, str],
              expires_at: datetime) -> list[Granted]:
     """The candidates the take won (allocation id: attempt), as granted leases."""
     return [Granted(lease_ids[row.id], won[row.id], row.id, row.run_id, row.task_id,

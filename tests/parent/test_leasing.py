@@ -593,6 +593,28 @@ def test_claims_read_the_queue_in_index_order(app, admin, work):
             assert "ix_allocations_pending_order" in plan and "TEMP B-TREE" not in plan, plan
 
 
+def _twice_at_once(app, node, clock, first_inside, path: str, body: dict, key: str) -> list:
+    """POST the same keyed request twice: the second once the first is inside its work
+    (``first_inside`` set). Returns (status, body) of each, in the order they answered."""
+    import threading
+
+    answers = []
+
+    def send():
+        caller = NodeCaller(app.test_client(), node, clock=clock)
+        response = caller.post(path, json=body, headers={"Idempotency-Key": key})
+        answers.append((response.status_code, response.get_json()))
+
+    first = threading.Thread(target=send)
+    first.start()
+    first_inside.wait(10)
+    second = threading.Thread(target=send)
+    second.start()
+    first.join(20)
+    second.join(20)
+    return answers
+
+
 def test_a_retry_arriving_while_the_original_runs_gets_the_same_answer(app, admin, node, clock,
                                                                         monkeypatch):
     """The same Idempotency-Key twice at once: one completion, two identical answers."""
@@ -612,22 +634,9 @@ def test_a_retry_arriving_while_the_original_runs_gets_the_same_answer(app, admi
         threading.Event().wait(1.0)  # hold the first request inside its transaction
 
     monkeypatch.setattr(leasing, "_record_feed_results", slow)
-    answers = []
-
-    def send():
-        caller = NodeCaller(app.test_client(), node, clock=clock)
-        response = caller.post(f"/leases/{lease['lease_id']}/complete",
-                               json={"results": [{"mp_id": feed}]},
-                               headers={"Idempotency-Key": "same-key"})
-        answers.append((response.status_code, response.get_json()))
-
-    first = threading.Thread(target=send)
-    first.start()
-    first_inside.wait(10)
-    second = threading.Thread(target=send)
-    second.start()
-    first.join(20)
-    second.join(20)
+    answers = _twice_at_once(app, node, clock, first_inside,
+                             f"/leases/{lease['lease_id']}/complete",
+                             {"results": [{"mp_id": feed}]}, "same-key")
     assert [status for status, _ in answers] == [200, 200], answers
     assert answers[0][1] == answers[1][1]
 
@@ -652,21 +661,8 @@ def test_a_claim_retried_while_the_original_runs_takes_nothing_more(app, admin, 
         return payloads
 
     monkeypatch.setattr(leasing, "lease_payloads", slow)
-    answers = []
-
-    def send():
-        caller = NodeCaller(app.test_client(), node, clock=clock)
-        response = caller.post("/claim", json={"max": 1, "wait": 0},
-                               headers={"Idempotency-Key": "claim-once"})
-        answers.append((response.status_code, response.get_json()))
-
-    first = threading.Thread(target=send)
-    first.start()
-    first_inside.wait(10)
-    second = threading.Thread(target=send)
-    second.start()
-    first.join(20)
-    second.join(20)
+    answers = _twice_at_once(app, node, clock, first_inside, "/claim",
+                             {"max": 1, "wait": 0}, "claim-once")
     assert [status for status, _ in answers] == [200, 200], answers
     assert answers[0][1] == answers[1][1]
     leased = [row for row in allocation_rows(app).values() if row[0] == "leased"]
